@@ -1,0 +1,114 @@
+//! The command line: `rowlock serve`, `rowlock migrate`, `rowlock hammer`.
+//!
+//! Every option is also an environment variable, so the same binary is configured the same way
+//! from a shell, a systemd unit or a compose file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "rowlock", version, about = "Concurrent row updates done right on PostgreSQL")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Apply the embedded migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Load-test a running rowlock and verify that no update was lost.
+    Hammer(crate::hammer::HammerArgs),
+}
+
+/// Where the database is, or where rowlock keeps the one it starts itself.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL. When unset, rowlock starts a local PostgreSQL cluster itself.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Data directory of the local cluster started when DATABASE_URL is unset.
+    #[arg(long, env = "ROWLOCK_DATA_DIR", default_value = ".rowlock/pg")]
+    pub data_dir: PathBuf,
+}
+
+/// Everything `rowlock serve` can be told.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "ROWLOCK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// HTTP worker threads (0 = one per core).
+    #[arg(long, env = "ROWLOCK_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    #[command(flatten)]
+    pub pool: PoolArgs,
+}
+
+/// Pool size and the timeouts that bound every wait on the database.
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// Connections in the pool: how many transactions rowlock runs on PostgreSQL at once.
+    #[arg(long, env = "ROWLOCK_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: usize,
+
+    /// How long a request waits for a free connection before it is answered 503.
+    #[arg(long, env = "ROWLOCK_POOL_WAIT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pool_wait_ms: u64,
+
+    /// How long opening a new connection may take.
+    #[arg(long, env = "ROWLOCK_POOL_CREATE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pool_create_ms: u64,
+
+    /// How long checking a returned connection may take.
+    #[arg(long, env = "ROWLOCK_POOL_RECYCLE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pool_recycle_ms: u64,
+
+    /// Per-connection statement_timeout: no statement runs longer.
+    #[arg(long, env = "ROWLOCK_STATEMENT_TIMEOUT_MS", default_value_t = 30000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub statement_timeout_ms: u64,
+
+    /// Per-connection lock_timeout for `lock=wait` requests that give no `lock_timeout_ms`.
+    #[arg(long, env = "ROWLOCK_LOCK_TIMEOUT_MS", default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lock_timeout_ms: u64,
+
+    /// Per-connection idle_in_transaction_session_timeout: a transaction left open is ended.
+    #[arg(long, env = "ROWLOCK_IDLE_IN_TRANSACTION_TIMEOUT_MS", default_value_t = 60000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_in_transaction_timeout_ms: u64,
+
+    /// How many times a transaction failing with 40001/40P01 is run again before answering 409.
+    #[arg(long, env = "ROWLOCK_MAX_RETRIES", default_value_t = 5)]
+    pub max_retries: u32,
+}
+
+impl PoolArgs {
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_wait_ms)
+    }
+}
+
+impl Default for PoolArgs {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            pool_wait_ms: 5000,
+            pool_create_ms: 5000,
+            pool_recycle_ms: 2000,
+            statement_timeout_ms: 30000,
+            lock_timeout_ms: 10000,
+            idle_in_transaction_timeout_ms: 60000,
+            max_retries: 5,
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! How a request asks for its rows to be locked, and the fixed SQL each choice selects.
+//!
+//! Clients pick among a few enum values; each value maps to a `&'static str` written here. No
+//! text a client sends ever reaches SQL.
+
+use serde::Deserialize;
+
+/// `lock=`: how the target rows are locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMode {
+    /// `SELECT … FOR UPDATE`: wait for the row lock (bounded by `lock_timeout`).
+    #[default]
+    Wait,
+    /// `FOR UPDATE NOWAIT`: fail at once when a row is locked.
+    Nowait,
+    /// `FOR UPDATE SKIP LOCKED`: a locked row is skipped.
+    SkipLocked,
+    /// No explicit row lock: one atomic `UPDATE … SET v = v + $1 … RETURNING`.
+    None,
+}
+
+/// `strength=`: which row-level lock `SELECT … FOR …` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strength {
+    /// `FOR UPDATE`: conflicts with every other row lock, `FOR KEY SHARE` included.
+    #[default]
+    Update,
+    /// `FOR NO KEY UPDATE`: does not block inserts of rows that reference this one.
+    NoKeyUpdate,
+}
+
+/// `isolation=`: the transaction isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    #[default]
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
+}
+
+impl Isolation {
+    /// The `BEGIN` that opens a transaction at this level. Spelled out even for read committed so
+    /// that a server-wide `default_transaction_isolation` cannot change what a client asked for.
+    pub fn begin_sql(self) -> &'static str {
+        match self {
+            Self::ReadCommitted => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            Self::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            Self::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        }
+    }
+}
+
+/// A row lock to take explicitly: the modes of [`LockMode`] that run `SELECT … FOR …`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLock {
+    pub wait: WaitPolicy,
+    pub strength: Strength,
+}
+
+/// What `SELECT … FOR …` does when another transaction holds the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitPolicy {
+    Wait,
+    Nowait,
+    SkipLocked,
+}
+
+impl RowLock {
+    /// The lock described by `lock=` and `strength=`; `None` for `lock=none`.
+    pub fn from_params(mode: LockMode, strength: Strength) -> Option<Self> {
+        let wait = match mode {
+            LockMode::Wait => WaitPolicy::Wait,
+            LockMode::Nowait => WaitPolicy::Nowait,
+            LockMode::SkipLocked => WaitPolicy::SkipLocked,
+            LockMode::None => return None,
+        };
+        Some(Self { wait, strength })
+    }
+
+    /// Picks one of six fixed statements produced by `$select` (a macro taking the locking
+    /// clause as a literal), so the SQL text stays static.
+    pub fn pick(self, statements: &LockStatements) -> &'static str {
+        let by_wait = match self.strength {
+            Strength::Update => &statements.for_update,
+            Strength::NoKeyUpdate => &statements.for_no_key_update,
+        };
+        match self.wait {
+            WaitPolicy::Wait => by_wait[0],
+            WaitPolicy::Nowait => by_wait[1],
+            WaitPolicy::SkipLocked => by_wait[2],
+        }
+    }
+}
+
+/// The six variants of one locking `SELECT`: `[wait, nowait, skip_locked]` for each strength.
+pub struct LockStatements {
+    pub for_update: [&'static str; 3],
+    pub for_no_key_update: [&'static str; 3],
+}
+
+/// Builds the [`LockStatements`] of a `SELECT` written without its locking clause.
+#[macro_export]
+macro_rules! lock_statements {
+    ($select:literal) => {
+        $crate::db::locking::LockStatements {
+            for_update: [
+                concat!($select, " FOR UPDATE"),
+                concat!($select, " FOR UPDATE NOWAIT"),
+                concat!($select, " FOR UPDATE SKIP LOCKED"),
+            ],
+            for_no_key_update: [
+                concat!($select, " FOR NO KEY UPDATE"),
+                concat!($select, " FOR NO KEY UPDATE NOWAIT"),
+                concat!($select, " FOR NO KEY UPDATE SKIP LOCKED"),
+            ],
+        }
+    };
+}

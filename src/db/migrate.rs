@@ -1,0 +1,56 @@
+//! Forward-only, numbered migrations from `sql/`, embedded in the binary.
+//!
+//! All pending migrations run in one transaction that first takes a transaction-scoped advisory
+//! lock, so several rowlock instances can start at once: one migrates, the others wait and then
+//! find nothing left to do.
+
+use anyhow::{Context, Result};
+
+/// `(version, name, sql)`, in order. Append only: an applied migration is never edited.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "counters",
+    include_str!("../../sql/0001_counters.sql"),
+)];
+
+/// Arbitrary but fixed: the advisory lock key that serialises migrations.
+const MIGRATION_LOCK_KEY: i64 = 0x726f_776c_6f63_6b00; // "rowlock\0"
+
+/// Applies every pending migration; returns how many were applied.
+pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut count = 0;
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("migration {version:04}_{name} failed"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tracing::info!(version, name, "applied migration");
+        count += 1;
+    }
+    tx.commit().await?;
+    Ok(count)
+}

@@ -1,0 +1,107 @@
+//! Everything that talks to PostgreSQL: the pool, migrations, the transaction helper and the SQL
+//! of each table (one module per table).
+
+pub mod counters;
+pub mod locking;
+pub mod migrate;
+pub mod tx;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::cli::PoolArgs;
+
+pub use tx::{Db, Tx, TxOptions};
+
+/// Builds the pool. Every connection carries its own timeouts (set as startup options, so they
+/// cost no round trip): an actix handler is not reliably cancelled when its client goes away, so
+/// the database itself must bound every wait.
+pub fn build_pool(database_url: &str, args: &PoolArgs) -> Result<Pool> {
+    let mut pg: tokio_postgres::Config = database_url
+        .parse()
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let ours = format!(
+        "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+        args.statement_timeout_ms, args.lock_timeout_ms, args.idle_in_transaction_timeout_ms
+    );
+    let options = match pg.get_options() {
+        Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
+        _ => ours,
+    };
+    pg.options(&options);
+    if pg.get_application_name().is_none() {
+        pg.application_name("rowlock");
+    }
+    pg.connect_timeout(Duration::from_millis(args.pool_create_ms));
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(args.pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(args.wait_timeout()))
+        .create_timeout(Some(Duration::from_millis(args.pool_create_ms)))
+        .recycle_timeout(Some(Duration::from_millis(args.pool_recycle_ms)))
+        .build()
+        .context("cannot build the connection pool")
+}
+
+/// Connects once, outside the pool (migrations, creating databases).
+pub async fn connect(database_url: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(database_url, NoTls)
+        .await
+        .with_context(|| format!("cannot connect to {}", redact(database_url)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "admin connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates database `name` through `admin_url` unless it exists. `name` is always one of
+/// rowlock's own identifiers, never client input.
+pub async fn ensure_database(admin_url: &str, name: &str) -> Result<()> {
+    let client = connect(admin_url).await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
+    }
+    Ok(())
+}
+
+/// Quotes an identifier of rowlock's own making (database names in the harness and bench).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Where a URL points, without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Ok(cfg) = url.parse::<tokio_postgres::Config>() else {
+        return "<unparsable database URL>".into();
+    };
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "database '{}' as '{}' on {host}:{port}",
+        cfg.get_dbname().unwrap_or("(default)"),
+        cfg.get_user().unwrap_or("(default)")
+    )
+}

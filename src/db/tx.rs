@@ -1,0 +1,161 @@
+//! The one transaction path every mutating request takes:
+//! pooled connection → `BEGIN` → lock → mutate → `COMMIT`, or roll back entirely.
+//!
+//! Three properties matter more than anything else here:
+//! - **A transaction always ends.** The work runs in its own task, so it finishes (commit or
+//!   rollback) even when the HTTP client goes away and actix drops the handler; a connection is
+//!   never handed back to the pool in the middle of a transaction.
+//! - **Few round trips while a lock is held.** `BEGIN` and the per-request settings travel with
+//!   the first statement, and [`Tx::commit_with`] sends `COMMIT` right behind the last one:
+//!   tokio-postgres pipelines requests issued without awaiting each other, so a hot row is held
+//!   for the database's own work, not for network and scheduling latency.
+//! - **Bounded retries.** Serialization failures (40001) and deadlocks (40P01) run the whole
+//!   transaction again, at most `max_retries` times, with jittered exponential backoff.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Object, Pool};
+use futures_util::future::LocalBoxFuture;
+use rand::Rng;
+use tokio_postgres::types::Type;
+use tokio_postgres::Statement;
+
+use super::locking::Isolation;
+use crate::error::ApiError;
+
+/// Per-request transaction settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TxOptions {
+    pub isolation: Isolation,
+    /// `SET LOCAL lock_timeout`, overriding the connection's default for this transaction.
+    pub lock_timeout_ms: Option<u32>,
+}
+
+/// The database handle the routes share: the pool and the retry policy.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: Pool,
+    pub max_retries: u32,
+}
+
+/// An open transaction, handed to the body of [`Db::transact`].
+pub struct Tx {
+    client: Object,
+    /// Set once `COMMIT` has been sent by [`Tx::commit_with`].
+    finished: Cell<bool>,
+}
+
+impl Tx {
+    /// The connection, for statements inside the transaction.
+    pub fn client(&self) -> &deadpool_postgres::ClientWrapper {
+        &self.client
+    }
+
+    /// Prepares `sql` once per connection. Prepare every statement of a pipeline *before*
+    /// issuing it: a statement that still needs its own prepare round trip would be sent late.
+    pub async fn prepare(&self, sql: &'static str) -> Result<Statement, ApiError> {
+        Ok(self.client.prepare_cached(sql).await?)
+    }
+
+    /// Runs `last` and `COMMIT` without waiting in between, releasing row locks one round trip
+    /// earlier. `last` must already be built from prepared statements. If `last` (or anything
+    /// before it) failed, the transaction is aborted and PostgreSQL answers the `COMMIT` with a
+    /// rollback, so nothing is half-applied; the statement's own error is returned.
+    pub async fn commit_with<T>(
+        &self,
+        last: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, ApiError> {
+        self.finished.set(true);
+        let (result, commit) =
+            futures_util::future::join(last, self.client.batch_execute("COMMIT")).await;
+        let value = result?;
+        commit?;
+        Ok(value)
+    }
+}
+
+impl Db {
+    /// Runs `body` in one transaction with `opts`, committing on `Ok` and rolling back on `Err`,
+    /// and runs it again on 40001/40P01 up to `max_retries` times.
+    pub async fn transact<T, F>(&self, opts: TxOptions, body: F) -> Result<T, ApiError>
+    where
+        T: 'static,
+        F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<T, ApiError>> + 'static,
+    {
+        let db = self.clone();
+        // Its own task: dropping the handler (client gone) must not drop an open transaction.
+        actix_web::rt::spawn(async move { db.run_with_retries(opts, body).await })
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("transaction task failed: {e}")))?
+    }
+
+    async fn run_with_retries<T, F>(&self, opts: TxOptions, body: F) -> Result<T, ApiError>
+    where
+        F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<T, ApiError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match self.run_once(opts, &body).await {
+                Err(e) if e.is_retryable() && attempt < self.max_retries => {
+                    tracing::debug!(attempt, code = e.code(), "retrying transaction");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn run_once<T, F>(&self, opts: TxOptions, body: &F) -> Result<T, ApiError>
+    where
+        F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<T, ApiError>>,
+    {
+        let tx = Tx {
+            client: self.pool.get().await?,
+            finished: Cell::new(false),
+        };
+        // Polled in this order, so sent in this order, without waiting for each other.
+        let begin = tx.client.batch_execute(opts.isolation.begin_sql());
+        let settings = set_lock_timeout(&tx, opts.lock_timeout_ms);
+        let (begun, set, result) = futures_util::join!(begin, settings, body(&tx));
+        let result = begun
+            .map_err(ApiError::from)
+            .and(set)
+            .and(result);
+        if tx.finished.get() {
+            return result;
+        }
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        match tx.client.batch_execute(end).await {
+            Ok(()) => result,
+            Err(e) => {
+                // The connection is in an unknown state: never hand it to another request.
+                let _ = Object::take(tx.client);
+                result.and(Err(e.into()))
+            }
+        }
+    }
+}
+
+async fn set_lock_timeout(tx: &Tx, lock_timeout_ms: Option<u32>) -> Result<(), ApiError> {
+    let Some(ms) = lock_timeout_ms else {
+        return Ok(());
+    };
+    // A parameter, not SQL text: `SET` cannot take one, `set_config(…, is_local => true)` can.
+    let value = format!("{ms}ms");
+    tx.client
+        .query_typed(
+            "SELECT set_config('lock_timeout', $1, true)",
+            &[(&value, Type::TEXT)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Full jitter over an exponential ceiling: 10 ms, 20 ms, 40 ms … capped at 320 ms.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling_ms = 10u64 << attempt.min(5);
+    Duration::from_millis(rand::thread_rng().gen_range(1..=ceiling_ms))
+}

@@ -1,0 +1,210 @@
+//! The one error type of rowlock and its one mapping to HTTP.
+//!
+//! Every failure a request can meet ends up as an [`ApiError`]. Database errors are classified by
+//! SQLSTATE in exactly one place (`From<tokio_postgres::Error>`), and every variant maps to a status
+//! and a stable problem `code` in exactly one place (`ResponseError`). Clients switch on `code`;
+//! `detail` is for humans. A 500 is always a bug in rowlock: it is logged in full and answered with
+//! a generic detail so that no SQL or internals leak.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use deadpool_postgres::PoolError;
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+
+/// Seconds a client is asked to wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BoundViolation(String),
+    #[error("the transaction kept failing to serialize with concurrent ones")]
+    SerializationFailure,
+    #[error("the transaction kept deadlocking with concurrent ones")]
+    Deadlock,
+    #[error("{0}")]
+    StaleToken(String),
+    #[error("a request with this Idempotency-Key is being processed right now")]
+    IdempotencyInFlight,
+    #[error("{0}")]
+    VersionMismatch(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    LockNotAvailable(String),
+    #[error("{0}")]
+    RowSkipped(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// The stable snake_case identifier clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::NotFound(_) => "not_found",
+            Self::BoundViolation(_) => "bound_violation",
+            Self::SerializationFailure => "serialization_failure",
+            Self::Deadlock => "deadlock",
+            Self::StaleToken(_) => "stale_token",
+            Self::IdempotencyInFlight => "idempotency_in_flight",
+            Self::VersionMismatch(_) => "version_mismatch",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Invalid(_) => "invalid",
+            Self::LockNotAvailable(_) => "lock_not_available",
+            Self::RowSkipped(_) => "row_skipped",
+            Self::Unavailable(_) => "unavailable",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "Bad request",
+            Self::NotFound(_) => "Not found",
+            Self::BoundViolation(_) => "Bound violation",
+            Self::SerializationFailure => "Serialization failure",
+            Self::Deadlock => "Deadlock",
+            Self::StaleToken(_) => "Stale token",
+            Self::IdempotencyInFlight => "Idempotency key in flight",
+            Self::VersionMismatch(_) => "Version mismatch",
+            Self::PayloadTooLarge(_) => "Payload too large",
+            Self::Invalid(_) => "Invalid request",
+            Self::LockNotAvailable(_) => "Row is locked",
+            Self::RowSkipped(_) => "Row skipped",
+            Self::Unavailable(_) => "Service unavailable",
+            Self::MethodNotAllowed(_) => "Method not allowed",
+            Self::Internal(_) => "Internal error",
+        }
+    }
+
+    /// Whether the whole transaction may be run again (40001, 40P01).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::SerializationFailure | Self::Deadlock)
+    }
+
+    /// The problem document (RFC 9457) for this error.
+    pub fn problem(&self) -> Problem {
+        let detail = match self {
+            // Never leak internals: the full error goes to the log, the client gets this.
+            Self::Internal(_) => "rowlock failed to handle this request; see its log".to_owned(),
+            other => other.to_string(),
+        };
+        Problem {
+            r#type: format!("https://rowlock.dev/problems/{}", self.code().replace('_', "-")),
+            title: self.title(),
+            status: self.status_code().as_u16(),
+            detail,
+            code: self.code(),
+        }
+    }
+}
+
+/// An RFC 9457 problem document, as every error response carries it.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    pub r#type: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BoundViolation(_)
+            | Self::SerializationFailure
+            | Self::Deadlock
+            | Self::StaleToken(_)
+            | Self::IdempotencyInFlight => StatusCode::CONFLICT,
+            Self::VersionMismatch(_) => StatusCode::PRECONDITION_FAILED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::LockNotAvailable(_) | Self::RowSkipped(_) => StatusCode::LOCKED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(e) = self {
+            tracing::error!(error = ?e, "request failed inside rowlock");
+        }
+        let mut builder = HttpResponse::build(self.status_code());
+        builder.content_type("application/problem+json");
+        if matches!(self, Self::Unavailable(_)) {
+            builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        builder.json(self.problem())
+    }
+}
+
+/// SQLSTATE → error, in one place. Errors that are the client's doing or the database being busy
+/// become their own variants; anything else is a bug (or an outage) and stays internal.
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let Some(code) = e.code() else {
+            // No SQLSTATE: the connection broke or could not be made.
+            if e.is_closed() {
+                return Self::Unavailable("the database connection was lost".into());
+            }
+            return Self::Internal(e.into());
+        };
+        match *code {
+            SqlState::LOCK_NOT_AVAILABLE => {
+                Self::LockNotAvailable("the row is locked by another transaction".into())
+            }
+            SqlState::T_R_SERIALIZATION_FAILURE => Self::SerializationFailure,
+            SqlState::T_R_DEADLOCK_DETECTED => Self::Deadlock,
+            SqlState::QUERY_CANCELED => {
+                Self::Unavailable("the database did not finish in time (statement timeout)".into())
+            }
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE => {
+                Self::Invalid("the change would overflow a signed 64-bit value".into())
+            }
+            SqlState::ADMIN_SHUTDOWN
+            | SqlState::CANNOT_CONNECT_NOW
+            | SqlState::TOO_MANY_CONNECTIONS
+            | SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT => {
+                Self::Unavailable("the database is not accepting work right now".into())
+            }
+            _ => Self::Internal(e.into()),
+        }
+    }
+}
+
+/// The pool gives up after its wait timeout: that is back-pressure, answered 503 + Retry-After.
+impl From<PoolError> for ApiError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Timeout(_) => {
+                Self::Unavailable("no database connection became free in time".into())
+            }
+            // A connection that cannot be made at all means the database is unreachable.
+            PoolError::Backend(e) if e.code().is_none() => {
+                Self::Unavailable("the database is unreachable".into())
+            }
+            PoolError::Backend(e) => e.into(),
+            PoolError::Closed => Self::Unavailable("rowlock is shutting down".into()),
+            other => Self::Internal(anyhow::anyhow!("pool: {other}")),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! rowlock: many clients change the same rows at once, and no update is lost.
+//!
+//! An HTTP service on PostgreSQL where every mutating request is one transaction that locks its
+//! rows (`SELECT … FOR UPDATE`, waiting, `NOWAIT` or `SKIP LOCKED`), mutates them and commits.
+
+pub mod cli;
+pub mod db;
+pub mod error;
+pub mod hammer;
+pub mod local_cluster;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,343 @@
+//! A PostgreSQL cluster that rowlock starts itself: for `rowlock serve` without `DATABASE_URL`,
+//! for the test harness and for the benchmark.
+//!
+//! The server binaries are found on PATH, through `pg_config --bindir`, or under
+//! `/usr/lib/postgresql/*/bin`. The first start runs `initdb`. `postgres` runs as a direct child
+//! of a supervisor thread that lives exactly as long as the server, with a parent-death signal,
+//! so that a rowlock that is killed outright does not leave a server behind. `initdb` and
+//! `postgres` refuse to run as root, so when rowlock runs as root the cluster runs as the
+//! unprivileged `postgres` OS user (configurable with `ROWLOCK_PG_OS_USER`).
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Superuser name created by `initdb`; connections from loopback are trusted.
+pub const SUPERUSER: &str = "postgres";
+const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How the cluster trades durability for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// PostgreSQL's defaults: every commit is flushed. For `serve` and the benchmark.
+    Durable,
+    /// `fsync=off` and friends: for throwaway test clusters only.
+    Throwaway,
+}
+
+/// A running local PostgreSQL server.
+pub struct LocalCluster {
+    data_dir: PathBuf,
+    port: u16,
+    pid: u32,
+    supervisor: Option<JoinHandle<()>>,
+    remove_on_stop: bool,
+}
+
+impl LocalCluster {
+    /// Starts (and on first use initialises) the cluster kept in `data_dir`.
+    pub fn start(data_dir: &Path, durability: Durability) -> Result<Self> {
+        let bin = find_bin_dir()?;
+        fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
+        let os_user = OsUser::for_cluster()?;
+        if let Some(user) = &os_user {
+            tracing::info!(user = %user.name, "running as root: the local PostgreSQL runs as an unprivileged OS user");
+            std::os::unix::fs::chown(&data_dir, Some(user.uid), Some(user.gid))
+                .with_context(|| format!("cannot hand {} to {}", data_dir.display(), user.name))?;
+        }
+        fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o700))?;
+
+        if !data_dir.join("PG_VERSION").exists() {
+            tracing::info!(dir = %data_dir.display(), "initialising a new PostgreSQL cluster");
+            let mut initdb = Command::new(bin.join("initdb"));
+            initdb
+                .arg("-D")
+                .arg(&data_dir)
+                .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-locale"])
+                .current_dir(&data_dir);
+            run_as(&mut initdb, &os_user);
+            let out = initdb.output().context("cannot run initdb")?;
+            if !out.status.success() {
+                bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+        }
+
+        let port = free_port()?;
+        let log_path = data_dir.join("rowlock-postgres.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let mut postgres = Command::new(bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data_dir)
+            .args(["-p", &port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "unix_socket_directories="])
+            .args(["-c", "max_connections=300"])
+            .current_dir(&data_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if durability == Durability::Throwaway {
+            for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] {
+                postgres.args(["-c", setting]);
+            }
+        }
+        run_as(&mut postgres, &os_user);
+        // SIGINT (fast shutdown) reaches the server when the thread that started it dies, which
+        // is the supervisor thread below: it lives until the process exits.
+        unsafe {
+            postgres.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+
+        let (tx, rx) = mpsc::channel();
+        let supervisor = std::thread::Builder::new()
+            .name("rowlock-postgres".into())
+            .spawn(move || match postgres.spawn() {
+                Ok(mut child) => {
+                    let _ = tx.send(Ok(child.id()));
+                    let _ = child.wait();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            })?;
+        let pid = rx
+            .recv()
+            .context("the PostgreSQL supervisor thread died")?
+            .context("cannot start postgres")?;
+        let cluster = Self {
+            data_dir,
+            port,
+            pid,
+            supervisor: Some(supervisor),
+            remove_on_stop: false,
+        };
+        cluster.wait_until_ready(&bin, &log_path)?;
+        tracing::info!(port, pid, dir = %cluster.data_dir.display(), "local PostgreSQL is ready");
+        Ok(cluster)
+    }
+
+    /// Starts a fresh throwaway cluster in a temporary directory that is removed on [`stop`].
+    /// Directories left behind by processes that died are removed first.
+    ///
+    /// [`stop`]: LocalCluster::stop
+    pub fn start_throwaway(durability: Durability) -> Result<Self> {
+        remove_stale_throwaway_dirs();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "{THROWAWAY_PREFIX}{}-{nanos}",
+            std::process::id()
+        ));
+        let mut cluster = Self::start(&dir, durability)?;
+        cluster.remove_on_stop = true;
+        Ok(cluster)
+    }
+
+    /// The port the server listens on (loopback only).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL for `database` as the superuser.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/{database}",
+            self.port
+        )
+    }
+
+    /// Fast shutdown: open transactions are rolled back, the server exits, the call waits for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(supervisor) = self.supervisor.take() else {
+            return;
+        };
+        // SAFETY: plain kill(2) on the pid of our own child.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+        while !supervisor.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !supervisor.is_finished() {
+            tracing::warn!(pid = self.pid, "PostgreSQL did not stop in time; sending SIGQUIT");
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGQUIT);
+            }
+        }
+        let _ = supervisor.join();
+        if self.remove_on_stop {
+            let _ = fs::remove_dir_all(&self.data_dir);
+        }
+        tracing::info!(pid = self.pid, "local PostgreSQL stopped");
+    }
+
+    fn wait_until_ready(&self, bin: &Path, log_path: &Path) -> Result<()> {
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return Ok(());
+            }
+            let exited = self.supervisor.as_ref().is_some_and(|s| s.is_finished());
+            if exited || Instant::now() > deadline {
+                let log = fs::read_to_string(log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "PostgreSQL did not become ready ({}); its log ends with:\n{}",
+                    if exited { "it exited" } else { "timed out" },
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+const THROWAWAY_PREFIX: &str = "rowlock-pg-";
+
+fn remove_stale_throwaway_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(THROWAWAY_PREFIX) else {
+            continue;
+        };
+        let owner_alive = rest
+            .split('-')
+            .next()
+            .is_some_and(|pid| Path::new("/proc").join(pid).exists());
+        if !owner_alive {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Finds the directory holding `initdb`, `postgres` and `pg_isready`.
+pub fn find_bin_dir() -> Result<PathBuf> {
+    let complete = |dir: &Path| {
+        ["initdb", "postgres", "pg_isready"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
+    // initdb on PATH, following symlinks (Debian links /usr/local/bin/initdb into its bindir).
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if let Ok(initdb) = dir.join("initdb").canonicalize() {
+                if let Some(parent) = initdb.parent().filter(|p| complete(p)) {
+                    return Ok(parent.to_path_buf());
+                }
+            }
+        }
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && complete(&dir) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(dir) = versions.into_iter().rev().find(|d| complete(d)) {
+        return Ok(dir);
+    }
+    bail!(
+        "no PostgreSQL server binaries found (initdb, postgres, pg_isready on PATH, via pg_config \
+         or under /usr/lib/postgresql/*/bin): install PostgreSQL (e.g. `apt-get install \
+         postgresql`) or set DATABASE_URL to an existing database"
+    )
+}
+
+/// The unprivileged OS user the cluster runs as when rowlock runs as root.
+struct OsUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl OsUser {
+    fn for_cluster() -> Result<Option<Self>> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(None);
+        }
+        let name = std::env::var("ROWLOCK_PG_OS_USER").unwrap_or_else(|_| "postgres".into());
+        let passwd = fs::read_to_string("/etc/passwd").context("cannot read /etc/passwd")?;
+        for line in passwd.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() > 3 && fields[0] == name {
+                return Ok(Some(Self {
+                    uid: fields[2].parse().context("bad uid in /etc/passwd")?,
+                    gid: fields[3].parse().context("bad gid in /etc/passwd")?,
+                    name,
+                }));
+            }
+        }
+        bail!(
+            "rowlock runs as root and PostgreSQL refuses to: create the OS user '{name}' \
+             (or set ROWLOCK_PG_OS_USER to an existing unprivileged user), or set DATABASE_URL"
+        )
+    }
+}
+
+fn run_as(cmd: &mut Command, user: &Option<OsUser>) {
+    if let Some(user) = user {
+        // std also drops root's supplementary groups (setgroups(0)) when a uid is set.
+        cmd.uid(user.uid).gid(user.gid);
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,147 @@
+//! HTTP handlers for counters: `PUT/GET/DELETE /counters/{name}` and
+//! `POST /counters/{name}/increment`.
+
+use actix_web::http::header;
+use actix_web::web::{self, Data, Query};
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use serde::Deserialize;
+
+use super::extract::{int64, IfMatch, JsonBody, LockParams, Name};
+use super::method_not_allowed;
+use crate::db::counters::{self, CounterSpec};
+use crate::db::Db;
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/counters/{name}")
+            .route(web::get().to(get))
+            .route(web::put().to(put))
+            .route(web::delete().to(delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/counters/{name}/increment")
+            .route(web::post().to(increment))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// `PUT` body. Numbers are checked by hand so that an out-of-range one is a 422, not a 400.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    value: Option<serde_json::Number>,
+    min: Option<serde_json::Number>,
+    max: Option<serde_json::Number>,
+}
+
+impl PutBody {
+    fn spec(&self) -> Result<CounterSpec, ApiError> {
+        let spec = CounterSpec {
+            value: int64("value", self.value.as_ref())?.unwrap_or(0),
+            min: int64("min", self.min.as_ref())?,
+            max: int64("max", self.max.as_ref())?,
+        };
+        if let (Some(min), Some(max)) = (spec.min, spec.max) {
+            if min > max {
+                return Err(ApiError::Invalid(format!("min {min} is above max {max}")));
+            }
+        }
+        if spec.min.is_some_and(|min| spec.value < min) || spec.max.is_some_and(|max| spec.value > max) {
+            return Err(ApiError::Invalid(format!(
+                "value {} is outside [{}, {}]",
+                spec.value,
+                spec.min.map_or("-inf".into(), |v| v.to_string()),
+                spec.max.map_or("+inf".into(), |v| v.to_string()),
+            )));
+        }
+        Ok(spec)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncrementBody {
+    by: Option<serde_json::Number>,
+}
+
+impl IncrementBody {
+    fn by(&self) -> Result<i64, ApiError> {
+        match int64("by", self.by.as_ref())? {
+            Some(0) => Err(ApiError::Invalid("'by' must not be 0".into())),
+            Some(by) => Ok(by),
+            None => Ok(1),
+        }
+    }
+}
+
+async fn get(db: Data<Db>, name: Name) -> Result<HttpResponse, ApiError> {
+    let client = db.pool.get().await?;
+    let counter = counters::get(&client, &name.0).await?;
+    Ok(with_etag(&mut HttpResponse::Ok(), counter.version).json(counter))
+}
+
+async fn put(
+    db: Data<Db>,
+    name: Name,
+    params: Query<LockParams>,
+    if_match: IfMatch,
+    body: JsonBody<PutBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (opts, spec, lock) = (params.tx_options()?, body.0.spec()?, params.row_lock());
+    let name = name.0;
+    let (counter, created) = db
+        .transact(opts, move |tx| {
+            let name = name.clone();
+            Box::pin(async move { counters::put(tx, &name, spec, lock, if_match.0).await })
+        })
+        .await?;
+    let mut response = if created {
+        let mut r = HttpResponse::Created();
+        r.insert_header((header::LOCATION, format!("/counters/{}", counter.name)));
+        r
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(with_etag(&mut response, counter.version).json(counter))
+}
+
+async fn delete(
+    db: Data<Db>,
+    name: Name,
+    params: Query<LockParams>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, ApiError> {
+    let (opts, lock) = (params.tx_options()?, params.row_lock());
+    let name = name.0;
+    db.transact(opts, move |tx| {
+        let name = name.clone();
+        Box::pin(async move { counters::delete(tx, &name, lock, if_match.0).await })
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn increment(
+    db: Data<Db>,
+    name: Name,
+    params: Query<LockParams>,
+    if_match: IfMatch,
+    body: JsonBody<IncrementBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (opts, by) = (params.tx_options()?, body.0.by()?);
+    let mode = params.concurrency(if_match.0);
+    let name = name.0;
+    let done = db
+        .transact(opts, move |tx| {
+            let name = name.clone();
+            Box::pin(async move { counters::increment(tx, &name, by, mode).await })
+        })
+        .await?;
+    Ok(with_etag(&mut HttpResponse::Ok(), done.version).json(done))
+}
+
+fn with_etag(builder: &mut HttpResponseBuilder, version: i64) -> &mut HttpResponseBuilder {
+    builder.insert_header((header::ETAG, format!("\"{version}\"")))
+}

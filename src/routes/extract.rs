@@ -1,0 +1,191 @@
+//! Request extractors shared by every resource: JSON bodies with a size limit, resource names,
+//! the locking query parameters and `If-Match`. Each turns bad input into a 4xx [`ApiError`].
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::web::BytesMut;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::{ready, LocalBoxFuture, Ready};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::db::counters::Concurrency;
+use crate::db::locking::{Isolation, LockMode, RowLock, Strength};
+use crate::db::TxOptions;
+use crate::error::ApiError;
+
+/// Largest JSON body accepted by default.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest resource name.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// A JSON body of at most [`MAX_BODY_BYTES`]. An empty body reads as `{}`, so that
+/// `POST /counters/x/increment` with no body adds 1. Content-Type is not insisted on.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+                return Err(too_large());
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk
+                    .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+                b"{}"
+            } else {
+                &body
+            };
+            serde_json::from_slice(text)
+                .map(JsonBody)
+                .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+        })
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the body is larger than {MAX_BODY_BYTES} bytes"
+    ))
+}
+
+/// The `{name}` (or `{queue}`, `{key}`) segment of the path: 1–128 characters of
+/// `A-Z a-z 0-9 . _ -`.
+pub struct Name(pub String);
+
+impl FromRequest for Name {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let raw = req.match_info().iter().next().map(|(_, v)| v).unwrap_or("");
+        ready(validate_name(raw).map(|n| Name(n.to_owned())))
+    }
+}
+
+/// Checks a resource name against the contract.
+pub fn validate_name(name: &str) -> Result<&str, ApiError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(allowed) {
+        return Err(ApiError::BadRequest(format!(
+            "bad name '{}': use 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 . _ -",
+            name.chars().take(MAX_NAME_LEN).collect::<String>()
+        )));
+    }
+    Ok(name)
+}
+
+/// The locking query parameters every mutating route honours.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockParams {
+    #[serde(default)]
+    pub lock: LockMode,
+    #[serde(default)]
+    pub strength: Strength,
+    pub lock_timeout_ms: Option<u32>,
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// Longest `lock_timeout_ms` a request may ask for.
+pub const MAX_LOCK_TIMEOUT_MS: u32 = 60_000;
+
+impl LockParams {
+    /// Transaction settings, after checking the combination makes sense.
+    pub fn tx_options(&self) -> Result<TxOptions, ApiError> {
+        if let Some(ms) = self.lock_timeout_ms {
+            if !(1..=MAX_LOCK_TIMEOUT_MS).contains(&ms) {
+                return Err(ApiError::BadRequest(format!(
+                    "lock_timeout_ms must be between 1 and {MAX_LOCK_TIMEOUT_MS}"
+                )));
+            }
+            // nowait and skip_locked never wait, so a timeout would silently mean nothing.
+            if matches!(self.lock, LockMode::Nowait | LockMode::SkipLocked) {
+                return Err(ApiError::BadRequest(
+                    "lock_timeout_ms applies to lock=wait and lock=none only".into(),
+                ));
+            }
+        }
+        Ok(TxOptions {
+            isolation: self.isolation,
+            lock_timeout_ms: self.lock_timeout_ms,
+        })
+    }
+
+    /// The explicit row lock to take, if any.
+    pub fn row_lock(&self) -> Option<RowLock> {
+        RowLock::from_params(self.lock, self.strength)
+    }
+
+    /// How a counter increment protects itself: `If-Match` wins over `lock=`.
+    pub fn concurrency(&self, if_match: Option<i64>) -> Concurrency {
+        match (if_match, self.row_lock()) {
+            (Some(version), _) => Concurrency::Optimistic { version },
+            (None, Some(lock)) => Concurrency::Locked(lock),
+            (None, None) => Concurrency::Atomic,
+        }
+    }
+}
+
+/// `If-Match: "<version>"`, as an optional version.
+pub struct IfMatch(pub Option<i64>);
+
+impl FromRequest for IfMatch {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(value) = req.headers().get(header::IF_MATCH) else {
+            return ready(Ok(IfMatch(None)));
+        };
+        let parsed = value
+            .to_str()
+            .ok()
+            .map(|v| v.trim().trim_start_matches("W/"))
+            .and_then(|v| v.strip_prefix('"')?.strip_suffix('"'))
+            .and_then(|v| v.parse::<i64>().ok());
+        ready(match parsed {
+            Some(version) => Ok(IfMatch(Some(version))),
+            None => Err(ApiError::BadRequest(
+                "If-Match must be one quoted version, like \"3\"".into(),
+            )),
+        })
+    }
+}
+
+/// A JSON number that must be a signed 64-bit integer: too large is 422 (`invalid`), a
+/// fraction is 400.
+pub fn int64(field: &str, value: Option<&serde_json::Number>) -> Result<Option<i64>, ApiError> {
+    let Some(n) = value else {
+        return Ok(None);
+    };
+    if let Some(v) = n.as_i64() {
+        return Ok(Some(v));
+    }
+    // Integers beyond u64 and exponent forms (1e3) arrive as floats.
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(Some(f as i64)),
+        Some(f) if f.fract() == 0.0 || n.is_u64() => Err(ApiError::Invalid(format!(
+            "'{field}' is outside the signed 64-bit range"
+        ))),
+        _ => Err(ApiError::BadRequest(format!("'{field}' must be an integer"))),
+    }
+}

@@ -1,0 +1,23 @@
+//! `GET /healthz` (the process is alive) and `GET /readyz` (the database answers).
+
+use actix_web::web::{self, Data};
+use actix_web::HttpResponse;
+use serde_json::json;
+
+use crate::db::Db;
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(db: Data<Db>) -> Result<HttpResponse, ApiError> {
+    let client = db.pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+}

@@ -1,0 +1,106 @@
+//! The HTTP surface: one module per resource, plus the extractors they share.
+
+pub mod counters;
+pub mod extract;
+pub mod health;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web::{self, QueryConfig};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
+
+use crate::error::ApiError;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(QueryConfig::default().error_handler(|err, _| {
+        ApiError::BadRequest(format!("bad query string: {err}")).into()
+    }))
+    .configure(health::configure)
+    .configure(counters::configure);
+}
+
+/// Default service: no route matches.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// A known path with a method it does not serve.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// The request id of the current request (echoed as `x-request-id`).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Gives every request an id (the client's `x-request-id` when it is sane), logs it with the
+/// outcome, echoes it, and makes sure every error response is `application/problem+json`, even
+/// those produced by actix itself.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let (method, path) = (req.method().clone(), req.path().to_owned());
+    let started = std::time::Instant::now();
+
+    let res = next.call(req).await?.map_into_boxed_body();
+    let mut res = ensure_problem(res);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID), value);
+    }
+    let status = res.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(request_id = %id, %method, %path, status, elapsed_ms, "request failed");
+    } else {
+        tracing::debug!(request_id = %id, %method, %path, status, elapsed_ms, "request");
+    }
+    Ok(res)
+}
+
+fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if status.as_u16() < 400 || is_problem {
+        return res;
+    }
+    let detail = res
+        .response()
+        .error()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let error = match status.as_u16() {
+        404 => ApiError::NotFound(detail),
+        405 => ApiError::MethodNotAllowed(detail),
+        413 => ApiError::PayloadTooLarge(detail),
+        503 => ApiError::Unavailable(detail),
+        s if s >= 500 => ApiError::Internal(anyhow::anyhow!(detail)),
+        _ => ApiError::BadRequest(detail),
+    };
+    let (req, _) = res.into_parts();
+    ServiceResponse::new(req, error.error_response())
+}

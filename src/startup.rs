@@ -1,0 +1,109 @@
+//! Building and running the service: resolve the database (starting a local cluster when
+//! `DATABASE_URL` is unset), migrate, build the pool, bind. Tests build an [`Application`] on
+//! port 0 and read the port back.
+
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpServer};
+use anyhow::{Context, Result};
+use deadpool_postgres::Pool;
+
+use crate::cli::{DatabaseArgs, ServeArgs};
+use crate::db::{self, Db};
+use crate::local_cluster::{Durability, LocalCluster};
+use crate::routes;
+
+/// Name of the database rowlock creates in a local cluster it started itself.
+pub const LOCAL_DATABASE: &str = "rowlock";
+
+/// How long in-flight requests get to finish after SIGTERM/SIGINT.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+
+/// A bound, not yet running, rowlock server.
+pub struct Application {
+    server: Server,
+    port: u16,
+    pool: Pool,
+    cluster: Option<LocalCluster>,
+}
+
+impl Application {
+    /// Resolves and migrates the database, then binds `args.listen`.
+    pub async fn build(args: ServeArgs) -> Result<Self> {
+        let (url, cluster) = resolve_database(&args.database).await?;
+        migrate(&url).await?;
+        let pool = db::build_pool(&url, &args.pool)?;
+        let db = Db {
+            pool: pool.clone(),
+            max_retries: args.pool.max_retries,
+        };
+        let listener = TcpListener::bind(args.listen)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let port = listener.local_addr()?.port();
+        let data = Data::new(db);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap(from_fn(routes::request_context))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+        if args.workers > 0 {
+            server = server.workers(args.workers);
+        }
+        let server = server.listen(listener)?.run();
+        tracing::info!(address = %format!("{}:{port}", args.listen.ip()), "rowlock listening");
+        Ok(Self {
+            server,
+            port,
+            pool,
+            cluster,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]): in-flight requests finish, then
+    /// the pool is closed and a local cluster is stopped.
+    pub async fn run_until_stopped(self) -> Result<()> {
+        let served = self.server.await;
+        self.pool.close();
+        if let Some(cluster) = self.cluster {
+            tokio::task::spawn_blocking(move || cluster.stop()).await?;
+        }
+        tracing::info!("rowlock stopped");
+        Ok(served?)
+    }
+}
+
+/// `DATABASE_URL` when given; otherwise a local cluster in `data_dir`, started here.
+pub async fn resolve_database(args: &DatabaseArgs) -> Result<(String, Option<LocalCluster>)> {
+    if let Some(url) = &args.database_url {
+        return Ok((url.clone(), None));
+    }
+    tracing::info!(dir = %args.data_dir.display(), "DATABASE_URL is unset: starting a local PostgreSQL");
+    let dir = args.data_dir.clone();
+    let cluster =
+        tokio::task::spawn_blocking(move || LocalCluster::start(&dir, Durability::Durable))
+            .await??;
+    db::ensure_database(&cluster.url("postgres"), LOCAL_DATABASE).await?;
+    Ok((cluster.url(LOCAL_DATABASE), Some(cluster)))
+}
+
+/// Applies pending migrations to the database at `url`.
+pub async fn migrate(url: &str) -> Result<usize> {
+    let mut client = db::connect(url).await?;
+    db::migrate::run(&mut client).await
+}
