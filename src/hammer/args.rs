@@ -1,0 +1,278 @@
+//! The options of `rowlock hammer`, and the few value types they parse into.
+//!
+//! Every option is also an environment variable (`ROWLOCK_HAMMER_*`), like the rest of the
+//! binary. [`HammerArgs::new`] builds the same defaults in code, for tests and the benchmark,
+//! which call the hammer in-process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+const DEFAULT_COUNTER: &str = "hammer";
+const DEFAULT_CONCURRENCY: usize = 16;
+/// Used when neither `--requests` nor `--duration` is given.
+pub const DEFAULT_REQUESTS: u64 = 10_000;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_ATTEMPTS: u32 = 100;
+
+/// How each increment protects itself: the server's `lock=` modes, or `If-Match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockArg {
+    /// `SELECT … FOR UPDATE`, waiting for the row.
+    Wait,
+    /// `FOR UPDATE NOWAIT`: 423 when the row is locked.
+    Nowait,
+    /// `FOR UPDATE SKIP LOCKED`: 423 when the row is locked.
+    SkipLocked,
+    /// One atomic `UPDATE … RETURNING`.
+    None,
+    /// `If-Match` with the last seen version; on 412 re-read and retry.
+    Optimistic,
+}
+
+impl LockArg {
+    /// The `lock=` query value; `None` for optimistic, where `If-Match` decides.
+    pub fn query_value(self) -> Option<&'static str> {
+        match self {
+            Self::Wait => Some("wait"),
+            Self::Nowait => Some("nowait"),
+            Self::SkipLocked => Some("skip_locked"),
+            Self::None => Some("none"),
+            Self::Optimistic => None,
+        }
+    }
+}
+
+/// Options of `rowlock hammer`.
+#[derive(Debug, Clone, Args)]
+pub struct HammerArgs {
+    /// Base URL of the rowlock to hammer.
+    #[arg(long, env = "ROWLOCK_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+
+    /// Counter to increment (created with value 0 if missing). With --spread K the counters are
+    /// NAME-0 … NAME-{K-1}.
+    #[arg(long, env = "ROWLOCK_HAMMER_COUNTER", default_value = DEFAULT_COUNTER)]
+    pub counter: String,
+
+    /// Spread the increments uniformly over this many counters instead of one hot counter.
+    #[arg(long, env = "ROWLOCK_HAMMER_SPREAD", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub spread: u32,
+
+    /// Virtual clients: requests in flight at once, each on its own task.
+    #[arg(long, short = 'c', env = "ROWLOCK_HAMMER_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY,
+          value_parser = parse_concurrency)]
+    pub concurrency: usize,
+
+    /// Send exactly this many increments (default 10000 unless --duration is given).
+    #[arg(long, short = 'n', env = "ROWLOCK_HAMMER_REQUESTS", conflicts_with = "duration",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+
+    /// Issue increments for this long (e.g. 10s, 500ms, 2m), then wait for those in flight.
+    #[arg(long, short = 'd', env = "ROWLOCK_HAMMER_DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// How each increment locks: wait, nowait, skip_locked, none, or optimistic (If-Match).
+    #[arg(long, env = "ROWLOCK_HAMMER_LOCK", value_enum, default_value_t = LockArg::Wait)]
+    pub lock: LockArg,
+
+    /// Amount added by each increment (negative decrements).
+    #[arg(long, env = "ROWLOCK_HAMMER_BY", default_value_t = 1, allow_negative_numbers = true,
+          value_parser = parse_by)]
+    pub by: i64,
+
+    /// `lock_timeout_ms` sent with every `lock=wait` increment.
+    #[arg(long, env = "ROWLOCK_HAMMER_LOCK_TIMEOUT_MS",
+          value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    pub lock_timeout_ms: Option<u32>,
+
+    /// Record every acknowledged increment on the hot counter and check the history is
+    /// linearizable (needs --spread 1).
+    #[arg(long, env = "ROWLOCK_HAMMER_CHECK_LINEARIZABLE")]
+    pub check_linearizable: bool,
+
+    /// Write the whole report as JSON to this file.
+    #[arg(long, env = "ROWLOCK_HAMMER_JSON")]
+    pub json: Option<PathBuf>,
+
+    /// Write an SVG of throughput and p99 latency per second to this file.
+    #[arg(long, env = "ROWLOCK_HAMMER_CHART")]
+    pub chart: Option<PathBuf>,
+
+    /// Give up on one HTTP request after this long (counted as a transport error).
+    #[arg(long, env = "ROWLOCK_HAMMER_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// With --lock optimistic: attempts per increment before it is given up as a 412.
+    #[arg(long, env = "ROWLOCK_HAMMER_MAX_ATTEMPTS", default_value_t = DEFAULT_MAX_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+
+    /// Hide the live progress bar.
+    #[arg(long, env = "ROWLOCK_HAMMER_NO_PROGRESS")]
+    pub no_progress: bool,
+
+    /// Allow a target that is not a loopback address (the hammer is a load generator: by
+    /// default it refuses to point at anything but this machine).
+    #[arg(long, env = "ROWLOCK_HAMMER_ALLOW_REMOTE")]
+    pub allow_remote: bool,
+}
+
+impl HammerArgs {
+    /// The command-line defaults, aimed at `url`, without a progress bar.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            counter: DEFAULT_COUNTER.into(),
+            spread: 1,
+            concurrency: DEFAULT_CONCURRENCY,
+            requests: None,
+            duration: None,
+            lock: LockArg::Wait,
+            by: 1,
+            lock_timeout_ms: None,
+            check_linearizable: false,
+            json: None,
+            chart: None,
+            timeout: DEFAULT_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            no_progress: true,
+            allow_remote: false,
+        }
+    }
+
+    /// The names of the counters this run touches.
+    pub fn counter_names(&self) -> Vec<String> {
+        if self.spread <= 1 {
+            vec![self.counter.clone()]
+        } else {
+            (0..self.spread)
+                .map(|i| format!("{}-{i}", self.counter))
+                .collect()
+        }
+    }
+
+    /// Checks what clap cannot: a usable, loopback URL and a consistent combination.
+    pub fn validate(&self) -> Result<()> {
+        let url = reqwest::Url::parse(&self.url)
+            .with_context(|| format!("--url {} is not a URL", self.url))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("--url must be http:// or https://");
+        }
+        if !self.allow_remote && !is_loopback(&url) {
+            bail!(
+                "--url {} is not a loopback address; pass --allow-remote to load another machine",
+                self.url
+            );
+        }
+        let valid_name = |n: &str| {
+            (1..=128).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if self.counter_names().iter().any(|n| !valid_name(n)) {
+            bail!("--counter must be 1–128 characters of A-Z a-z 0-9 . _ - (with its -K suffix)");
+        }
+        if self.check_linearizable && self.spread > 1 {
+            bail!("--check-linearizable checks one hot counter: it needs --spread 1");
+        }
+        if self.by == 0 {
+            bail!("--by must not be 0");
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 10s, 500ms or 2m"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !(seconds > 0.0 && seconds <= 86_400.0) {
+        return Err("a duration must be above 0 and at most 24h".into());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=10_000) => Ok(n),
+        _ => Err("--concurrency must be 1 … 10000".into()),
+    }
+}
+
+fn parse_by(text: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(0) => Err("--by must not be 0".into()),
+        Ok(by) => Ok(by),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn only_loopback_targets_are_accepted_by_default() {
+        let mut args = HammerArgs::new("http://10.1.2.3:8080");
+        assert!(args.validate().is_err());
+        args.allow_remote = true;
+        assert!(args.validate().is_ok());
+        assert!(HammerArgs::new("http://localhost:1").validate().is_ok());
+        assert!(HammerArgs::new("http://[::1]:1").validate().is_ok());
+    }
+
+    #[test]
+    fn spread_counters_are_numbered() {
+        let mut args = HammerArgs::new(DEFAULT_URL);
+        args.counter = "c".into();
+        args.spread = 3;
+        assert_eq!(args.counter_names(), ["c-0", "c-1", "c-2"]);
+    }
+}

@@ -1,0 +1,286 @@
+//! The hammer's report: what was asked, what came back, how fast, and whether any update was
+//! lost. The same structure is printed, written as JSON (`--json`) and read back by tests and
+//! the benchmark.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Display};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::args::{HammerArgs, LockArg};
+use super::linearizable::Linearizability;
+use super::runner::Second;
+use super::verify::{SumCheck, Verdict};
+
+/// Final answers by status. Every increment is counted exactly once, under its last answer
+/// (an optimistic increment retried after 412s counts once, under 200 if it got through).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCounts {
+    #[serde(rename = "200")]
+    pub ok: u64,
+    #[serde(rename = "409")]
+    pub conflict: u64,
+    #[serde(rename = "412")]
+    pub precondition_failed: u64,
+    #[serde(rename = "423")]
+    pub locked: u64,
+    #[serde(rename = "503")]
+    pub unavailable: u64,
+    /// Any other status, total; broken down in `other_statuses`.
+    pub other: u64,
+    pub other_statuses: BTreeMap<u16, u64>,
+    /// No HTTP answer at all (connection refused or reset, timeout).
+    pub transport_errors: u64,
+    /// Increments that may or may not have committed: transport errors and unexpected 5xx
+    /// answers on the increment itself.
+    pub unknown_outcomes: u64,
+}
+
+impl StatusCounts {
+    /// Counts one final answer; `None` is a transport error.
+    pub fn record(&mut self, status: Option<u16>) {
+        match status {
+            Some(200) => self.ok += 1,
+            Some(409) => self.conflict += 1,
+            Some(412) => self.precondition_failed += 1,
+            Some(423) => self.locked += 1,
+            Some(503) => self.unavailable += 1,
+            Some(other) => {
+                self.other += 1;
+                *self.other_statuses.entry(other).or_default() += 1;
+            }
+            None => self.transport_errors += 1,
+        }
+    }
+
+    pub fn merge(&mut self, o: &Self) {
+        self.ok += o.ok;
+        self.conflict += o.conflict;
+        self.precondition_failed += o.precondition_failed;
+        self.locked += o.locked;
+        self.unavailable += o.unavailable;
+        self.other += o.other;
+        for (status, n) in &o.other_statuses {
+            *self.other_statuses.entry(*status).or_default() += n;
+        }
+        self.transport_errors += o.transport_errors;
+        self.unknown_outcomes += o.unknown_outcomes;
+    }
+
+    /// Every increment issued.
+    pub fn total(&self) -> u64 {
+        self.ok
+            + self.conflict
+            + self.precondition_failed
+            + self.locked
+            + self.unavailable
+            + self.other
+            + self.transport_errors
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// From a histogram of microseconds.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p99_9: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// The run's settings, as the report records them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub url: String,
+    pub counter: String,
+    pub spread: u32,
+    pub concurrency: usize,
+    pub requests: Option<u64>,
+    pub duration_secs: Option<f64>,
+    pub lock: LockArg,
+    pub by: i64,
+    pub lock_timeout_ms: Option<u32>,
+    pub check_linearizable: bool,
+}
+
+impl From<&HammerArgs> for Config {
+    fn from(a: &HammerArgs) -> Self {
+        Self {
+            url: a.url.clone(),
+            counter: a.counter.clone(),
+            spread: a.spread,
+            concurrency: a.concurrency,
+            requests: a.requests,
+            duration_secs: a.duration.map(|d| d.as_secs_f64()),
+            lock: a.lock,
+            by: a.by,
+            lock_timeout_ms: a.lock_timeout_ms,
+            check_linearizable: a.check_linearizable,
+        }
+    }
+}
+
+/// Both checks and the verdict they add up to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub sum: SumCheck,
+    pub linearizability: Option<Linearizability>,
+    pub verdict: Verdict,
+}
+
+impl Verification {
+    pub fn new(sum: SumCheck, linearizability: Option<Linearizability>) -> Self {
+        let verdict = match (&sum.verdict, &linearizability) {
+            (_, Some(l)) if !l.linearizable => Verdict::Fail,
+            (v, _) => *v,
+        };
+        Self {
+            sum,
+            linearizability,
+            verdict,
+        }
+    }
+}
+
+/// One second of the run, for the chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    pub second: u64,
+    /// Acknowledged increments completed during this second.
+    pub acknowledged: u64,
+    pub completed: u64,
+    pub p99_ms: f64,
+}
+
+impl TimelinePoint {
+    pub fn of(timeline: &[Second]) -> Vec<Self> {
+        timeline
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Self {
+                second: i as u64,
+                acknowledged: s.acknowledged,
+                completed: s.completed,
+                p99_ms: Percentiles::of(&s.latency).p99,
+            })
+            .collect()
+    }
+}
+
+/// Everything `rowlock hammer` found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub config: Config,
+    /// From the first request sent to the last answer received.
+    pub elapsed_secs: f64,
+    pub requests: u64,
+    pub statuses: StatusCounts,
+    pub acknowledged: u64,
+    pub optimistic_retries: u64,
+    /// Acknowledged increments per second of `elapsed_secs`.
+    pub throughput: f64,
+    pub latency_ms: Percentiles,
+    pub verification: Verification,
+    pub timeline: Vec<TimelinePoint>,
+}
+
+impl Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        let s = &self.statuses;
+        let target = if c.spread > 1 {
+            format!("{} counters {}-0…{}", c.spread, c.counter, c.spread - 1)
+        } else {
+            format!("counter '{}'", c.counter)
+        };
+        writeln!(
+            f,
+            "{target}, lock={:?}, by {}, {} clients",
+            c.lock, c.by, c.concurrency
+        )?;
+        writeln!(
+            f,
+            "requests    {} in {:.2}s",
+            self.requests, self.elapsed_secs
+        )?;
+        writeln!(
+            f,
+            "statuses    200: {}  409: {}  412: {}  423: {}  503: {}  other: {}{}  transport errors: {}",
+            s.ok,
+            s.conflict,
+            s.precondition_failed,
+            s.locked,
+            s.unavailable,
+            s.other,
+            if s.other_statuses.is_empty() { String::new() } else { format!(" {:?}", s.other_statuses) },
+            s.transport_errors
+        )?;
+        if c.lock == LockArg::Optimistic {
+            writeln!(
+                f,
+                "retries     {} optimistic retries after 412",
+                self.optimistic_retries
+            )?;
+        }
+        writeln!(
+            f,
+            "throughput  {:.1} acknowledged increments/s",
+            self.throughput
+        )?;
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.p99_9, l.max
+        )?;
+        let sum = &self.verification.sum;
+        writeln!(
+            f,
+            "sum check   {}: {} counters changed by {}, acknowledged increments add up to {}{}",
+            sum.verdict,
+            sum.counters,
+            sum.observed_delta,
+            sum.expected_delta,
+            if sum.unknown_outcomes > 0 {
+                format!(" ({} increments of unknown outcome)", sum.unknown_outcomes)
+            } else {
+                String::new()
+            }
+        )?;
+        if let Some(lin) = &self.verification.linearizability {
+            writeln!(
+                f,
+                "linearizable {}: {} increments, {} duplicate values, {} real-time order violations",
+                if lin.linearizable { "PASS" } else { "FAIL" },
+                lin.operations,
+                lin.duplicate_values,
+                lin.order_violations
+            )?;
+            if let Some(example) = &lin.example {
+                writeln!(f, "             e.g. {example}")?;
+            }
+        }
+        write!(f, "verdict     {}", self.verification.verdict)
+    }
+}
