@@ -24,6 +24,9 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Load-test a running rowlock and verify that no update was lost.
     Hammer(crate::hammer::HammerArgs),
+    /// Benchmark rowlock against pgbench on a throwaway PostgreSQL (see bench/README.md).
+    #[command(hide = true)]
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Where the database is, or where rowlock keeps the one it starts itself.

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             })
         }),
         Command::Hammer(args) => runtime().and_then(|rt| rt.block_on(rowlock::hammer::run(args))),
+        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(rowlock::bench::run(args))),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("rowlock: {e:#}");

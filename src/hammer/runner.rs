@@ -240,7 +240,8 @@ impl Shared {
             out.statuses.unknown_outcomes += 1;
         }
         if let Some(h) = out.latency.as_mut() {
-            h.saturating_record(micros);
+            // Auto-resizing: recording cannot fail (saturating would clamp to the initial range).
+            let _ = h.record(micros);
         }
         let acknowledged = matches!(outcome.effect, Effect::Applied(_));
         if let (Effect::Applied(value), true) = (&outcome.effect, self.record_history) {
@@ -266,7 +267,7 @@ impl Shared {
         let bucket = &mut timeline[second];
         bucket.completed += 1;
         bucket.acknowledged += u64::from(acknowledged);
-        bucket.latency.saturating_record(micros);
+        let _ = bucket.latency.record(micros);
     }
 }
 
