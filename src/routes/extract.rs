@@ -48,10 +48,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 }
                 body.extend_from_slice(&chunk);
             }
-            let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-                b"{}"
-            } else {
-                &body
+            let text: &[u8] = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+                None => b"{}",
+                // serde would also read a struct from an array (`[1]`): only objects are bodies.
+                Some(b'{') => &body,
+                Some(_) => {
+                    return Err(ApiError::BadRequest("the body must be a JSON object".into()))
+                }
             };
             serde_json::from_slice(text)
                 .map(JsonBody)

@@ -1,0 +1,243 @@
+//! `rowlock hammer`, run in-process against a real rowlock — and against a deliberately racy
+//! server, to show that its verification catches lost updates.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::web::{self, Data, Json, Path};
+use actix_web::{App, HttpResponse, HttpServer};
+use deadpool_postgres::Pool;
+use rowlock::cli::PoolArgs;
+use rowlock::hammer::linearizable::{self, Op};
+use rowlock::hammer::{self, HammerArgs, LockArg, Verdict};
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app;
+
+fn hammer_args(address: &str, counter: &str, concurrency: usize, requests: u64) -> HammerArgs {
+    let mut args = HammerArgs::new(address);
+    args.counter = counter.into();
+    args.concurrency = concurrency;
+    args.requests = Some(requests);
+    args
+}
+
+#[tokio::test]
+async fn a_fixed_count_run_against_rowlock_passes_both_checks() {
+    let app = spawn_app().await;
+    let mut args = hammer_args(&app.address, "hot", 16, 500);
+    args.check_linearizable = true;
+
+    let report = hammer::execute(&args).await.expect("hammer runs");
+
+    assert_eq!(report.requests, 500);
+    assert_eq!(report.statuses.ok, 500);
+    assert_eq!(report.acknowledged, 500);
+    assert_eq!(report.verification.sum.observed_delta, 500);
+    let lin = report.verification.linearizability.expect("checked");
+    assert_eq!(lin.operations, 500);
+    assert!(lin.linearizable, "{lin:?}");
+    assert_eq!(report.verification.verdict, Verdict::Pass);
+    // The hammer created the missing counter; the database agrees with the report.
+    assert_eq!(app.db_value("hot").await, Some(500));
+}
+
+#[tokio::test]
+async fn optimistic_increments_spread_over_counters_add_up() {
+    let app = spawn_app().await;
+    let mut args = hammer_args(&app.address, "spread", 8, 300);
+    args.spread = 5;
+    args.lock = LockArg::Optimistic;
+    args.by = 3;
+
+    let report = hammer::execute(&args).await.expect("hammer runs");
+
+    assert_eq!(report.requests, 300);
+    assert_eq!(report.verification.verdict, Verdict::Pass, "{report}");
+    assert_eq!(
+        report.verification.sum.observed_delta,
+        i128::from(report.acknowledged) * 3
+    );
+    let mut total = 0;
+    for i in 0..5 {
+        total += app.db_value(&format!("spread-{i}")).await.expect("created");
+    }
+    assert_eq!(total, report.acknowledged as i64 * 3);
+}
+
+#[tokio::test]
+async fn a_duration_run_stops_by_itself_and_accounts_for_every_request() {
+    let app = spawn_app().await;
+    let mut args = HammerArgs::new(&app.address);
+    args.counter = "timed".into();
+    args.concurrency = 8;
+    args.duration = Some(Duration::from_millis(500));
+    args.lock = LockArg::Nowait;
+
+    let report = tokio::time::timeout(Duration::from_secs(30), hammer::execute(&args))
+        .await
+        .expect("the run ends by itself")
+        .expect("hammer runs");
+
+    // 423s are expected under nowait; every request is counted under exactly one status.
+    assert!(report.requests > 0);
+    assert_eq!(
+        report.requests,
+        report.statuses.ok + report.statuses.locked + report.statuses.unavailable
+    );
+    assert_eq!(report.statuses.transport_errors, 0);
+    assert_eq!(report.verification.verdict, Verdict::Pass, "{report}");
+    assert_eq!(
+        app.db_value("timed").await,
+        Some(report.acknowledged as i64)
+    );
+}
+
+#[tokio::test]
+async fn the_json_report_parses_and_holds_the_counts() {
+    let app = spawn_app().await;
+    let dir = std::env::temp_dir().join(format!("rowlock-hammer-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut args = hammer_args(&app.address, "reported", 4, 200);
+    args.check_linearizable = true;
+    args.json = Some(dir.join("report.json"));
+    args.chart = Some(dir.join("chart.svg"));
+
+    let code = hammer::run(args).await.expect("hammer runs");
+
+    assert_eq!(code, ExitCode::SUCCESS);
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("JSON written");
+    let report: Value = serde_json::from_str(&text).expect("JSON parses");
+    assert_eq!(report["requests"], 200);
+    assert_eq!(report["acknowledged"], 200);
+    assert_eq!(report["statuses"]["200"], 200);
+    assert_eq!(report["statuses"]["423"], 0);
+    assert_eq!(report["config"]["concurrency"], 4);
+    assert_eq!(report["verification"]["verdict"], "PASS");
+    assert_eq!(report["verification"]["sum"]["observed_delta"], 200);
+    assert_eq!(report["verification"]["linearizability"]["operations"], 200);
+    for key in ["p50", "p90", "p99", "p99_9", "max"] {
+        assert!(report["latency_ms"][key].is_number(), "latency_ms.{key}");
+    }
+    let svg = std::fs::read_to_string(dir.join("chart.svg")).expect("chart written");
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn verification_fails_against_a_server_that_loses_updates() {
+    let app = spawn_app().await;
+    app.create_counter("racy", 0).await;
+    let pool = rowlock::db::build_pool(&app.db_url, &PoolArgs::default()).expect("pool");
+    let racy = RacyServer::start(pool);
+    let mut args = hammer_args(&racy.address, "racy", 16, 300);
+    args.check_linearizable = true;
+
+    let report = hammer::execute(&args).await.expect("hammer runs");
+
+    // Every increment was acknowledged, but far fewer reached the database.
+    assert_eq!(report.statuses.ok, 300);
+    let sum = &report.verification.sum;
+    assert_eq!(sum.verdict, Verdict::Fail, "{report}");
+    assert!(sum.observed_delta < sum.expected_delta, "{report}");
+    let lin = report.verification.linearizability.as_ref().expect("checked");
+    assert!(!lin.linearizable && lin.duplicate_values > 0, "{lin:?}");
+    assert_eq!(report.verification.verdict, Verdict::Fail);
+
+    // And the command exits non-zero.
+    let code = hammer::run(hammer_args(&racy.address, "racy", 16, 100))
+        .await
+        .expect("hammer runs");
+    assert_eq!(code, ExitCode::from(1));
+    racy.stop().await;
+}
+
+#[test]
+fn the_linearizability_checker_accepts_a_valid_history_and_rejects_a_stale_read() {
+    let op = |start_ns, end_ns, value| Op {
+        start_ns,
+        end_ns,
+        value,
+    };
+    // 1 and 2 overlap (either order is fine); 3 starts after both ended and is larger.
+    let valid = [op(0, 10, 2), op(5, 12, 1), op(20, 30, 3)];
+    assert!(linearizable::check(&valid, 1).linearizable);
+    // The last increment started after one that returned 3 had finished, yet returned 2.
+    let stale = [op(0, 10, 1), op(11, 20, 3), op(25, 30, 2)];
+    let result = linearizable::check(&stale, 1);
+    assert!(!result.linearizable);
+    assert_eq!(result.order_violations, 1);
+}
+
+/// A test-only "counter service" with the classic lost-update bug: it reads the value, awaits,
+/// and writes back value + by, with no lock and no transaction around the two.
+struct RacyServer {
+    address: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl RacyServer {
+    fn start(pool: Pool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let data = Data::new(pool);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/counters/{name}", web::get().to(racy_get))
+                .route("/counters/{name}/increment", web::post().to(racy_increment))
+        })
+        .workers(2)
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            handle,
+        }
+    }
+
+    async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+async fn racy_get(pool: Data<Pool>, name: Path<String>) -> HttpResponse {
+    let client = pool.get().await.expect("connection");
+    let row = client
+        .query_opt("SELECT value, version FROM counters WHERE name = $1", &[&*name])
+        .await
+        .expect("select");
+    match row {
+        Some(row) => HttpResponse::Ok().json(json!({
+            "name": *name, "value": row.get::<_, i64>(0), "version": row.get::<_, i64>(1)
+        })),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+async fn racy_increment(pool: Data<Pool>, name: Path<String>, body: Json<Value>) -> HttpResponse {
+    let by = body["by"].as_i64().unwrap_or(1);
+    let client = pool.get().await.expect("connection");
+    let read: i64 = client
+        .query_one("SELECT value FROM counters WHERE name = $1", &[&*name])
+        .await
+        .expect("read")
+        .get(0);
+    // The bug: other requests read the same value while this one is between read and write.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let version: i64 = client
+        .query_one(
+            "UPDATE counters SET value = $2, version = version + 1 WHERE name = $1 RETURNING version",
+            &[&*name, &(read + by)],
+        )
+        .await
+        .expect("write")
+        .get(0);
+    HttpResponse::Ok().json(json!({
+        "name": *name, "value": read + by, "previous": read, "version": version
+    }))
+}

@@ -1,0 +1,293 @@
+//! The black-box test harness: one throwaway PostgreSQL cluster per test run (started with the
+//! same module `rowlock serve` uses, or `DATABASE_URL` when set), a migrated template database,
+//! and per test a fresh database cloned from it plus a real rowlock server on port 0.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rowlock::cli::{DatabaseArgs, PoolArgs, ServeArgs};
+use rowlock::db::quote_ident;
+use rowlock::local_cluster::{Durability, LocalCluster};
+use rowlock::startup::{self, Application};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+const TEMPLATE: &str = "rowlock_test_template";
+
+struct TestCluster {
+    admin_url: String,
+    /// Kept alive for the whole run; its server dies with the test process.
+    _cluster: Option<LocalCluster>,
+}
+
+impl TestCluster {
+    fn url(&self, database: &str) -> String {
+        let mut cfg: tokio_postgres::Config = self.admin_url.parse().expect("admin URL parses");
+        cfg.dbname(database);
+        // tokio-postgres has no Config -> URL; rebuild the parts the harness uses.
+        let host = match cfg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let user = cfg.get_user().unwrap_or("postgres");
+        match cfg.get_password() {
+            Some(pw) => format!(
+                "postgres://{user}:{}@{host}:{port}/{database}",
+                String::from_utf8_lossy(pw)
+            ),
+            None => format!("postgres://{user}@{host}:{port}/{database}"),
+        }
+    }
+}
+
+static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+
+fn cluster() -> &'static TestCluster {
+    CLUSTER.get_or_init(|| {
+        // Its own thread and runtime: this may be first called from inside a test's runtime.
+        std::thread::spawn(|| {
+            let (admin_url, cluster) = match std::env::var("DATABASE_URL") {
+                Ok(url) => (url, None),
+                Err(_) => {
+                    let cluster = LocalCluster::start_throwaway(Durability::Throwaway)
+                        .expect("start a throwaway PostgreSQL cluster");
+                    (cluster.url("postgres"), Some(cluster))
+                }
+            };
+            let tc = TestCluster {
+                admin_url,
+                _cluster: cluster,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let admin = connect(&tc.admin_url).await;
+                let t = quote_ident(TEMPLATE);
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS {t} WITH (FORCE)"),
+                    format!("CREATE DATABASE {t}"),
+                ] {
+                    admin
+                        .batch_execute(&sql)
+                        .await
+                        .expect("create the template");
+                }
+                startup::migrate(&tc.url(TEMPLATE))
+                    .await
+                    .expect("migrate the template database");
+            });
+            tc
+        })
+        .join()
+        .expect("test cluster setup")
+    })
+}
+
+/// A plain connection, as an operator's `psql` would have.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// A running rowlock on its own fresh database.
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub db_name: String,
+    pub db_url: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// Spawns rowlock with the default pool settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns rowlock after `tune` adjusted its pool settings.
+pub async fn spawn_app_with(tune: impl FnOnce(&mut PoolArgs)) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        rowlock::telemetry::init();
+    }
+    let cluster = cluster();
+    let db_name = format!("rowlock_test_{:016x}", rand::random::<u64>());
+    create_database_from_template(&cluster.admin_url, &db_name).await;
+    let db_url = cluster.url(&db_name);
+    let mut pool = PoolArgs::default();
+    tune(&mut pool);
+    let args = ServeArgs {
+        database: DatabaseArgs {
+            database_url: Some(db_url.clone()),
+            data_dir: "unused".into(),
+        },
+        listen: "127.0.0.1:0".parse().expect("address"),
+        workers: 2,
+        pool,
+    };
+    let app = Application::build(args).await.expect("build rowlock");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        http: reqwest::Client::new(),
+        db_name,
+        db_url,
+        handle,
+    }
+}
+
+async fn create_database_from_template(admin_url: &str, name: &str) {
+    let admin = connect(admin_url).await;
+    let sql = format!(
+        "CREATE DATABASE {} TEMPLATE {}",
+        quote_ident(name),
+        quote_ident(TEMPLATE)
+    );
+    // The template may still show the migration's session for a moment after it closed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match admin.batch_execute(&sql).await {
+            Ok(()) => return,
+            Err(e)
+                if Instant::now() < deadline && e.code().is_some_and(|c| c.code() == "55006") =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot create test database {name}: {e}"),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop the server (the command is sent at once; the server task runs on the test's
+        // runtime, which this blocking drop must not wait for) and drop the database:
+        // WITH (FORCE) ends the pool's sessions.
+        drop(self.handle.stop(false));
+        let (admin_url, db) = (cluster().admin_url.clone(), self.db_name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let admin = connect(&admin_url).await;
+                let _ = admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_ident(&db)
+                    ))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// A plain connection to this test's database.
+    pub async fn pg(&self) -> tokio_postgres::Client {
+        connect(&self.db_url).await
+    }
+
+    pub async fn put_counter(&self, name: &str, body: Value) -> reqwest::Response {
+        self.http
+            .put(self.url(&format!("/counters/{name}")))
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT counter")
+    }
+
+    pub async fn get_counter(&self, name: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(&format!("/counters/{name}")))
+            .send()
+            .await
+            .expect("GET counter")
+    }
+
+    /// `POST /counters/{name}/increment?{query}` with `{"by": by}`.
+    pub async fn increment(&self, name: &str, query: &str, by: i64) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/counters/{name}/increment?{query}")))
+            .json(&serde_json::json!({ "by": by }))
+            .send()
+            .await
+            .expect("POST increment")
+    }
+
+    /// Creates counter `name` with `value` and no bounds.
+    pub async fn create_counter(&self, name: &str, value: i64) {
+        let r = self
+            .put_counter(name, serde_json::json!({ "value": value }))
+            .await;
+        assert_eq!(r.status().as_u16(), 201, "create counter {name}");
+    }
+
+    /// The counter's value straight from the database (None if missing).
+    pub async fn db_value(&self, name: &str) -> Option<i64> {
+        self.pg()
+            .await
+            .query_opt("SELECT value FROM counters WHERE name = $1", &[&name])
+            .await
+            .expect("read counter")
+            .map(|r| r.get(0))
+    }
+
+    /// Waits (bounded) until `n` of rowlock's sessions are blocked on a lock.
+    pub async fn wait_for_lock_waiters(&self, n: i64) {
+        self.wait_until(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'rowlock'
+                AND wait_event_type = 'Lock'",
+            n,
+        )
+        .await;
+    }
+
+    /// Polls `sql` (returning one bigint) until it equals `expected`, for at most 10 s.
+    pub async fn wait_until(&self, sql: &str, expected: i64) {
+        let pg = self.pg().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got: i64 = pg.query_one(sql, &[]).await.expect("poll").get(0);
+            if got == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 10 s for `{sql}` to be {expected}, it is {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Asserts a problem+json response with `status` and `code`; returns the problem.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let problem: Value = response.json().await.expect("problem body");
+    assert_eq!(problem["code"], code, "problem: {problem}");
+    assert_eq!(problem["status"], status);
+    problem
+}

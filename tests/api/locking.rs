@@ -1,0 +1,289 @@
+//! Lock modes against a row held by a second plain connection, exactly as an operator in psql
+//! would hold it: `BEGIN; SELECT … FOR UPDATE`.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+
+const HOLD: &str = "SELECT * FROM counters WHERE name = 'hot' FOR UPDATE";
+
+#[tokio::test]
+async fn nowait_increment_on_a_row_locked_elsewhere_is_423_at_once() {
+    let app = spawn_app().await;
+    app.create_counter("hot", 0).await;
+    let mut holder = app.pg().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(HOLD, &[]).await.unwrap();
+
+    let started = Instant::now();
+    let problem = assert_problem(
+        app.increment("hot", "lock=nowait", 1).await,
+        423,
+        "lock_not_available",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "NOWAIT must not wait"
+    );
+    assert!(problem["detail"].as_str().unwrap().contains("'hot'"));
+    tx.commit().await.unwrap();
+    assert_eq!(app.db_value("hot").await, Some(0));
+}
+
+#[tokio::test]
+async fn skip_locked_increment_on_a_row_locked_elsewhere_is_423_row_skipped() {
+    let app = spawn_app().await;
+    app.create_counter("hot", 0).await;
+    let mut holder = app.pg().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(HOLD, &[]).await.unwrap();
+    assert_problem(
+        app.increment("hot", "lock=skip_locked", 1).await,
+        423,
+        "row_skipped",
+    )
+    .await;
+    tx.commit().await.unwrap();
+    assert_eq!(
+        app.increment("hot", "lock=skip_locked", 1).await.status(),
+        200
+    );
+    assert_eq!(app.db_value("hot").await, Some(1));
+}
+
+#[tokio::test]
+async fn wait_with_a_lock_timeout_is_423_once_the_timeout_runs_out() {
+    let app = spawn_app().await;
+    app.create_counter("hot", 0).await;
+    let mut holder = app.pg().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(HOLD, &[]).await.unwrap();
+
+    let started = Instant::now();
+    let r = app
+        .increment("hot", "lock=wait&lock_timeout_ms=200", 1)
+        .await;
+    let waited = started.elapsed();
+    assert_problem(r, 423, "lock_not_available").await;
+    assert!(
+        waited >= Duration::from_millis(200),
+        "gave up after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "gave up after {waited:?}");
+    tx.commit().await.unwrap();
+    assert_eq!(app.db_value("hot").await, Some(0));
+}
+
+#[tokio::test]
+async fn plain_wait_blocks_until_the_holder_commits_then_applies_on_the_new_value() {
+    let app = spawn_app().await;
+    app.create_counter("hot", 0).await;
+    let mut holder = app.pg().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(HOLD, &[]).await.unwrap();
+
+    let waiting = tokio::spawn({
+        let (http, url) = (
+            app.http.clone(),
+            app.url("/counters/hot/increment?lock=wait"),
+        );
+        async move {
+            http.post(url)
+                .json(&serde_json::json!({"by": 1}))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    app.wait_for_lock_waiters(1).await;
+    assert!(!waiting.is_finished(), "the request must wait for the lock");
+    // The holder changes the row before it lets go: the waiter must build on that value.
+    tx.execute("UPDATE counters SET value = 100 WHERE name = 'hot'", &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["previous"], 100);
+    assert_eq!(body["value"], 101);
+    assert_eq!(app.db_value("hot").await, Some(101));
+}
+
+#[tokio::test]
+async fn a_key_share_holder_blocks_strength_update_but_not_no_key_update() {
+    let app = spawn_app().await;
+    app.create_counter("hot", 0).await;
+    let mut holder = app.pg().await;
+    let tx = holder.transaction().await.unwrap();
+    // What inserting a row that references this one takes.
+    tx.execute(
+        "SELECT 1 FROM counters WHERE name = 'hot' FOR KEY SHARE",
+        &[],
+    )
+    .await
+    .unwrap();
+
+    assert_problem(
+        app.increment("hot", "lock=nowait&strength=update", 1).await,
+        423,
+        "lock_not_available",
+    )
+    .await;
+    let r = app
+        .increment("hot", "lock=nowait&strength=no_key_update", 1)
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    tx.commit().await.unwrap();
+    assert_eq!(app.db_value("hot").await, Some(1));
+}
+
+#[tokio::test]
+async fn a_client_that_gives_up_while_waiting_leaves_nothing_behind() {
+    let app = spawn_app().await;
+    app.create_counter("hot", 0).await;
+    let mut holder = app.pg().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(HOLD, &[]).await.unwrap();
+
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let request = impatient
+        .post(app.url("/counters/hot/increment"))
+        .json(&serde_json::json!({"by": 1}))
+        .send();
+    let (gave_up, ()) = tokio::join!(request, app.wait_for_lock_waiters(1));
+    assert!(gave_up.unwrap_err().is_timeout());
+    drop(impatient);
+    tx.commit().await.unwrap();
+
+    // The abandoned transaction still ends as one unit (here: it commits) ...
+    app.wait_until("SELECT value FROM counters WHERE name = 'hot'", 1)
+        .await;
+    // ... and leaves no session in a transaction and no waiter behind.
+    app.wait_until(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'rowlock'
+            AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')",
+        0,
+    )
+    .await;
+    // Nobody holds the row lock any more.
+    let pg = app.pg().await;
+    pg.batch_execute(
+        "BEGIN; SELECT * FROM counters WHERE name = 'hot' FOR UPDATE NOWAIT; ROLLBACK",
+    )
+    .await
+    .expect("the row is free");
+    let r = app.increment("hot", "lock=nowait", 1).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(app.db_value("hot").await, Some(2));
+}
+
+#[tokio::test]
+async fn with_every_pooled_connection_stuck_behind_a_lock_the_next_request_is_503() {
+    let app = spawn_app_with(|pool| {
+        pool.pool_size = 2;
+        pool.pool_wait_ms = 300;
+    })
+    .await;
+    app.create_counter("hot", 0).await;
+    app.create_counter("other", 0).await;
+    let mut holder = app.pg().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(HOLD, &[]).await.unwrap();
+
+    let stuck: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url) = (app.http.clone(), app.url("/counters/hot/increment"));
+            tokio::spawn(async move { http.post(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    app.wait_for_lock_waiters(2).await;
+
+    let started = Instant::now();
+    let r = app.increment("other", "", 1).await;
+    let waited = started.elapsed();
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_problem(r, 503, "unavailable").await;
+    assert!(waited < Duration::from_secs(3), "503 took {waited:?}");
+
+    tx.commit().await.unwrap();
+    for handle in stuck {
+        assert_eq!(handle.await.unwrap(), 200);
+    }
+    assert_eq!(app.db_value("hot").await, Some(2));
+    assert_eq!(app.db_value("other").await, Some(0));
+}
+
+/// Installs a trigger on `counters` that raises `sqlstate` on the first `failures` updates.
+async fn fail_updates(app: &crate::helpers::TestApp, sqlstate: &str, failures: i64) {
+    let pg = app.pg().await;
+    pg.batch_execute(&format!(
+        "CREATE SEQUENCE injected_failures;
+         CREATE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           -- nextval is not rolled back with the failed transaction: it counts attempts.
+           IF nextval('injected_failures') <= {failures} THEN
+             RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER inject_failure BEFORE UPDATE ON counters
+           FOR EACH ROW EXECUTE FUNCTION inject_failure();"
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_serialization_failure_is_retried_by_the_server() {
+    let app = spawn_app().await;
+    app.create_counter("c", 0).await;
+    fail_updates(&app, "40001", 2).await;
+    let r = app.increment("c", "isolation=serializable", 1).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(app.db_value("c").await, Some(1));
+}
+
+#[tokio::test]
+async fn a_transaction_that_keeps_failing_to_serialize_is_409_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.create_counter("c", 0).await;
+    fail_updates(&app, "40001", 1_000_000).await;
+    assert_problem(
+        app.increment("c", "", 1).await,
+        409,
+        "serialization_failure",
+    )
+    .await;
+    assert_eq!(app.db_value("c").await, Some(0));
+    // 1 try + the default 5 retries, then it gave up.
+    let attempts: i64 = app
+        .pg()
+        .await
+        .query_one("SELECT last_value FROM injected_failures", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 6);
+}
+
+#[tokio::test]
+async fn a_deadlock_is_retried_and_a_persistent_one_is_409_deadlock() {
+    let app = spawn_app().await;
+    app.create_counter("c", 0).await;
+    fail_updates(&app, "40P01", 1).await;
+    assert_eq!(app.increment("c", "lock=none", 1).await.status(), 200);
+    assert_eq!(app.db_value("c").await, Some(1));
+
+    let app = spawn_app().await;
+    app.create_counter("c", 0).await;
+    fail_updates(&app, "40P01", 1_000_000).await;
+    assert_problem(app.increment("c", "", 1).await, 409, "deadlock").await;
+    assert_eq!(app.db_value("c").await, Some(0));
+}

@@ -1,0 +1,7 @@
+//! rowlock's black-box tests: a real server on port 0, a real PostgreSQL, one database per test.
+
+mod counters;
+mod errors;
+mod helpers;
+mod locking;
+mod operations;

@@ -1,0 +1,124 @@
+//! Health, readiness, request ids, and `rowlock serve` starting its own PostgreSQL.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_200() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz"] {
+        let r = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_id_is_echoed_or_generated() {
+    let app = spawn_app().await;
+    let r = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-42");
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert!(!r.headers()["x-request-id"].is_empty());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `rowlock serve` without DATABASE_URL, on `data_dir`; returns once /readyz answers 200.
+async fn serve_locally(data_dir: &std::path::Path, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_rowlock"))
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("ROWLOCK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ROWLOCK_DATA_DIR", data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rowlock serve");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return child;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rowlock serve never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn terminate(mut child: Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = child.wait().expect("wait for rowlock serve");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[tokio::test]
+async fn serve_without_database_url_runs_its_own_postgres_and_keeps_data_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("rowlock-serve-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data_dir = dir.join("pg");
+    let http = reqwest::Client::new();
+
+    let port = free_port();
+    let first = serve_locally(&data_dir, port).await;
+    assert!(
+        data_dir.join("PG_VERSION").exists(),
+        "initdb ran in the data dir"
+    );
+    let r = http
+        .put(format!("http://127.0.0.1:{port}/counters/kept"))
+        .json(&serde_json::json!({"value": 41}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/counters/kept/increment"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    terminate(first);
+    assert!(
+        !data_dir.join("postmaster.pid").exists(),
+        "the local PostgreSQL is stopped with rowlock"
+    );
+
+    let port = free_port();
+    let second = serve_locally(&data_dir, port).await;
+    let body: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{port}/counters/kept"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["value"], 42);
+    terminate(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}
