@@ -10,7 +10,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "rowlock", version, about = "Concurrent row updates done right on PostgreSQL")]
+#[command(
+    name = "rowlock",
+    version,
+    about = "Concurrent row updates done right on PostgreSQL"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -105,7 +105,10 @@ impl ApiError {
             other => other.to_string(),
         };
         Problem {
-            r#type: format!("https://rowlock.dev/problems/{}", self.code().replace('_', "-")),
+            r#type: format!(
+                "https://rowlock.dev/problems/{}",
+                self.code().replace('_', "-")
+            ),
             title: self.title(),
             status: self.status_code().as_u16(),
             detail,

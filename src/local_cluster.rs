@@ -71,7 +71,10 @@ impl LocalCluster {
             run_as(&mut initdb, &os_user);
             let out = initdb.output().context("cannot run initdb")?;
             if !out.status.success() {
-                bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "initdb failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
         }
 
@@ -95,7 +98,11 @@ impl LocalCluster {
             .stdout(log.try_clone()?)
             .stderr(log);
         if durability == Durability::Throwaway {
-            for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] {
+            for setting in [
+                "fsync=off",
+                "synchronous_commit=off",
+                "full_page_writes=off",
+            ] {
                 postgres.args(["-c", setting]);
             }
         }
@@ -149,10 +156,8 @@ impl LocalCluster {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "{THROWAWAY_PREFIX}{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("{THROWAWAY_PREFIX}{}-{nanos}", std::process::id()));
         let mut cluster = Self::start(&dir, durability)?;
         cluster.remove_on_stop = true;
         Ok(cluster)
@@ -165,10 +170,7 @@ impl LocalCluster {
 
     /// A connection URL for `database` as the superuser.
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://{SUPERUSER}@127.0.0.1:{}/{database}",
-            self.port
-        )
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
     }
 
     /// Fast shutdown: open transactions are rolled back, the server exits, the call waits for it.
@@ -189,7 +191,10 @@ impl LocalCluster {
             std::thread::sleep(Duration::from_millis(20));
         }
         if !supervisor.is_finished() {
-            tracing::warn!(pid = self.pid, "PostgreSQL did not stop in time; sending SIGQUIT");
+            tracing::warn!(
+                pid = self.pid,
+                "PostgreSQL did not stop in time; sending SIGQUIT"
+            );
             unsafe {
                 libc::kill(self.pid as libc::pid_t, libc::SIGQUIT);
             }

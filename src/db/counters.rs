@@ -56,11 +56,13 @@ const LOCK: LockStatements =
     lock_statements!("SELECT name, value, min, max, version FROM counters WHERE name = $1");
 const SELECT: &str = "SELECT name, value, min, max, version FROM counters WHERE name = $1";
 /// The bound check is part of the `UPDATE`, so a violating change touches nothing.
-const ADD: &str = "UPDATE counters SET value = value + $2, version = version + 1, updated_at = now()
+const ADD: &str =
+    "UPDATE counters SET value = value + $2, version = version + 1, updated_at = now()
      WHERE name = $1
        AND (min IS NULL OR value + $2 >= min) AND (max IS NULL OR value + $2 <= max)
      RETURNING value, version";
-const ADD_IF_VERSION: &str = "UPDATE counters SET value = value + $2, version = version + 1, updated_at = now()
+const ADD_IF_VERSION: &str =
+    "UPDATE counters SET value = value + $2, version = version + 1, updated_at = now()
      WHERE name = $1 AND version = $3
        AND (min IS NULL OR value + $2 >= min) AND (max IS NULL OR value + $2 <= max)
      RETURNING value, version";
@@ -69,9 +71,11 @@ const INSERT: &str = "INSERT INTO counters (name, value, min, max) VALUES ($1, $
         SET value = EXCLUDED.value, min = EXCLUDED.min, max = EXCLUDED.max,
             version = counters.version + 1, updated_at = now()
      RETURNING version";
-const REPLACE: &str = "UPDATE counters SET value = $2, min = $3, max = $4, version = version + 1, updated_at = now()
+const REPLACE: &str =
+    "UPDATE counters SET value = $2, min = $3, max = $4, version = version + 1, updated_at = now()
      WHERE name = $1 RETURNING version";
-const REPLACE_IF_VERSION: &str = "UPDATE counters SET value = $2, min = $3, max = $4, version = version + 1, updated_at = now()
+const REPLACE_IF_VERSION: &str =
+    "UPDATE counters SET value = $2, min = $3, max = $4, version = version + 1, updated_at = now()
      WHERE name = $1 AND version = $5 RETURNING version";
 const DELETE: &str = "DELETE FROM counters WHERE name = $1";
 const DELETE_IF_VERSION: &str = "DELETE FROM counters WHERE name = $1 AND version = $2";
@@ -123,7 +127,9 @@ pub async fn increment(
             );
             // The SELECT's error is the cause; the UPDATE's would only be "transaction aborted".
             let current = current.map_err(|e| locked_error(e, name))?;
-            let current = current.map(|r| counter(&r)).ok_or_else(|| not_found(name))?;
+            let current = current
+                .map(|r| counter(&r))
+                .ok_or_else(|| not_found(name))?;
             finish_locked(&current, by, row?)
         }
         Concurrency::Atomic => {
@@ -332,9 +338,9 @@ fn not_found(name: &str) -> ApiError {
 /// Names the counter in "row is locked" errors.
 fn locked_error(e: tokio_postgres::Error, name: &str) -> ApiError {
     match ApiError::from(e) {
-        ApiError::LockNotAvailable(_) => ApiError::LockNotAvailable(format!(
-            "counter '{name}' is locked by another transaction"
-        )),
+        ApiError::LockNotAvailable(_) => {
+            ApiError::LockNotAvailable(format!("counter '{name}' is locked by another transaction"))
+        }
         other => other,
     }
 }

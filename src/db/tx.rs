@@ -120,10 +120,7 @@ impl Db {
         let begin = tx.client.batch_execute(opts.isolation.begin_sql());
         let settings = set_lock_timeout(&tx, opts.lock_timeout_ms);
         let (begun, set, result) = futures_util::join!(begin, settings, body(&tx));
-        let result = begun
-            .map_err(ApiError::from)
-            .and(set)
-            .and(result);
+        let result = begun.map_err(ApiError::from).and(set).and(result);
         if tx.finished.get() {
             return result;
         }

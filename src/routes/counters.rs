@@ -48,7 +48,9 @@ impl PutBody {
                 return Err(ApiError::Invalid(format!("min {min} is above max {max}")));
             }
         }
-        if spec.min.is_some_and(|min| spec.value < min) || spec.max.is_some_and(|max| spec.value > max) {
+        if spec.min.is_some_and(|min| spec.value < min)
+            || spec.max.is_some_and(|max| spec.value > max)
+        {
             return Err(ApiError::Invalid(format!(
                 "value {} is outside [{}, {}]",
                 spec.value,

@@ -53,7 +53,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 // serde would also read a struct from an array (`[1]`): only objects are bodies.
                 Some(b'{') => &body,
                 Some(_) => {
-                    return Err(ApiError::BadRequest("the body must be a JSON object".into()))
+                    return Err(ApiError::BadRequest(
+                        "the body must be a JSON object".into(),
+                    ))
                 }
             };
             serde_json::from_slice(text)
@@ -64,9 +66,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 }
 
 fn too_large() -> ApiError {
-    ApiError::PayloadTooLarge(format!(
-        "the body is larger than {MAX_BODY_BYTES} bytes"
-    ))
+    ApiError::PayloadTooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
 }
 
 /// The `{name}` (or `{queue}`, `{key}`) segment of the path: 1–128 characters of
@@ -189,6 +189,8 @@ pub fn int64(field: &str, value: Option<&serde_json::Number>) -> Result<Option<i
         Some(f) if f.fract() == 0.0 || n.is_u64() => Err(ApiError::Invalid(format!(
             "'{field}' is outside the signed 64-bit range"
         ))),
-        _ => Err(ApiError::BadRequest(format!("'{field}' must be an integer"))),
+        _ => Err(ApiError::BadRequest(format!(
+            "'{field}' must be an integer"
+        ))),
     }
 }

@@ -15,9 +15,11 @@ use crate::error::ApiError;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(QueryConfig::default().error_handler(|err, _| {
-        ApiError::BadRequest(format!("bad query string: {err}")).into()
-    }))
+    cfg.app_data(
+        QueryConfig::default().error_handler(|err, _| {
+            ApiError::BadRequest(format!("bad query string: {err}")).into()
+        }),
+    )
     .configure(health::configure)
     .configure(counters::configure);
 }
@@ -67,7 +69,8 @@ pub async fn request_context(
     let res = next.call(req).await?.map_into_boxed_body();
     let mut res = ensure_problem(res);
     if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID), value);
+        res.headers_mut()
+            .insert(header::HeaderName::from_static(REQUEST_ID), value);
     }
     let status = res.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;

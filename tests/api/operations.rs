@@ -38,8 +38,10 @@ fn free_port() -> u16 {
 }
 
 /// `rowlock serve` without DATABASE_URL, on `data_dir`; returns once /readyz answers 200.
+/// The caller waits for the returned child (see `terminate`).
+#[allow(clippy::zombie_processes)]
 async fn serve_locally(data_dir: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_rowlock"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rowlock"))
         .arg("serve")
         .env_remove("DATABASE_URL")
         .env("ROWLOCK_LISTEN", format!("127.0.0.1:{port}"))
@@ -59,10 +61,11 @@ async fn serve_locally(data_dir: &std::path::Path, port: u16) -> Child {
         if ready {
             return child;
         }
-        assert!(
-            Instant::now() < deadline,
-            "rowlock serve never became ready"
-        );
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rowlock serve never became ready");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
