@@ -59,6 +59,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ROWLOCK_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
+    /// How long an Idempotency-Key and its stored response are kept (seconds).
+    #[arg(long, env = "ROWLOCK_IDEMPOTENCY_RETENTION_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_retention_secs: u64,
+
     #[command(flatten)]
     pub pool: PoolArgs,
 }

@@ -3,6 +3,7 @@
 //! port 0 and read the port back.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
@@ -39,6 +40,7 @@ impl Application {
         let db = Db {
             pool: pool.clone(),
             max_retries: args.pool.max_retries,
+            idempotency_retention: Duration::from_secs(args.idempotency_retention_secs),
         };
         let listener = TcpListener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -78,13 +80,37 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]): in-flight requests finish, then
     /// the pool is closed and a local cluster is stopped.
     pub async fn run_until_stopped(self) -> Result<()> {
+        let purger = tokio::spawn(purge_expired_keys(self.pool.clone()));
         let served = self.server.await;
+        purger.abort();
         self.pool.close();
         if let Some(cluster) = self.cluster {
             tokio::task::spawn_blocking(move || cluster.stop()).await?;
         }
         tracing::info!("rowlock stopped");
         Ok(served?)
+    }
+}
+
+/// How often expired idempotency keys are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Deletes expired idempotency keys in the background, once a minute.
+async fn purge_expired_keys(pool: Pool) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let purged = match pool.get().await {
+            Ok(client) => db::idempotency::purge(&client)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        match purged {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "deleted expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge idempotency keys"),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! of each table (one module per table).
 
 pub mod counters;
+pub mod idempotency;
 pub mod locking;
 pub mod migrate;
 pub mod tx;
@@ -14,6 +15,7 @@ use tokio_postgres::NoTls;
 
 use crate::cli::PoolArgs;
 
+pub use idempotency::Reply;
 pub use tx::{Db, Tx, TxOptions};
 
 /// Builds the pool. Every connection carries its own timeouts (set as startup options, so they

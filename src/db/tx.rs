@@ -22,22 +22,27 @@ use rand::Rng;
 use tokio_postgres::types::Type;
 use tokio_postgres::Statement;
 
+use super::idempotency::{self, Idempotency, Reply};
 use super::locking::Isolation;
 use crate::error::ApiError;
 
 /// Per-request transaction settings.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TxOptions {
     pub isolation: Isolation,
     /// `SET LOCAL lock_timeout`, overriding the connection's default for this transaction.
     pub lock_timeout_ms: Option<u32>,
+    /// Store the reply under this key in the same transaction (and replay a stored one).
+    pub idempotency: Option<Idempotency>,
 }
 
-/// The database handle the routes share: the pool and the retry policy.
+/// The database handle the routes share: the pool and the policies of the transaction path.
 #[derive(Clone)]
 pub struct Db {
     pub pool: Pool,
     pub max_retries: u32,
+    /// How long an idempotency key is remembered.
+    pub idempotency_retention: Duration,
 }
 
 /// An open transaction, handed to the body of [`Db::transact`].
@@ -45,6 +50,9 @@ pub struct Tx {
     client: Object,
     /// Set once `COMMIT` has been sent by [`Tx::commit_with`].
     finished: Cell<bool>,
+    /// Something still has to be written after the body (the idempotency record), so the body
+    /// must not commit early.
+    defer_commit: bool,
 }
 
 impl Tx {
@@ -67,6 +75,9 @@ impl Tx {
         &self,
         last: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, ApiError> {
+        if self.defer_commit {
+            return Ok(last.await?);
+        }
         self.finished.set(true);
         let (result, commit) =
             futures_util::future::join(last, self.client.batch_execute("COMMIT")).await;
@@ -78,11 +89,11 @@ impl Tx {
 
 impl Db {
     /// Runs `body` in one transaction with `opts`, committing on `Ok` and rolling back on `Err`,
-    /// and runs it again on 40001/40P01 up to `max_retries` times.
-    pub async fn transact<T, F>(&self, opts: TxOptions, body: F) -> Result<T, ApiError>
+    /// and runs it again on 40001/40P01 up to `max_retries` times. With an idempotency key the
+    /// reply is stored before the commit, or a stored one is replayed without running `body`.
+    pub async fn transact<F>(&self, opts: TxOptions, body: F) -> Result<Reply, ApiError>
     where
-        T: 'static,
-        F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<T, ApiError>> + 'static,
+        F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>> + 'static,
     {
         let db = self.clone();
         // Its own task: dropping the handler (client gone) must not drop an open transaction.
@@ -91,13 +102,13 @@ impl Db {
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("transaction task failed: {e}")))?
     }
 
-    async fn run_with_retries<T, F>(&self, opts: TxOptions, body: F) -> Result<T, ApiError>
+    async fn run_with_retries<F>(&self, opts: TxOptions, body: F) -> Result<Reply, ApiError>
     where
-        F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<T, ApiError>>,
+        F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>>,
     {
         let mut attempt = 0;
         loop {
-            match self.run_once(opts, &body).await {
+            match self.run_once(&opts, &body).await {
                 Err(e) if e.is_retryable() && attempt < self.max_retries => {
                     tracing::debug!(attempt, code = e.code(), "retrying transaction");
                     tokio::time::sleep(backoff(attempt)).await;
@@ -108,18 +119,30 @@ impl Db {
         }
     }
 
-    async fn run_once<T, F>(&self, opts: TxOptions, body: &F) -> Result<T, ApiError>
+    async fn run_once<F>(&self, opts: &TxOptions, body: &F) -> Result<Reply, ApiError>
     where
-        F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<T, ApiError>>,
+        F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>>,
     {
         let tx = Tx {
             client: self.pool.get().await?,
             finished: Cell::new(false),
+            defer_commit: opts.idempotency.is_some(),
+        };
+        let work = async {
+            if let Some(idem) = &opts.idempotency {
+                if let Some(stored) = idempotency::claim(&tx, idem).await? {
+                    return Ok(stored);
+                }
+                let reply = body(&tx).await?;
+                idempotency::record(&tx, idem, &reply).await?;
+                return Ok(reply);
+            }
+            body(&tx).await
         };
         // Polled in this order, so sent in this order, without waiting for each other.
         let begin = tx.client.batch_execute(opts.isolation.begin_sql());
         let settings = set_lock_timeout(&tx, opts.lock_timeout_ms);
-        let (begun, set, result) = futures_util::join!(begin, settings, body(&tx));
+        let (begun, set, result) = futures_util::join!(begin, settings, work);
         let result = begun.map_err(ApiError::from).and(set).and(result);
         if tx.finished.get() {
             return result;

@@ -1,15 +1,14 @@
 //! HTTP handlers for counters: `PUT/GET/DELETE /counters/{name}` and
 //! `POST /counters/{name}/increment`.
 
-use actix_web::http::header;
 use actix_web::web::{self, Data, Query};
-use actix_web::{HttpResponse, HttpResponseBuilder};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::extract::{int64, IfMatch, JsonBody, LockParams, Name};
-use super::method_not_allowed;
+use super::extract::{int64, IdempotencyKey, IfMatch, JsonBody, LockParams, Name};
+use super::{method_not_allowed, respond};
 use crate::db::counters::{self, CounterSpec};
-use crate::db::Db;
+use crate::db::{Db, Reply};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -48,9 +47,9 @@ impl PutBody {
                 return Err(ApiError::Invalid(format!("min {min} is above max {max}")));
             }
         }
-        if spec.min.is_some_and(|min| spec.value < min)
-            || spec.max.is_some_and(|max| spec.value > max)
-        {
+        let below = spec.min.is_some_and(|min| spec.value < min);
+        let above = spec.max.is_some_and(|max| spec.value > max);
+        if below || above {
             return Err(ApiError::Invalid(format!(
                 "value {} is outside [{}, {}]",
                 spec.value,
@@ -81,7 +80,9 @@ impl IncrementBody {
 async fn get(db: Data<Db>, name: Name) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
     let counter = counters::get(&client, &name.0).await?;
-    Ok(with_etag(&mut HttpResponse::Ok(), counter.version).json(counter))
+    Ok(respond(
+        Reply::json(200, &counter)?.header("etag", etag(counter.version)),
+    ))
 }
 
 async fn put(
@@ -91,22 +92,23 @@ async fn put(
     if_match: IfMatch,
     body: JsonBody<PutBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (opts, spec, lock) = (params.tx_options()?, body.0.spec()?, params.row_lock());
+    let (opts, spec, lock) = (params.tx_options()?, body.value.spec()?, params.row_lock());
     let name = name.0;
-    let (counter, created) = db
+    let reply = db
         .transact(opts, move |tx| {
             let name = name.clone();
-            Box::pin(async move { counters::put(tx, &name, spec, lock, if_match.0).await })
+            Box::pin(async move {
+                let (counter, created) = counters::put(tx, &name, spec, lock, if_match.0).await?;
+                let reply = Reply::json(if created { 201 } else { 200 }, &counter)?
+                    .header("etag", etag(counter.version));
+                Ok(match created {
+                    true => reply.header("location", format!("/counters/{name}")),
+                    false => reply,
+                })
+            })
         })
         .await?;
-    let mut response = if created {
-        let mut r = HttpResponse::Created();
-        r.insert_header((header::LOCATION, format!("/counters/{}", counter.name)));
-        r
-    } else {
-        HttpResponse::Ok()
-    };
-    Ok(with_etag(&mut response, counter.version).json(counter))
+    Ok(respond(reply))
 }
 
 async fn delete(
@@ -117,33 +119,45 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let (opts, lock) = (params.tx_options()?, params.row_lock());
     let name = name.0;
-    db.transact(opts, move |tx| {
-        let name = name.clone();
-        Box::pin(async move { counters::delete(tx, &name, lock, if_match.0).await })
-    })
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
+    let reply = db
+        .transact(opts, move |tx| {
+            let name = name.clone();
+            Box::pin(async move {
+                counters::delete(tx, &name, lock, if_match.0).await?;
+                Ok(Reply::empty(204))
+            })
+        })
+        .await?;
+    Ok(respond(reply))
 }
 
+#[allow(clippy::too_many_arguments)] // one per extractor: the signature is the route's contract
 async fn increment(
+    req: HttpRequest,
     db: Data<Db>,
     name: Name,
     params: Query<LockParams>,
     if_match: IfMatch,
+    key: IdempotencyKey,
     body: JsonBody<IncrementBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (opts, by) = (params.tx_options()?, body.0.by()?);
+    let by = body.value.by()?;
+    let mut opts = params.tx_options()?;
+    opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
     let mode = params.concurrency(if_match.0);
     let name = name.0;
-    let done = db
+    let reply = db
         .transact(opts, move |tx| {
             let name = name.clone();
-            Box::pin(async move { counters::increment(tx, &name, by, mode).await })
+            Box::pin(async move {
+                let done = counters::increment(tx, &name, by, mode).await?;
+                Ok(Reply::json(200, &done)?.header("etag", etag(done.version)))
+            })
         })
         .await?;
-    Ok(with_etag(&mut HttpResponse::Ok(), done.version).json(done))
+    Ok(respond(reply))
 }
 
-fn with_etag(builder: &mut HttpResponseBuilder, version: i64) -> &mut HttpResponseBuilder {
-    builder.insert_header((header::ETAG, format!("\"{version}\"")))
+fn etag(version: i64) -> String {
+    format!("\"{version}\"")
 }

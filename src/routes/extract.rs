@@ -3,14 +3,17 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::web::BytesMut;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use std::time::Duration;
+
 use crate::db::counters::Concurrency;
+use crate::db::idempotency::Idempotency;
 use crate::db::locking::{Isolation, LockMode, RowLock, Strength};
 use crate::db::TxOptions;
 use crate::error::ApiError;
@@ -21,8 +24,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_NAME_LEN: usize = 128;
 
 /// A JSON body of at most [`MAX_BODY_BYTES`]. An empty body reads as `{}`, so that
-/// `POST /counters/x/increment` with no body adds 1. Content-Type is not insisted on.
-pub struct JsonBody<T>(pub T);
+/// `POST /counters/x/increment` with no body adds 1. Content-Type is not insisted on. The raw
+/// bytes are kept for the idempotency fingerprint.
+pub struct JsonBody<T> {
+    pub value: T,
+    pub raw: Bytes,
+}
 
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Error = ApiError;
@@ -58,9 +65,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     ))
                 }
             };
-            serde_json::from_slice(text)
-                .map(JsonBody)
-                .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+            let value = serde_json::from_slice(text)
+                .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+            Ok(JsonBody {
+                value,
+                raw: body.freeze(),
+            })
         })
     }
 }
@@ -130,6 +140,7 @@ impl LockParams {
         Ok(TxOptions {
             isolation: self.isolation,
             lock_timeout_ms: self.lock_timeout_ms,
+            idempotency: None,
         })
     }
 
@@ -171,6 +182,46 @@ impl FromRequest for IfMatch {
                 "If-Match must be one quoted version, like \"3\"".into(),
             )),
         })
+    }
+}
+
+/// `Idempotency-Key: <1–255 visible characters>`.
+pub struct IdempotencyKey(pub Option<String>);
+
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+impl FromRequest for IdempotencyKey {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(value) = req.headers().get("idempotency-key") else {
+            return ready(Ok(IdempotencyKey(None)));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&k.len()))
+            .filter(|k| k.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
+        ready(match key {
+            Some(key) => Ok(IdempotencyKey(Some(key.to_owned()))),
+            None => Err(ApiError::BadRequest(format!(
+                "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ))),
+        })
+    }
+}
+
+impl IdempotencyKey {
+    /// Binds the key to the request it came with (method, path and query, body).
+    pub fn bind(self, req: &HttpRequest, body: &[u8], retention: Duration) -> Option<Idempotency> {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or(req.path(), |pq| pq.as_str());
+        self.0
+            .map(|key| Idempotency::new(key, req.method().as_str(), path, body, retention))
     }
 }
 

@@ -7,10 +7,12 @@ pub mod health;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::web::{self, QueryConfig};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::db::Reply;
 use crate::error::ApiError;
 
 /// Registers every route.
@@ -22,6 +24,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .configure(health::configure)
     .configure(counters::configure);
+}
+
+/// Turns a transaction's [`Reply`] into the HTTP response (a replay says so in a header).
+pub fn respond(reply: Reply) -> HttpResponse {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in &reply.headers {
+        builder.insert_header((name.as_str(), value.as_str()));
+    }
+    if reply.replayed {
+        builder.insert_header(("idempotent-replayed", "true"));
+    }
+    if reply.body.is_empty() {
+        return builder.finish();
+    }
+    builder.content_type("application/json").body(reply.body)
 }
 
 /// Default service: no route matches.

@@ -129,6 +129,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut PoolArgs)) -> TestApp {
         },
         listen: "127.0.0.1:0".parse().expect("address"),
         workers: 2,
+        idempotency_retention_secs: 86_400,
         pool,
     };
     let app = Application::build(args).await.expect("build rowlock");

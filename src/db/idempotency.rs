@@ -1,0 +1,152 @@
+//! SQL for `idempotency_keys`: the first completed response of a POST with an `Idempotency-Key`
+//! is stored in the same transaction as its mutation, and replayed for retries.
+//!
+//! Inside the request's transaction rowlock first takes a transaction-scoped advisory lock on the
+//! key with `pg_try_advisory_xact_lock`: if another request holds it, that request is still
+//! running and this one is answered 409 `idempotency_in_flight` at once (nobody waits). Holding
+//! the lock, it reads the stored response: same request → replay without touching anything;
+//! another request → 422. Otherwise the mutation runs and its response is inserted before
+//! `COMMIT`, so the response exists if and only if the mutation committed. Failed requests roll
+//! back and store nothing: a retry runs them again, which is safe because nothing was applied.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::tx::Tx;
+use crate::error::ApiError;
+
+/// A response as stored and replayed: status, the headers that matter, and the exact body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// True when this reply is a replay of a stored one.
+    pub replayed: bool,
+}
+
+impl Reply {
+    /// A JSON reply.
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Result<Self, ApiError> {
+        Ok(Self {
+            status,
+            headers: Vec::new(),
+            body: serde_json::to_vec(value).map_err(anyhow::Error::from)?,
+            replayed: false,
+        })
+    }
+
+    /// A reply without a body (204).
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            replayed: false,
+        }
+    }
+
+    /// Adds a header to the reply.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+/// An `Idempotency-Key` with the fingerprint of the request that carried it.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    pub retention: Duration,
+}
+
+impl Idempotency {
+    /// Fingerprints method, path with query, and body.
+    pub fn new(
+        key: String,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        retention: Duration,
+    ) -> Self {
+        let mut hash = Sha256::new();
+        for part in [method.as_bytes(), path_and_query.as_bytes(), body] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        Self {
+            key,
+            request_hash: hash.finalize().to_vec(),
+            retention,
+        }
+    }
+}
+
+const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))";
+const STORED: &str = "SELECT request_hash, status, headers, body FROM idempotency_keys
+     WHERE key = $1 AND expires_at > now()";
+const RECORD: &str =
+    "INSERT INTO idempotency_keys (key, request_hash, status, headers, body, expires_at)
+     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+     ON CONFLICT (key) DO UPDATE
+        SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
+            headers = EXCLUDED.headers, body = EXCLUDED.body,
+            created_at = now(), expires_at = EXCLUDED.expires_at";
+const PURGE: &str = "DELETE FROM idempotency_keys WHERE expires_at <= now()";
+
+/// Claims the key for this transaction; returns the stored reply to replay, if there is one.
+pub async fn claim(tx: &Tx, idem: &Idempotency) -> Result<Option<Reply>, ApiError> {
+    let (lock, stored) = (tx.prepare(TRY_LOCK).await?, tx.prepare(STORED).await?);
+    let locked: bool = tx.client().query_one(&lock, &[&idem.key]).await?.get(0);
+    if !locked {
+        return Err(ApiError::IdempotencyInFlight);
+    }
+    let Some(row) = tx.client().query_opt(&stored, &[&idem.key]).await? else {
+        return Ok(None);
+    };
+    let hash: Vec<u8> = row.get(0);
+    if hash != idem.request_hash {
+        return Err(ApiError::Invalid(format!(
+            "Idempotency-Key '{}' was used for a different request",
+            idem.key
+        )));
+    }
+    let status: i16 = row.get(1);
+    let headers: serde_json::Value = row.get(2);
+    let headers = serde_json::from_value(headers).map_err(anyhow::Error::from)?;
+    Ok(Some(Reply {
+        status: status as u16,
+        headers,
+        body: row.get(3),
+        replayed: true,
+    }))
+}
+
+/// Stores `reply` under the key, inside the transaction of the mutation it answers.
+pub async fn record(tx: &Tx, idem: &Idempotency, reply: &Reply) -> Result<(), ApiError> {
+    let stmt = tx.prepare(RECORD).await?;
+    let headers = serde_json::to_value(&reply.headers).map_err(anyhow::Error::from)?;
+    let status = reply.status as i16;
+    let retention = idem.retention.as_secs_f64();
+    tx.client()
+        .execute(
+            &stmt,
+            &[
+                &idem.key,
+                &idem.request_hash,
+                &status,
+                &headers,
+                &reply.body,
+                &retention,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Deletes expired keys; returns how many.
+pub async fn purge(client: &tokio_postgres::Client) -> Result<u64, tokio_postgres::Error> {
+    client.execute(PURGE, &[]).await
+}
