@@ -7,8 +7,11 @@
 use anyhow::{Context, Result};
 
 /// `(version, name, sql)`, in order. Append only: an applied migration is never edited.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "counters", include_str!("../../sql/0001_counters.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "counters", include_str!("../../sql/0001_counters.sql")),
+    (2, "idempotency", include_str!("../../sql/0002_idempotency.sql")),
+    (3, "transactions", include_str!("../../sql/0003_transactions.sql")),
+];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.
 const MIGRATION_LOCK_KEY: i64 = 0x726f_776c_6f63_6b00; // "rowlock\0"
