@@ -118,7 +118,7 @@ impl ApiError {
 }
 
 /// An RFC 9457 problem document, as every error response carries it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     pub r#type: String,
     pub title: &'static str,
@@ -180,6 +180,10 @@ impl From<tokio_postgres::Error> for ApiError {
             SqlState::QUERY_CANCELED => {
                 Self::Unavailable("the database did not finish in time (statement timeout)".into())
             }
+            // The counters table's own CHECK constraints: the last line of defence for bounds.
+            SqlState::CHECK_VIOLATION => Self::BoundViolation(
+                "the change would take a counter outside its bounds; nothing changed".into(),
+            ),
             SqlState::NUMERIC_VALUE_OUT_OF_RANGE => {
                 Self::Invalid("the change would overflow a signed 64-bit value".into())
             }

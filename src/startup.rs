@@ -28,6 +28,7 @@ pub struct Application {
     server: Server,
     port: u16,
     pool: Pool,
+    retention: Duration,
     cluster: Option<LocalCluster>,
 }
 
@@ -45,6 +46,7 @@ impl Application {
         let listener = TcpListener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
+        let retention = db.idempotency_retention;
         let data = Data::new(db);
         let mut server = HttpServer::new(move || {
             App::new()
@@ -63,6 +65,7 @@ impl Application {
             server,
             port,
             pool,
+            retention,
             cluster,
         })
     }
@@ -80,7 +83,7 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]): in-flight requests finish, then
     /// the pool is closed and a local cluster is stopped.
     pub async fn run_until_stopped(self) -> Result<()> {
-        let purger = tokio::spawn(purge_expired_keys(self.pool.clone()));
+        let purger = tokio::spawn(purge_expired_keys(self.pool.clone(), self.retention));
         let served = self.server.await;
         purger.abort();
         self.pool.close();
@@ -92,12 +95,13 @@ impl Application {
     }
 }
 
-/// How often expired idempotency keys are deleted.
+/// How often expired idempotency keys are deleted, at most.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Deletes expired idempotency keys in the background, once a minute.
-async fn purge_expired_keys(pool: Pool) {
-    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+/// Deletes expired idempotency keys in the background: once a minute, or once per retention
+/// period when that is shorter.
+async fn purge_expired_keys(pool: Pool, retention: Duration) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL.min(retention));
     loop {
         tick.tick().await;
         let purged = match pool.get().await {

@@ -80,7 +80,7 @@ const REPLACE_IF_VERSION: &str =
 const DELETE: &str = "DELETE FROM counters WHERE name = $1";
 const DELETE_IF_VERSION: &str = "DELETE FROM counters WHERE name = $1 AND version = $2";
 
-fn counter(row: &Row) -> Counter {
+pub(crate) fn counter(row: &Row) -> Counter {
     Counter {
         name: row.get(0),
         value: row.get(1),
@@ -306,11 +306,21 @@ async fn explain_refusal(tx: &Tx, name: &str, by: i64, version: Option<i64>) -> 
     }
 }
 
+impl Counter {
+    /// The value after adding `by`, or why the change is refused (overflow, bounds).
+    pub fn plus(&self, by: i64) -> Result<i64, ApiError> {
+        match self.value.checked_add(by) {
+            Some(next) if within(self, next) => Ok(next),
+            _ => Err(bound_violation(self, by)),
+        }
+    }
+}
+
 fn within(c: &Counter, value: i64) -> bool {
     c.min.is_none_or(|min| value >= min) && c.max.is_none_or(|max| value <= max)
 }
 
-fn bound_violation(current: &Counter, by: i64) -> ApiError {
+pub(crate) fn bound_violation(current: &Counter, by: i64) -> ApiError {
     let Some(target) = current.value.checked_add(by) else {
         return overflow(&current.name);
     };
@@ -331,12 +341,12 @@ fn overflow(name: &str) -> ApiError {
     ))
 }
 
-fn not_found(name: &str) -> ApiError {
+pub(crate) fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("counter '{name}' does not exist"))
 }
 
 /// Names the counter in "row is locked" errors.
-fn locked_error(e: tokio_postgres::Error, name: &str) -> ApiError {
+pub(crate) fn locked_error(e: tokio_postgres::Error, name: &str) -> ApiError {
     match ApiError::from(e) {
         ApiError::LockNotAvailable(_) => {
             ApiError::LockNotAvailable(format!("counter '{name}' is locked by another transaction"))

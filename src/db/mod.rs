@@ -5,6 +5,7 @@ pub mod counters;
 pub mod idempotency;
 pub mod locking;
 pub mod migrate;
+pub mod transactions;
 pub mod tx;
 
 use std::time::Duration;

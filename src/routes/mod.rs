@@ -3,6 +3,7 @@
 pub mod counters;
 pub mod extract;
 pub mod health;
+pub mod transactions;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -23,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }),
     )
     .configure(health::configure)
-    .configure(counters::configure);
+    .configure(counters::configure)
+    .configure(transactions::configure);
 }
 
 /// Turns a transaction's [`Reply`] into the HTTP response (a replay says so in a header).

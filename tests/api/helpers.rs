@@ -111,8 +111,8 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Spawns rowlock after `tune` adjusted its pool settings.
-pub async fn spawn_app_with(tune: impl FnOnce(&mut PoolArgs)) -> TestApp {
+/// Spawns rowlock after `tune` adjusted its settings.
+pub async fn spawn_app_with(tune: impl FnOnce(&mut ServeArgs)) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         rowlock::telemetry::init();
     }
@@ -120,9 +120,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut PoolArgs)) -> TestApp {
     let db_name = format!("rowlock_test_{:016x}", rand::random::<u64>());
     create_database_from_template(&cluster.admin_url, &db_name).await;
     let db_url = cluster.url(&db_name);
-    let mut pool = PoolArgs::default();
-    tune(&mut pool);
-    let args = ServeArgs {
+    let mut args = ServeArgs {
         database: DatabaseArgs {
             database_url: Some(db_url.clone()),
             data_dir: "unused".into(),
@@ -130,8 +128,9 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut PoolArgs)) -> TestApp {
         listen: "127.0.0.1:0".parse().expect("address"),
         workers: 2,
         idempotency_retention_secs: 86_400,
-        pool,
+        pool: PoolArgs::default(),
     };
+    tune(&mut args);
     let app = Application::build(args).await.expect("build rowlock");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

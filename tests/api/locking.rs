@@ -186,9 +186,9 @@ async fn a_client_that_gives_up_while_waiting_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn with_every_pooled_connection_stuck_behind_a_lock_the_next_request_is_503() {
-    let app = spawn_app_with(|pool| {
-        pool.pool_size = 2;
-        pool.pool_wait_ms = 300;
+    let app = spawn_app_with(|args| {
+        args.pool.pool_size = 2;
+        args.pool.pool_wait_ms = 300;
     })
     .await;
     app.create_counter("hot", 0).await;
@@ -221,7 +221,7 @@ async fn with_every_pooled_connection_stuck_behind_a_lock_the_next_request_is_50
 }
 
 /// Installs a trigger on `counters` that raises `sqlstate` on the first `failures` updates.
-async fn fail_updates(app: &crate::helpers::TestApp, sqlstate: &str, failures: i64) {
+pub async fn fail_updates(app: &crate::helpers::TestApp, sqlstate: &str, failures: i64) {
     let pg = app.pg().await;
     pg.batch_execute(&format!(
         "CREATE SEQUENCE injected_failures;

@@ -1,0 +1,116 @@
+//! HTTP handlers for multi-counter transactions: `POST /transactions`, `GET /transactions/{id}`.
+
+use actix_web::web::{self, Data, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::extract::{int64, validate_name, IdempotencyKey, JsonBody, LockParams};
+use super::{method_not_allowed, respond};
+use crate::db::locking::{RowLock, WaitPolicy};
+use crate::db::transactions::{self, Op, MAX_OPS};
+use crate::db::{Db, Reply};
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/transactions")
+            .route(web::post().to(create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/transactions/{id}")
+            .route(web::get().to(get))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransactionBody {
+    ops: Vec<OpBody>,
+    #[serde(default = "default_atomic")]
+    atomic: bool,
+}
+
+fn default_atomic() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpBody {
+    counter: String,
+    by: Option<serde_json::Number>,
+}
+
+impl TransactionBody {
+    fn ops(&self) -> Result<Vec<Op>, ApiError> {
+        if self.ops.is_empty() || self.ops.len() > MAX_OPS {
+            return Err(ApiError::Invalid(format!(
+                "a transaction has 1 to {MAX_OPS} ops, not {}",
+                self.ops.len()
+            )));
+        }
+        self.ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let at = |e: ApiError| match e {
+                    ApiError::BadRequest(d) => ApiError::BadRequest(format!("op {}: {d}", i + 1)),
+                    ApiError::Invalid(d) => ApiError::Invalid(format!("op {}: {d}", i + 1)),
+                    other => other,
+                };
+                validate_name(&op.counter).map_err(at)?;
+                let by = match int64("by", op.by.as_ref()).map_err(at)? {
+                    None => return Err(at(ApiError::BadRequest("'by' is required".into()))),
+                    Some(0) => return Err(at(ApiError::Invalid("'by' must not be 0".into()))),
+                    Some(by) => by,
+                };
+                Ok(Op {
+                    counter: op.counter.clone(),
+                    by,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn create(
+    req: HttpRequest,
+    db: Data<Db>,
+    params: Query<LockParams>,
+    key: IdempotencyKey,
+    body: JsonBody<TransactionBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ops = body.value.ops()?;
+    let atomic = body.value.atomic;
+    let mut opts = params.tx_options()?;
+    opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
+    // lock=none still locks: several rows changed together must hold still until COMMIT.
+    let lock = params.row_lock().unwrap_or(RowLock {
+        wait: WaitPolicy::Wait,
+        strength: params.strength,
+    });
+    let reply = db
+        .transact(opts, move |tx| {
+            let ops = ops.clone();
+            Box::pin(async move {
+                let committed = match atomic {
+                    true => transactions::run_atomic(tx, &ops, lock).await?,
+                    false => transactions::run_each(tx, &ops, lock).await?,
+                };
+                Reply::json(200, &committed)
+            })
+        })
+        .await?;
+    Ok(respond(reply))
+}
+
+async fn get(db: Data<Db>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("transaction id '{id}' is not an integer")))?;
+    let client = db.pool.get().await?;
+    let found = transactions::get(&client, id).await?;
+    Ok(HttpResponse::Ok().json(found))
+}
