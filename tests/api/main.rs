@@ -3,5 +3,7 @@
 mod counters;
 mod errors;
 mod helpers;
+mod idempotency;
 mod locking;
 mod operations;
+mod transactions;
