@@ -9,8 +9,18 @@ use anyhow::{Context, Result};
 /// `(version, name, sql)`, in order. Append only: an applied migration is never edited.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "counters", include_str!("../../sql/0001_counters.sql")),
-    (2, "idempotency", include_str!("../../sql/0002_idempotency.sql")),
-    (3, "transactions", include_str!("../../sql/0003_transactions.sql")),
+    (
+        2,
+        "idempotency",
+        include_str!("../../sql/0002_idempotency.sql"),
+    ),
+    (
+        3,
+        "transactions",
+        include_str!("../../sql/0003_transactions.sql"),
+    ),
+    (4, "jobs", include_str!("../../sql/0004_jobs.sql")),
+    (5, "locks", include_str!("../../sql/0005_locks.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

@@ -2,9 +2,13 @@
 //! of each table (one module per table).
 
 pub mod counters;
+pub mod fencing;
 pub mod idempotency;
+pub mod jobs;
 pub mod locking;
 pub mod migrate;
+pub mod notify;
+pub mod queues;
 pub mod transactions;
 pub mod tx;
 

@@ -22,6 +22,7 @@ use rand::Rng;
 use tokio_postgres::types::Type;
 use tokio_postgres::Statement;
 
+use super::fencing::{self, Fence};
 use super::idempotency::{self, Idempotency, Reply};
 use super::locking::Isolation;
 use crate::error::ApiError;
@@ -34,6 +35,8 @@ pub struct TxOptions {
     pub lock_timeout_ms: Option<u32>,
     /// Store the reply under this key in the same transaction (and replay a stored one).
     pub idempotency: Option<Idempotency>,
+    /// `Fencing-Token`s that must still be current for the mutation to go ahead.
+    pub fences: Vec<Fence>,
 }
 
 /// The database handle the routes share: the pool and the policies of the transaction path.
@@ -129,15 +132,18 @@ impl Db {
             defer_commit: opts.idempotency.is_some(),
         };
         let work = async {
-            if let Some(idem) = &opts.idempotency {
-                if let Some(stored) = idempotency::claim(&tx, idem).await? {
-                    return Ok(stored);
-                }
-                let reply = body(&tx).await?;
-                idempotency::record(&tx, idem, &reply).await?;
-                return Ok(reply);
+            let Some(idem) = &opts.idempotency else {
+                fencing::check(&tx, &opts.fences).await?;
+                return body(&tx).await;
+            };
+            // A replay answers what was done when the fence was checked the first time.
+            if let Some(stored) = idempotency::claim(&tx, idem).await? {
+                return Ok(stored);
             }
-            body(&tx).await
+            fencing::check(&tx, &opts.fences).await?;
+            let reply = body(&tx).await?;
+            idempotency::record(&tx, idem, &reply).await?;
+            Ok(reply)
         };
         // Polled in this order, so sent in this order, without waiting for each other.
         let begin = tx.client.batch_execute(opts.isolation.begin_sql());

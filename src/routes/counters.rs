@@ -5,7 +5,7 @@ use actix_web::web::{self, Data, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::extract::{int64, IdempotencyKey, IfMatch, JsonBody, LockParams, Name};
+use super::extract::{int64, FencingTokens, IdempotencyKey, IfMatch, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
 use crate::db::counters::{self, CounterSpec};
 use crate::db::{Db, Reply};
@@ -90,9 +90,11 @@ async fn put(
     name: Name,
     params: Query<LockParams>,
     if_match: IfMatch,
+    fences: FencingTokens,
     body: JsonBody<PutBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (opts, spec, lock) = (params.tx_options()?, body.value.spec()?, params.row_lock());
+    let (mut opts, spec, lock) = (params.tx_options()?, body.value.spec()?, params.row_lock());
+    opts.fences = fences.0;
     let name = name.0;
     let reply = db
         .transact(opts, move |tx| {
@@ -116,8 +118,10 @@ async fn delete(
     name: Name,
     params: Query<LockParams>,
     if_match: IfMatch,
+    fences: FencingTokens,
 ) -> Result<HttpResponse, ApiError> {
-    let (opts, lock) = (params.tx_options()?, params.row_lock());
+    let (mut opts, lock) = (params.tx_options()?, params.row_lock());
+    opts.fences = fences.0;
     let name = name.0;
     let reply = db
         .transact(opts, move |tx| {
@@ -139,11 +143,13 @@ async fn increment(
     params: Query<LockParams>,
     if_match: IfMatch,
     key: IdempotencyKey,
+    fences: FencingTokens,
     body: JsonBody<IncrementBody>,
 ) -> Result<HttpResponse, ApiError> {
     let by = body.value.by()?;
     let mut opts = params.tx_options()?;
     opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
+    opts.fences = fences.0;
     let mode = params.concurrency(if_match.0);
     let name = name.0;
     let reply = db

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 use crate::db::counters::Concurrency;
+use crate::db::fencing::Fence;
 use crate::db::idempotency::Idempotency;
 use crate::db::locking::{Isolation, LockMode, RowLock, Strength};
 use crate::db::TxOptions;
@@ -23,15 +24,15 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest resource name.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// A JSON body of at most [`MAX_BODY_BYTES`]. An empty body reads as `{}`, so that
+/// A JSON body of at most `LIMIT` bytes ([`MAX_BODY_BYTES`] unless a route says otherwise). An empty body reads as `{}`, so that
 /// `POST /counters/x/increment` with no body adds 1. Content-Type is not insisted on. The raw
 /// bytes are kept for the idempotency fingerprint.
-pub struct JsonBody<T> {
+pub struct JsonBody<T, const LIMIT: usize = MAX_BODY_BYTES> {
     pub value: T,
     pub raw: Bytes,
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for JsonBody<T, LIMIT> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -43,15 +44,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
         Box::pin(async move {
-            if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-                return Err(too_large());
+            if declared.is_some_and(|n| n > LIMIT) {
+                return Err(too_large(LIMIT));
             }
             let mut body = BytesMut::new();
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk
                     .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
+                if body.len() + chunk.len() > LIMIT {
+                    return Err(too_large(LIMIT));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -75,8 +76,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-fn too_large() -> ApiError {
-    ApiError::PayloadTooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!("the body is larger than {limit} bytes"))
 }
 
 /// The `{name}` (or `{queue}`, `{key}`) segment of the path: 1–128 characters of
@@ -141,6 +142,7 @@ impl LockParams {
             isolation: self.isolation,
             lock_timeout_ms: self.lock_timeout_ms,
             idempotency: None,
+            fences: Vec::new(),
         })
     }
 
@@ -183,6 +185,50 @@ impl FromRequest for IfMatch {
             )),
         })
     }
+}
+
+/// Every `Fencing-Token: <key>=<token>` of the request (several headers, or comma-separated).
+pub struct FencingTokens(pub Vec<Fence>);
+
+impl FromRequest for FencingTokens {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let mut fences = Vec::new();
+        for value in req.headers().get_all("fencing-token") {
+            let Ok(value) = value.to_str() else {
+                return ready(Err(bad_fence("not ASCII")));
+            };
+            for pair in value.split(',').map(str::trim) {
+                match parse_fence(pair) {
+                    Ok(fence) => fences.push(fence),
+                    Err(e) => return ready(Err(e)),
+                }
+            }
+        }
+        ready(Ok(FencingTokens(fences)))
+    }
+}
+
+fn parse_fence(pair: &str) -> Result<Fence, ApiError> {
+    let (key, token) = pair.split_once('=').ok_or_else(|| bad_fence(pair))?;
+    let key = validate_name(key.trim()).map_err(|_| bad_fence(pair))?;
+    let token: i64 = token.trim().parse().map_err(|_| bad_fence(pair))?;
+    if token < 1 {
+        return Err(bad_fence(pair));
+    }
+    Ok(Fence {
+        key: key.to_owned(),
+        token,
+    })
+}
+
+fn bad_fence(what: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "Fencing-Token must be <key>=<token> with a lock name and a positive integer, not '{}'",
+        what.chars().take(64).collect::<String>()
+    ))
 }
 
 /// `Idempotency-Key: <1–255 visible characters>`.

@@ -4,7 +4,7 @@ use actix_web::web::{self, Data, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::extract::{int64, validate_name, IdempotencyKey, JsonBody, LockParams};
+use super::extract::{int64, validate_name, FencingTokens, IdempotencyKey, JsonBody, LockParams};
 use super::{method_not_allowed, respond};
 use crate::db::locking::{RowLock, WaitPolicy};
 use crate::db::transactions::{self, Op, MAX_OPS};
@@ -80,12 +80,14 @@ async fn create(
     db: Data<Db>,
     params: Query<LockParams>,
     key: IdempotencyKey,
+    fences: FencingTokens,
     body: JsonBody<TransactionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ops = body.value.ops()?;
     let atomic = body.value.atomic;
     let mut opts = params.tx_options()?;
     opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
+    opts.fences = fences.0;
     // lock=none still locks: several rows changed together must hold still until COMMIT.
     let lock = params.row_lock().unwrap_or(RowLock {
         wait: WaitPolicy::Wait,
