@@ -3,6 +3,7 @@
 //! port 0 and read the port back.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -13,8 +14,10 @@ use anyhow::{Context, Result};
 use deadpool_postgres::Pool;
 
 use crate::cli::{DatabaseArgs, ServeArgs};
+use crate::db::notify::Wakeups;
 use crate::db::{self, Db};
 use crate::local_cluster::{Durability, LocalCluster};
+use crate::metrics::Metrics;
 use crate::routes;
 
 /// Name of the database rowlock creates in a local cluster it started itself.
@@ -30,6 +33,8 @@ pub struct Application {
     pool: Pool,
     retention: Duration,
     cluster: Option<LocalCluster>,
+    /// The job notification listener (one connection, wakes waiting claims).
+    jobs_listener: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -42,15 +47,20 @@ impl Application {
             pool: pool.clone(),
             max_retries: args.pool.max_retries,
             idempotency_retention: Duration::from_secs(args.idempotency_retention_secs),
+            metrics: Arc::new(Metrics::new()),
         };
         let listener = TcpListener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
         let retention = db.idempotency_retention;
         let data = Data::new(db);
+        let wakeups = Wakeups::default();
+        let jobs_listener = tokio::spawn(wakeups.clone().listen(url.clone()));
+        let wakeups = Data::new(wakeups);
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(wakeups.clone())
                 .wrap(from_fn(routes::request_context))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -67,6 +77,7 @@ impl Application {
             pool,
             retention,
             cluster,
+            jobs_listener,
         })
     }
 
@@ -86,6 +97,7 @@ impl Application {
         let purger = tokio::spawn(purge_expired_keys(self.pool.clone(), self.retention));
         let served = self.server.await;
         purger.abort();
+        self.jobs_listener.abort();
         self.pool.close();
         if let Some(cluster) = self.cluster {
             tokio::task::spawn_blocking(move || cluster.stop()).await?;

@@ -3,6 +3,8 @@
 pub mod counters;
 pub mod extract;
 pub mod health;
+pub mod jobs;
+pub mod queues;
 pub mod transactions;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -25,7 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .configure(health::configure)
     .configure(counters::configure)
-    .configure(transactions::configure);
+    .configure(transactions::configure)
+    .configure(jobs::configure)
+    .configure(queues::configure);
 }
 
 /// Turns a transaction's [`Reply`] into the HTTP response (a replay says so in a header).

@@ -1,0 +1,256 @@
+//! SQL for the `jobs` table: enqueue, read, and the transitions of one job — the token-checked
+//! ones a worker makes (complete, fail, heartbeat) and the operator's (retry, delete). Claiming,
+//! the statement that hands jobs out, lives in [`claim`].
+//!
+//! Every transition is one guarded statement, `UPDATE … WHERE id = $1 AND state = … [AND token =
+//! $2]`, behind the row lock the request asked for (as for counters: the locking `SELECT` and the
+//! guarded statement go out in one pipeline with the `COMMIT`). The guard, not the lock, decides:
+//! a token that is no longer the current one matches no row, and the refusal is explained from the
+//! row as the lock found it — missing is 404, anything else 409 `stale_token` (or 422 for an
+//! operator asking for a transition the job's state does not allow).
+
+pub mod claim;
+
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::locking::{LockStatements, RowLock, WaitPolicy};
+use super::tx::Tx;
+use crate::error::ApiError;
+use crate::lock_statements;
+
+/// A job to enqueue, already validated.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub payload: Value,
+    pub priority: i32,
+    /// RFC 3339 text, parsed by PostgreSQL; `None` is now.
+    pub run_at: Option<String>,
+    pub max_attempts: i32,
+}
+
+/// `jsonb_build_object` renders timestamps as ISO 8601 (RFC 3339) text, so Rust never parses one.
+macro_rules! job_json {
+    () => {
+        "jsonb_build_object('id', id, 'queue', queue, 'state', state, 'payload', payload,
+            'priority', priority, 'attempt', attempt, 'max_attempts', max_attempts,
+            'run_at', run_at, 'lease_expires_at', lease_expires_at, 'errors', errors,
+            'created_at', created_at, 'attempted_at', attempted_at, 'finished_at', finished_at)"
+    };
+}
+
+/// The notification (on [`CHANNEL`](super::notify::CHANNEL)) goes out at `COMMIT`, so a woken claim finds the job.
+const INSERT: &str = "WITH j AS (
+        INSERT INTO jobs (queue, payload, priority, max_attempts, run_at)
+        VALUES ($1, $2, $3, $4, COALESCE($5::text::timestamptz, now()))
+        RETURNING id, queue)
+     SELECT j.id, pg_notify('rowlock_jobs', j.queue) FROM j";
+const SELECT: &str = concat!("SELECT ", job_json!(), " FROM jobs WHERE id = $1");
+const LOCK: LockStatements = lock_statements!("SELECT state FROM jobs WHERE id = $1");
+const STATE: &str = "SELECT state FROM jobs WHERE id = $1";
+
+const COMPLETE: &str = "UPDATE jobs
+        SET state = 'completed', token = NULL, lease_expires_at = NULL, finished_at = now()
+      WHERE id = $1 AND state = 'running' AND token = $2
+  RETURNING jsonb_build_object('id', id, 'state', state, 'attempt', attempt,
+                               'finished_at', finished_at)";
+/// Backoff with "equal jitter": half of an exponential ceiling (1 s, 2 s, 4 s … capped at 1 h)
+/// plus a random part of the other half, so delays spread out yet always grow with the attempt.
+/// The last allowed attempt makes the job `dead`. Waiting claims are told at `COMMIT`: they then
+/// sleep until the new `run_at`.
+const FAIL: &str = "WITH f AS (
+     UPDATE jobs SET
+        state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
+        run_at = CASE WHEN attempt >= max_attempts THEN run_at ELSE now() + make_interval(
+            secs => least(3600, 2 ^ least(attempt - 1, 20)) * (0.5 + random() / 2)) END,
+        finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
+        errors = errors || jsonb_build_array(
+            jsonb_build_object('attempt', attempt, 'error', $3::jsonb, 'at', now())),
+        token = NULL, lease_expires_at = NULL
+      WHERE id = $1 AND state = 'running' AND token = $2
+  RETURNING id, queue, state, attempt, run_at)
+  SELECT jsonb_build_object('id', id, 'state', state, 'attempt', attempt,
+             'run_at', CASE WHEN state = 'queued' THEN run_at END),
+         pg_notify('rowlock_jobs', queue)
+    FROM f";
+const HEARTBEAT: &str = "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
+      WHERE id = $1 AND state = 'running' AND token = $2
+  RETURNING jsonb_build_object('id', id, 'state', state, 'attempt', attempt,
+                               'lease_expires_at', lease_expires_at)";
+/// A dead job gets `max_attempts` fresh attempts; its past errors are kept.
+const RETRY: &str = "WITH r AS (
+     UPDATE jobs SET state = 'queued', attempt = 0, run_at = now(), finished_at = NULL
+      WHERE id = $1 AND state = 'dead'
+  RETURNING id, queue, state, attempt, run_at)
+  SELECT jsonb_build_object('id', id, 'state', state, 'attempt', attempt, 'run_at', run_at),
+         pg_notify('rowlock_jobs', queue)
+    FROM r";
+const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND state = 'queued'
+  RETURNING jsonb_build_object('id', id)";
+
+/// Inserts a job into `queue`; returns its id.
+pub async fn enqueue(tx: &Tx, queue: &str, job: &NewJob) -> Result<i64, ApiError> {
+    let stmt = tx.prepare(INSERT).await?;
+    let params: [&(dyn ToSql + Sync); 5] = [
+        &queue,
+        &job.payload,
+        &job.priority,
+        &job.max_attempts,
+        &job.run_at,
+    ];
+    let row = tx.commit_with(tx.client().query_one(&stmt, &params)).await;
+    Ok(row.map_err(bad_run_at)?.get(0))
+}
+
+/// The whole job as JSON (everything but its token), without locking it.
+pub async fn get(client: &deadpool_postgres::ClientWrapper, id: i64) -> Result<Value, ApiError> {
+    let stmt = client.prepare_cached(SELECT).await?;
+    let row = client.query_opt(&stmt, &[&id]).await?;
+    row.map(|r| r.get(0)).ok_or_else(|| not_found(id))
+}
+
+/// A transition of one job, as a worker or an operator asks for it.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    Complete { token: String },
+    Fail { token: String, error: Value },
+    Heartbeat { token: String, lease_secs: f64 },
+    Retry,
+    Delete,
+}
+
+/// Applies `transition` to job `id` under `lock` (`None`: no explicit lock, the guarded
+/// statement alone); returns the reply body.
+pub async fn transition(
+    tx: &Tx,
+    id: i64,
+    transition: &Transition,
+    lock: Option<RowLock>,
+) -> Result<Value, ApiError> {
+    let (sql, params): (&'static str, Vec<&(dyn ToSql + Sync)>) = match transition {
+        Transition::Complete { token } => (COMPLETE, vec![&id, token]),
+        Transition::Fail { token, error } => (FAIL, vec![&id, token, error]),
+        Transition::Heartbeat { token, lease_secs } => (HEARTBEAT, vec![&id, token, lease_secs]),
+        Transition::Retry => (RETRY, vec![&id]),
+        Transition::Delete => (DELETE, vec![&id]),
+    };
+    let stmt = tx.prepare(sql).await?;
+    let client = tx.client();
+    let (found, row) = match lock {
+        None => (
+            None,
+            tx.commit_with(client.query_opt(&stmt, &params)).await?,
+        ),
+        Some(lock) if lock.wait == WaitPolicy::SkipLocked => {
+            let found = lock_job(tx, id, lock).await?;
+            (Some(found), client.query_opt(&stmt, &params).await?)
+        }
+        Some(lock) => {
+            let select = tx.prepare(lock.pick(&LOCK)).await?;
+            let id_param: [&(dyn ToSql + Sync); 1] = [&id];
+            let (found, row) = futures_util::join!(
+                client.query_opt(&select, &id_param),
+                tx.commit_with(client.query_opt(&stmt, &params)),
+            );
+            // The SELECT's error is the cause; the guarded one's would be "transaction aborted".
+            let found = found.map_err(|e| locked_error(e, id))?;
+            (Some(found.map(|r| r.get::<_, String>(0))), row?)
+        }
+    };
+    if let Some(row) = row {
+        return Ok(row.get(0));
+    }
+    let state = match found {
+        Some(state) => state,
+        // No lock was taken: read the state as it is now to explain the refusal.
+        None => current_state(tx, id).await?,
+    };
+    Err(refusal(id, transition, state))
+}
+
+/// Locks job `id` with SKIP LOCKED semantics: a locked job is 423 `row_skipped`.
+async fn lock_job(tx: &Tx, id: i64, lock: RowLock) -> Result<Option<String>, ApiError> {
+    let stmt = tx.prepare(lock.pick(&LOCK)).await?;
+    let row = tx.client().query_opt(&stmt, &[&id]).await?;
+    match row {
+        Some(row) => Ok(Some(row.get(0))),
+        None if current_state(tx, id).await?.is_some() => Err(ApiError::RowSkipped(format!(
+            "job {id} is locked by another transaction and was skipped"
+        ))),
+        None => Ok(None),
+    }
+}
+
+async fn current_state(tx: &Tx, id: i64) -> Result<Option<String>, ApiError> {
+    let stmt = tx.prepare(STATE).await?;
+    let row: Option<Row> = tx.client().query_opt(&stmt, &[&id]).await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Why a guarded transition matched no row, given the job's state (`None`: no such job).
+fn refusal(id: i64, transition: &Transition, state: Option<String>) -> ApiError {
+    let Some(state) = state else {
+        return not_found(id);
+    };
+    match transition {
+        Transition::Retry => ApiError::Invalid(format!(
+            "job {id} is {state}: only a dead job can be retried"
+        )),
+        Transition::Delete => ApiError::Invalid(format!(
+            "job {id} is {state}: only a queued job can be deleted"
+        )),
+        _ => ApiError::StaleToken(format!(
+            "job {id} is {state} and this token is not its current claim; its lease was lost"
+        )),
+    }
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("job {id} does not exist"))
+}
+
+/// Names the job in "row is locked" errors.
+fn locked_error(e: tokio_postgres::Error, id: i64) -> ApiError {
+    match ApiError::from(e) {
+        ApiError::LockNotAvailable(_) => {
+            ApiError::LockNotAvailable(format!("job {id} is locked by another transaction"))
+        }
+        other => other,
+    }
+}
+
+/// PostgreSQL refused `run_at` (a date that does not exist, out of range): the client's doing.
+fn bad_run_at(e: ApiError) -> ApiError {
+    use tokio_postgres::error::SqlState;
+    let bad = [
+        SqlState::INVALID_DATETIME_FORMAT,
+        SqlState::DATETIME_FIELD_OVERFLOW,
+        SqlState::INVALID_TIME_ZONE_DISPLACEMENT_VALUE,
+    ];
+    let code = match &e {
+        ApiError::Internal(inner) => inner
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|pg| pg.code()),
+        _ => None,
+    };
+    match code {
+        Some(code) if bad.contains(code) => {
+            ApiError::Invalid("run_at is not a valid RFC 3339 timestamp".into())
+        }
+        _ => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::notify::CHANNEL;
+
+    #[test]
+    fn every_notifying_statement_uses_the_listened_channel() {
+        for sql in [INSERT, FAIL, RETRY, crate::db::queues::SET_PAUSED] {
+            assert!(sql.contains(&format!("pg_notify('{CHANNEL}'")), "{sql}");
+        }
+    }
+}

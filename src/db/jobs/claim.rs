@@ -1,0 +1,185 @@
+//! Claiming jobs: the one short statement that locks with `FOR UPDATE SKIP LOCKED` and marks the
+//! rows running (River's `JobGetAvailable`), and the long poll around it.
+//!
+//! No lock outlives the claim's transaction: a claimed job is protected by its state, its lease
+//! and its token, not by a row lock held while the work runs. Many claimers scan the same index
+//! head at once; `SKIP LOCKED` makes each pass over the rows another claimer is taking instead of
+//! queueing behind it, so no two claims ever return the same job and none waits for another.
+//!
+//! A claim that waits (`wait_ms` > 0) holds no connection while it waits: each attempt is its own
+//! short transaction, and between attempts the request sleeps until a `NOTIFY` for its queue
+//! (enqueue, fail, retry, resume) or until the next moment the database says a job becomes
+//! claimable (a `run_at` or a lease expiry), whichever comes first.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::notify::Wakeups;
+use crate::db::{Db, Reply, Tx, TxOptions};
+use crate::error::ApiError;
+
+/// Puts jobs whose lease expired back to `queued` (or `dead` after their last attempt), before
+/// the claim in the same transaction: the claim then sees them as ordinary queued jobs, in their
+/// priority and age order, and the index of queued jobs stays the only one a claim scans.
+const RESCUE: &str = "UPDATE jobs SET
+        state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
+        finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
+        errors = errors || jsonb_build_array(jsonb_build_object(
+            'attempt', attempt, 'error', 'lease expired', 'at', now())),
+        run_at = now(), token = NULL, lease_expires_at = NULL
+      WHERE id IN (SELECT id FROM jobs
+                    WHERE queue = $1 AND state = 'running' AND lease_expires_at <= now()
+                    ORDER BY lease_expires_at LIMIT $2
+                      FOR UPDATE SKIP LOCKED)";
+
+/// The claim. `FOR UPDATE OF jobs SKIP LOCKED` inside the `LIMIT`ed scan of `jobs_claimable`:
+/// rows another claim is taking are passed over, not waited for. The paused check does not refer
+/// to the job, so PostgreSQL evaluates it once per statement.
+const CLAIM: &str = "WITH picked AS (
+     SELECT id FROM jobs
+      WHERE queue = $1 AND state = 'queued' AND run_at <= now()
+        AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
+      ORDER BY priority DESC, id
+      LIMIT $2
+        FOR UPDATE OF jobs SKIP LOCKED
+   ), claimed AS (
+     UPDATE jobs j
+        SET state = 'running', attempt = j.attempt + 1, token = $3,
+            lease_expires_at = now() + make_interval(secs => $4), attempted_at = now()
+       FROM picked
+      WHERE j.id = picked.id
+  RETURNING j.id, j.priority, j.payload, j.attempt, j.token, j.lease_expires_at)
+  SELECT id, payload, attempt, token, to_jsonb(lease_expires_at)
+    FROM claimed ORDER BY priority DESC, id";
+
+/// Seconds until a job of the queue may become claimable: its earliest `run_at` or lease expiry
+/// (NULL: nothing will, or the queue is paused — only a NOTIFY can change that).
+const NEXT_DUE: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
+     THEN NULL ELSE extract(epoch FROM least(
+         (SELECT min(run_at) FROM jobs WHERE queue = $1 AND state = 'queued'),
+         (SELECT min(lease_expires_at) FROM jobs WHERE queue = $1 AND state = 'running'))
+       - now())::float8 END";
+
+/// Longest `wait_ms`.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// When claimable jobs exist but other claims hold them, look again this soon: those claims
+/// are about to take them, or to let them go.
+const BUSY_RECHECK: Duration = Duration::from_millis(50);
+
+/// What to claim.
+#[derive(Debug, Clone)]
+pub struct ClaimSpec {
+    pub queue: String,
+    pub limit: i64,
+    pub lease_secs: f64,
+    pub wait: Duration,
+}
+
+/// One claimed job, as the claim route returns it.
+#[derive(Debug, Serialize)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub payload: Value,
+    pub attempt: i32,
+    pub token: String,
+    pub lease_expires_at: Value,
+}
+
+/// Claims up to `spec.limit` jobs of `spec.queue`: 200 with the jobs, or 204 once `spec.wait`
+/// has passed with nothing to claim.
+pub async fn claim(
+    db: &Db,
+    wakeups: &Wakeups,
+    spec: ClaimSpec,
+    opts: TxOptions,
+) -> Result<Reply, ApiError> {
+    let deadline = Instant::now() + spec.wait;
+    // Subscribed before the first attempt: a NOTIFY that arrives during an attempt is not lost.
+    let mut wake = wakeups.subscribe(&spec.queue);
+    loop {
+        let last = Instant::now() >= deadline;
+        // Set by an attempt that found nothing: how long until something may be claimable.
+        let idle: Rc<Cell<Option<Option<Duration>>>> = Rc::new(Cell::new(None));
+        let (spec_, idle_) = (spec.clone(), idle.clone());
+        let result = db
+            .transact(opts.clone(), move |tx| {
+                let (spec, idle) = (spec_.clone(), idle_.clone());
+                Box::pin(async move { attempt(tx, &spec, last, &idle).await })
+            })
+            .await;
+        let next_due = match (result, idle.get()) {
+            // The rollback sentinel of an empty attempt that will wait (see `attempt`).
+            (Err(ApiError::RowSkipped(_)), Some(next_due)) => next_due,
+            (other, _) => return other,
+        };
+        let until = next_due.map_or(deadline, |d| deadline.min(Instant::now() + d));
+        wake.until(until).await;
+    }
+}
+
+/// One claim transaction. Finding nothing on the `last` attempt is a 204; finding nothing
+/// before that is an error that rolls the transaction back (so no idempotency record stores an
+/// empty answer the long poll has not given yet), with `idle` telling the caller how long to
+/// sleep.
+async fn attempt(
+    tx: &Tx,
+    spec: &ClaimSpec,
+    last: bool,
+    idle: &Cell<Option<Option<Duration>>>,
+) -> Result<Reply, ApiError> {
+    let (rescue, claim) = (tx.prepare(RESCUE).await?, tx.prepare(CLAIM).await?);
+    let token = format!("{:032x}", rand::random::<u128>());
+    let client = tx.client();
+    let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&spec.queue, &spec.limit, &token, &spec.lease_secs];
+    let rescue_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&spec.queue, &spec.limit];
+    // Rescue, claim (and the next due time) and COMMIT go out in one pipeline.
+    let (rescued, rows, next_due) = if last {
+        let (rescued, rows) = futures_util::join!(
+            client.execute(&rescue, &rescue_params),
+            tx.commit_with(client.query(&claim, &claim_params)),
+        );
+        (rescued, rows, None)
+    } else {
+        let next = tx.prepare(NEXT_DUE).await?;
+        let next_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&spec.queue];
+        let (rescued, rows, next_due) = futures_util::join!(
+            client.execute(&rescue, &rescue_params),
+            client.query(&claim, &claim_params),
+            tx.commit_with(client.query_one(&next, &next_params)),
+        );
+        (rescued, rows.map_err(ApiError::from), Some(next_due))
+    };
+    // The first statement's error is the cause; later ones only say "transaction aborted".
+    rescued?;
+    let rows = rows?;
+    if !rows.is_empty() {
+        let jobs: Vec<ClaimedJob> = rows
+            .iter()
+            .map(|r| ClaimedJob {
+                id: r.get(0),
+                payload: r.get(1),
+                attempt: r.get(2),
+                token: r.get(3),
+                lease_expires_at: r.get(4),
+            })
+            .collect();
+        return Reply::json(200, &jobs);
+    }
+    let Some(next_due) = next_due else {
+        return Ok(Reply::empty(204));
+    };
+    let secs: Option<f64> = next_due?.get(0);
+    idle.set(Some(secs.map(|s| {
+        if s > 0.0 {
+            Duration::from_secs_f64(s.min(MAX_WAIT.as_secs_f64()))
+        } else {
+            BUSY_RECHECK
+        }
+    })));
+    Err(ApiError::RowSkipped("nothing to claim yet".into()))
+}

@@ -1,0 +1,89 @@
+//! HTTP handlers for queues: `GET /queues/{queue}` (counts by state) and
+//! `POST /queues/{queue}/pause`, `/resume`. A paused queue keeps its jobs and takes new ones, but
+//! claims on it return nothing until it is resumed.
+
+use actix_web::web::{self, Data, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::extract::{IdempotencyKey, JsonBody, LockParams, Name};
+use super::{method_not_allowed, respond};
+use crate::db::{queues, Db, Reply};
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/queues/{queue}")
+            .route(web::get().to(get))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/queues/{queue}/pause")
+            .route(web::post().to(pause))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/queues/{queue}/resume")
+            .route(web::post().to(resume))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// Pause and resume take no fields; the (empty) body still counts for the idempotency key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiError> {
+    let client = db.pool.get().await?;
+    Ok(respond(Reply::json(
+        200,
+        &queues::stats(&client, &queue.0).await?,
+    )?))
+}
+
+async fn pause(
+    req: HttpRequest,
+    db: Data<Db>,
+    queue: Name,
+    params: Query<LockParams>,
+    key: IdempotencyKey,
+    body: JsonBody<NoFields>,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(req, db, queue, params, key, body, true).await
+}
+
+async fn resume(
+    req: HttpRequest,
+    db: Data<Db>,
+    queue: Name,
+    params: Query<LockParams>,
+    key: IdempotencyKey,
+    body: JsonBody<NoFields>,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(req, db, queue, params, key, body, false).await
+}
+
+/// The queue's row is locked by the upsert itself; there is nothing else to lock first.
+async fn set_paused(
+    req: HttpRequest,
+    db: Data<Db>,
+    queue: Name,
+    params: Query<LockParams>,
+    key: IdempotencyKey,
+    body: JsonBody<NoFields>,
+    paused: bool,
+) -> Result<HttpResponse, ApiError> {
+    let mut opts = params.tx_options()?;
+    opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
+    let queue = queue.0;
+    let reply = db
+        .transact(opts, move |tx| {
+            let queue = queue.clone();
+            Box::pin(
+                async move { Reply::json(200, &queues::set_paused(tx, &queue, paused).await?) },
+            )
+        })
+        .await?;
+    Ok(respond(reply))
+}
