@@ -63,8 +63,15 @@ pub struct ServeArgs {
     #[arg(long, env = "ROWLOCK_IDEMPOTENCY_RETENTION_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_retention_secs: u64,
 
+    /// Longest lease (`ttl_ms`) a lock may be granted or renewed for, in milliseconds.
+    #[arg(long, env = "ROWLOCK_LOCK_MAX_TTL_MS", default_value_t = 3_600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lock_max_ttl_ms: u64,
+
     #[command(flatten)]
     pub pool: PoolArgs,
+
+    #[command(flatten)]
+    pub auth: crate::routes::auth::AuthArgs,
 }
 
 /// Pool size and the timeouts that bound every wait on the database.

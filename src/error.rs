@@ -46,6 +46,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("{0}")]
+    Unauthorized(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -68,6 +70,7 @@ impl ApiError {
             Self::RowSkipped(_) => "row_skipped",
             Self::Unavailable(_) => "unavailable",
             Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Unauthorized(_) => "unauthorized",
             Self::Internal(_) => "internal",
         }
     }
@@ -88,6 +91,7 @@ impl ApiError {
             Self::RowSkipped(_) => "Row skipped",
             Self::Unavailable(_) => "Service unavailable",
             Self::MethodNotAllowed(_) => "Method not allowed",
+            Self::Unauthorized(_) => "Unauthorized",
             Self::Internal(_) => "Internal error",
         }
     }
@@ -143,6 +147,7 @@ impl ResponseError for ApiError {
             Self::LockNotAvailable(_) | Self::RowSkipped(_) => StatusCode::LOCKED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod hammer;
 pub mod local_cluster;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -52,6 +52,9 @@ impl Application {
         let listener = TcpListener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
+        // The lock release listener (one connection, wakes waiting acquisitions).
+        let leases = Data::new(db::leases::Leases::start(url.clone(), args.lock_max_ttl_ms));
+        let tokens = Data::new(routes::auth::Tokens::load(&args.auth)?);
         let retention = db.idempotency_retention;
         let data = Data::new(db);
         let wakeups = Wakeups::default();
@@ -60,7 +63,10 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(leases.clone())
                 .app_data(wakeups.clone())
+                .app_data(tokens.clone())
+                .wrap(from_fn(routes::auth::authenticate))
                 .wrap(from_fn(routes::request_context))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

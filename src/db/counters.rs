@@ -121,10 +121,15 @@ pub async fn increment(
             let (select, add) = (tx.prepare(lock.pick(&LOCK)).await?, tx.prepare(ADD).await?);
             let client = tx.client();
             let (select_params, add_params) = ([&name as _], [&name as _, &by as _]);
-            let (current, row) = futures_util::join!(
-                client.query_opt(&select, &select_params),
-                tx.commit_with(client.query_opt(&add, &add_params)),
-            );
+            let locking = async {
+                let row = client.query_opt(&select, &select_params).await;
+                if row.is_ok() {
+                    tx.locked("counter", lock.mode_name());
+                }
+                row
+            };
+            let (current, row) =
+                futures_util::join!(locking, tx.commit_with(client.query_opt(&add, &add_params)),);
             // The SELECT's error is the cause; the UPDATE's would only be "transaction aborted".
             let current = current.map_err(|e| locked_error(e, name))?;
             let current = current
@@ -137,6 +142,7 @@ pub async fn increment(
             let row = tx
                 .commit_with(tx.client().query_opt(&add, &[&name, &by]))
                 .await?;
+            tx.locked("counter", "none");
             match row {
                 Some(row) => Ok(applied(name, by, &row)),
                 None => Err(explain_refusal(tx, name, by, None).await),
@@ -147,6 +153,7 @@ pub async fn increment(
             let row = tx
                 .commit_with(tx.client().query_opt(&add, &[&name, &by, &version]))
                 .await?;
+            tx.locked("counter", "optimistic");
             match row {
                 Some(row) => Ok(applied(name, by, &row)),
                 None => Err(explain_refusal(tx, name, by, Some(version)).await),
@@ -247,6 +254,7 @@ async fn lock_row(tx: &Tx, name: &str, lock: RowLock) -> Result<Counter, ApiErro
         .query_opt(&stmt, &[&name])
         .await
         .map_err(|e| locked_error(e, name))?;
+    tx.locked("counter", lock.mode_name());
     match row {
         Some(row) => Ok(counter(&row)),
         None if lock.wait == WaitPolicy::SkipLocked && exists(tx, name).await? => {

@@ -80,6 +80,15 @@ impl RowLock {
         Some(Self { wait, strength })
     }
 
+    /// The `lock=` value this lock came from, as a metrics label.
+    pub fn mode_name(self) -> &'static str {
+        match self.wait {
+            WaitPolicy::Wait => "wait",
+            WaitPolicy::Nowait => "nowait",
+            WaitPolicy::SkipLocked => "skip_locked",
+        }
+    }
+
     /// Picks one of six fixed statements produced by `$select` (a macro taking the locking
     /// clause as a literal), so the SQL text stays static.
     pub fn pick(self, statements: &LockStatements) -> &'static str {

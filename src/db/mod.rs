@@ -4,7 +4,9 @@
 pub mod counters;
 pub mod fencing;
 pub mod idempotency;
+pub mod introspection;
 pub mod jobs;
+pub mod leases;
 pub mod locking;
 pub mod migrate;
 pub mod notify;

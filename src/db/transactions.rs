@@ -85,6 +85,7 @@ async fn lock_all(
         .query(&stmt, &[&names])
         .await
         .map_err(|e| counters::locked_error(e, names.join("', '").as_str()))?;
+    tx.locked("transaction", lock.mode_name());
     Ok(rows
         .iter()
         .map(counters::counter)

@@ -14,7 +14,8 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
 use futures_util::future::LocalBoxFuture;
@@ -26,6 +27,7 @@ use super::fencing::{self, Fence};
 use super::idempotency::{self, Idempotency, Reply};
 use super::locking::Isolation;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// Per-request transaction settings.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +48,7 @@ pub struct Db {
     pub max_retries: u32,
     /// How long an idempotency key is remembered.
     pub idempotency_retention: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 /// An open transaction, handed to the body of [`Db::transact`].
@@ -56,6 +59,8 @@ pub struct Tx {
     /// Something still has to be written after the body (the idempotency record), so the body
     /// must not commit early.
     defer_commit: bool,
+    started: Instant,
+    metrics: Arc<Metrics>,
 }
 
 impl Tx {
@@ -68,6 +73,12 @@ impl Tx {
     /// issuing it: a statement that still needs its own prepare round trip would be sent late.
     pub async fn prepare(&self, sql: &'static str) -> Result<Statement, ApiError> {
         Ok(self.client.prepare_cached(sql).await?)
+    }
+
+    /// Records that the target rows of `resource` are now locked (the lock-wait histogram).
+    pub fn locked(&self, resource: &str, mode: &str) {
+        self.metrics
+            .lock_wait(resource, mode, self.started.elapsed());
     }
 
     /// Runs `last` and `COMMIT` without waiting in between, releasing row locks one round trip
@@ -99,21 +110,33 @@ impl Db {
         F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>> + 'static,
     {
         let db = self.clone();
+        let request_id = crate::routes::current_request_id();
         // Its own task: dropping the handler (client gone) must not drop an open transaction.
-        actix_web::rt::spawn(async move { db.run_with_retries(opts, body).await })
+        actix_web::rt::spawn(async move { db.run_with_retries(opts, request_id, body).await })
             .await
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("transaction task failed: {e}")))?
     }
 
-    async fn run_with_retries<F>(&self, opts: TxOptions, body: F) -> Result<Reply, ApiError>
+    async fn run_with_retries<F>(
+        &self,
+        opts: TxOptions,
+        request_id: Option<String>,
+        body: F,
+    ) -> Result<Reply, ApiError>
     where
         F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>>,
     {
+        // Shown in pg_stat_activity (and /debug/locks) while the transaction runs.
+        let application_name = match request_id {
+            Some(id) => format!("rowlock/{id}"),
+            None => "rowlock".to_owned(),
+        };
         let mut attempt = 0;
         loop {
-            match self.run_once(&opts, &body).await {
+            match self.run_once(&opts, &application_name, &body).await {
                 Err(e) if e.is_retryable() && attempt < self.max_retries => {
                     tracing::debug!(attempt, code = e.code(), "retrying transaction");
+                    self.metrics.retry(e.code());
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
@@ -122,7 +145,12 @@ impl Db {
         }
     }
 
-    async fn run_once<F>(&self, opts: &TxOptions, body: &F) -> Result<Reply, ApiError>
+    async fn run_once<F>(
+        &self,
+        opts: &TxOptions,
+        application_name: &str,
+        body: &F,
+    ) -> Result<Reply, ApiError>
     where
         F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>>,
     {
@@ -130,6 +158,8 @@ impl Db {
             client: self.pool.get().await?,
             finished: Cell::new(false),
             defer_commit: opts.idempotency.is_some(),
+            started: Instant::now(),
+            metrics: self.metrics.clone(),
         };
         let work = async {
             let Some(idem) = &opts.idempotency else {
@@ -147,7 +177,7 @@ impl Db {
         };
         // Polled in this order, so sent in this order, without waiting for each other.
         let begin = tx.client.batch_execute(opts.isolation.begin_sql());
-        let settings = set_lock_timeout(&tx, opts.lock_timeout_ms);
+        let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
         let (begun, set, result) = futures_util::join!(begin, settings, work);
         let result = begun.map_err(ApiError::from).and(set).and(result);
         if tx.finished.get() {
@@ -165,18 +195,33 @@ impl Db {
     }
 }
 
-async fn set_lock_timeout(tx: &Tx, lock_timeout_ms: Option<u32>) -> Result<(), ApiError> {
-    let Some(ms) = lock_timeout_ms else {
-        return Ok(());
+/// `SET LOCAL` of the request's settings, as parameters: `SET` cannot take one,
+/// `set_config(…, is_local => true)` can. Reverts by itself at COMMIT or ROLLBACK.
+async fn set_local(
+    tx: &Tx,
+    application_name: &str,
+    lock_timeout_ms: Option<u32>,
+) -> Result<(), ApiError> {
+    match lock_timeout_ms {
+        None => {
+            tx.client
+                .query_typed(
+                    "SELECT set_config('application_name', $1, true)",
+                    &[(&application_name, Type::TEXT)],
+                )
+                .await?
+        }
+        Some(ms) => {
+            let timeout = format!("{ms}ms");
+            tx.client
+                .query_typed(
+                    "SELECT set_config('application_name', $1, true), \
+                            set_config('lock_timeout', $2, true)",
+                    &[(&application_name, Type::TEXT), (&timeout, Type::TEXT)],
+                )
+                .await?
+        }
     };
-    // A parameter, not SQL text: `SET` cannot take one, `set_config(…, is_local => true)` can.
-    let value = format!("{ms}ms");
-    tx.client
-        .query_typed(
-            "SELECT set_config('lock_timeout', $1, true)",
-            &[(&value, Type::TEXT)],
-        )
-        .await?;
     Ok(())
 }
 

@@ -1,9 +1,12 @@
 //! The HTTP surface: one module per resource, plus the extractors they share.
 
+pub mod auth;
 pub mod counters;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod leases;
+pub mod ops;
 pub mod queues;
 pub mod transactions;
 
@@ -12,10 +15,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::web::{self, QueryConfig};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::web::{self, Data, QueryConfig};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
-use crate::db::Reply;
+use crate::db::{Db, Reply};
 use crate::error::ApiError;
 
 /// Registers every route.
@@ -26,9 +29,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }),
     )
     .configure(health::configure)
+    .configure(ops::configure)
     .configure(counters::configure)
     .configure(transactions::configure)
     .configure(jobs::configure)
+    .configure(leases::configure)
     .configure(queues::configure);
 }
 
@@ -72,6 +77,17 @@ pub struct RequestId(pub String);
 
 const REQUEST_ID: &str = "x-request-id";
 
+tokio::task_local! {
+    /// The id of the request being handled, for code that has no `HttpRequest` at hand (the
+    /// transaction path names its PostgreSQL session after it).
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request this task is handling, if any.
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// Gives every request an id (the client's `x-request-id` when it is sane), logs it with the
 /// outcome, echoes it, and makes sure every error response is `application/problem+json`, even
 /// those produced by actix itself.
@@ -88,10 +104,27 @@ pub async fn request_context(
         .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
     req.extensions_mut().insert(RequestId(id.clone()));
     let (method, path) = (req.method().clone(), req.path().to_owned());
+    let metrics = req.app_data::<Data<Db>>().map(|db| db.metrics.clone());
     let started = std::time::Instant::now();
 
-    let res = next.call(req).await?.map_into_boxed_body();
+    let res = CURRENT_REQUEST_ID
+        .scope(id.clone(), next.call(req))
+        .await?
+        .map_into_boxed_body();
     let mut res = ensure_problem(res);
+    if let Some(metrics) = metrics {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        let code = res
+            .response()
+            .error()
+            .and_then(|e| e.as_error::<ApiError>())
+            .map(ApiError::code);
+        let status = res.status().as_u16();
+        metrics.request(&route, method.as_str(), status, started.elapsed(), code);
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(header::HeaderName::from_static(REQUEST_ID), value);
@@ -129,5 +162,5 @@ fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         _ => ApiError::BadRequest(detail),
     };
     let (req, _) = res.into_parts();
-    ServiceResponse::new(req, error.error_response())
+    ServiceResponse::from_err(error, req).map_into_boxed_body()
 }

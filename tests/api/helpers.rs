@@ -128,7 +128,9 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut ServeArgs)) -> TestApp {
         listen: "127.0.0.1:0".parse().expect("address"),
         workers: 2,
         idempotency_retention_secs: 86_400,
+        lock_max_ttl_ms: 3_600_000,
         pool: PoolArgs::default(),
+        auth: Default::default(),
     };
     tune(&mut args);
     let app = Application::build(args).await.expect("build rowlock");
@@ -251,7 +253,7 @@ impl TestApp {
     pub async fn wait_for_lock_waiters(&self, n: i64) {
         self.wait_until(
             "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'rowlock'
+              WHERE datname = current_database() AND application_name LIKE 'rowlock%'
                 AND wait_event_type = 'Lock'",
             n,
         )

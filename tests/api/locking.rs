@@ -167,7 +167,7 @@ async fn a_client_that_gives_up_while_waiting_leaves_nothing_behind() {
     // ... and leaves no session in a transaction and no waiter behind.
     app.wait_until(
         "SELECT count(*) FROM pg_stat_activity
-          WHERE datname = current_database() AND application_name = 'rowlock'
+          WHERE datname = current_database() AND application_name LIKE 'rowlock%'
             AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')",
         0,
     )

@@ -5,5 +5,6 @@ mod errors;
 mod helpers;
 mod idempotency;
 mod locking;
+mod observability;
 mod operations;
 mod transactions;

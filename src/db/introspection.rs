@@ -1,0 +1,102 @@
+//! What is waiting on what in rowlock's database right now, from `pg_stat_activity`,
+//! `pg_locks` and `pg_blocking_pids` (for `GET /debug/locks`).
+
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// A backend waiting for a lock.
+#[derive(Debug, Serialize)]
+pub struct Waiter {
+    pub pid: i32,
+    /// The rowlock request the backend is serving, when it is one of rowlock's.
+    pub request_id: Option<String>,
+    pub application_name: String,
+    pub waiting_ms: f64,
+    pub lock: WaitedLock,
+    pub blocked_by: Vec<Blocker>,
+}
+
+/// The lock a backend waits for. `row` is known while it waits for a tuple lock (`page,tuple`
+/// of the row in `relation`); a backend queued behind the holder's transaction id shows the
+/// relation of the lock it holds on its way there, when there is one.
+#[derive(Debug, Serialize)]
+pub struct WaitedLock {
+    pub locktype: String,
+    pub mode: String,
+    pub relation: Option<String>,
+    pub row: Option<String>,
+}
+
+/// A backend holding what a waiter needs.
+#[derive(Debug, Serialize)]
+pub struct Blocker {
+    pub pid: i32,
+    pub request_id: Option<String>,
+    pub application_name: String,
+    pub state: Option<String>,
+    pub transaction_age_ms: Option<f64>,
+}
+
+const WAITERS: &str = "
+    SELECT a.pid, a.application_name,
+           (extract(epoch FROM now() - coalesce(l.waitstart, a.state_change)) * 1000)::float8,
+           l.locktype, l.mode,
+           coalesce(l.relation, held.relation)::regclass::text,
+           CASE WHEN l.page IS NOT NULL THEN format('(%s,%s)', l.page, l.tuple) END,
+           pg_blocking_pids(a.pid)
+      FROM pg_stat_activity a
+      JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
+      LEFT JOIN LATERAL (
+           SELECT h.relation FROM pg_locks h
+            WHERE h.pid = a.pid AND h.granted AND h.locktype = 'tuple' LIMIT 1
+      ) held ON true
+     WHERE a.datname = current_database()
+     ORDER BY 3 DESC";
+
+const BLOCKERS: &str = "
+    SELECT pid, application_name, state,
+           (extract(epoch FROM now() - xact_start) * 1000)::float8
+      FROM pg_stat_activity WHERE pid = ANY($1)";
+
+/// Every backend of this database waiting for a lock, with who blocks it.
+pub async fn waiters(client: &tokio_postgres::Client) -> Result<Vec<Waiter>, ApiError> {
+    let rows = client.query(WAITERS, &[]).await?;
+    let blocking: Vec<i32> = rows.iter().flat_map(|r| r.get::<_, Vec<i32>>(7)).collect();
+    let blockers = client.query(BLOCKERS, &[&blocking]).await?;
+    let blocker = |pid: i32| {
+        let row = blockers.iter().find(|b| b.get::<_, i32>(0) == pid);
+        let name: String = row.map(|r| r.get(1)).unwrap_or_default();
+        Blocker {
+            pid,
+            request_id: request_id(&name),
+            application_name: name,
+            state: row.and_then(|r| r.get(2)),
+            transaction_age_ms: row.and_then(|r| r.get(3)),
+        }
+    };
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let name: String = r.get(1);
+            Waiter {
+                pid: r.get(0),
+                request_id: request_id(&name),
+                application_name: name,
+                waiting_ms: r.get(2),
+                lock: WaitedLock {
+                    locktype: r.get(3),
+                    mode: r.get(4),
+                    relation: r.get(5),
+                    row: r.get(6),
+                },
+                blocked_by: r.get::<_, Vec<i32>>(7).into_iter().map(blocker).collect(),
+            }
+        })
+        .collect())
+}
+
+/// rowlock names its sessions `rowlock/<request id>` while they serve a request.
+fn request_id(application_name: &str) -> Option<String> {
+    application_name.strip_prefix("rowlock/").map(str::to_owned)
+}

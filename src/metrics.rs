@@ -1,0 +1,205 @@
+//! Prometheus metrics: what rowlock is doing under contention.
+//!
+//! One [`Metrics`] per server (so tests can read their own), shared by the request middleware,
+//! the transaction path and `GET /metrics`. Names and meanings are listed in README.md.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProblemLabels {
+    pub status: u16,
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LockLabels {
+    pub resource: String,
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+    pub state: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latency buckets from 100 µs to ~26 s.
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+/// Every metric rowlock exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histograms<RouteLabels>,
+    problems: Family<ProblemLabels, Counter>,
+    lock_wait: Histograms<LockLabels>,
+    retries: Family<RetryLabels, Counter>,
+    pool_size: Gauge,
+    pool_available: Gauge,
+    pool_waiting: Gauge,
+    /// Jobs by queue and state, refreshed on every scrape.
+    pub queue_jobs: Family<QueueLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rowlock");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Histograms::<RouteLabels>::new_with_constructor(seconds_histogram);
+        let problems = Family::<ProblemLabels, Counter>::default();
+        let lock_wait = Histograms::<LockLabels>::new_with_constructor(seconds_histogram);
+        let retries = Family::<RetryLabels, Counter>::default();
+        let queue_jobs = Family::<QueueLabels, Gauge>::default();
+        let (pool_size, pool_available, pool_waiting) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "problems",
+            "Error responses by status and problem code (423, 409, 412, 503, …)",
+            problems.clone(),
+        );
+        registry.register(
+            "lock_wait_seconds",
+            "Time from BEGIN until the target rows were locked, by resource and lock mode",
+            lock_wait.clone(),
+        );
+        registry.register(
+            "transaction_retries",
+            "Transactions run again after a serialization failure or deadlock",
+            retries.clone(),
+        );
+        registry.register(
+            "pool_connections",
+            "Connections in the pool",
+            pool_size.clone(),
+        );
+        registry.register(
+            "pool_available",
+            "Idle connections in the pool",
+            pool_available.clone(),
+        );
+        registry.register(
+            "pool_waiting",
+            "Requests waiting for a pooled connection",
+            pool_waiting.clone(),
+        );
+        registry.register("queue_jobs", "Jobs by queue and state", queue_jobs.clone());
+        Self {
+            registry,
+            requests,
+            latency,
+            problems,
+            lock_wait,
+            retries,
+            pool_size,
+            pool_available,
+            pool_waiting,
+            queue_jobs,
+        }
+    }
+
+    /// Records one finished HTTP request (and its problem code, if it failed).
+    pub fn request(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        elapsed: Duration,
+        code: Option<&str>,
+    ) {
+        let route = route.to_owned();
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(elapsed.as_secs_f64());
+        if let Some(code) = code {
+            self.problems
+                .get_or_create(&ProblemLabels {
+                    status,
+                    code: code.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Records how long a transaction took to lock its rows.
+    pub fn lock_wait(&self, resource: &str, mode: &str, waited: Duration) {
+        self.lock_wait
+            .get_or_create(&LockLabels {
+                resource: resource.to_owned(),
+                mode: mode.to_owned(),
+            })
+            .observe(waited.as_secs_f64());
+    }
+
+    /// Records one transaction retry (`serialization_failure` or `deadlock`).
+    pub fn retry(&self, reason: &str) {
+        self.retries
+            .get_or_create(&RetryLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, with the pool gauges read now.
+    pub fn render(&self, pool: &Pool) -> String {
+        let status = pool.status();
+        self.pool_size.set(status.size as i64);
+        self.pool_available.set(status.available as i64);
+        self.pool_waiting.set(status.waiting as i64);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,106 @@
+//! Optional bearer-token authentication.
+//!
+//! With no token configured rowlock is open (it listens on loopback by default). With
+//! `ROWLOCK_API_TOKEN` (and/or a tokens file, one token per line) every route but `/healthz` and
+//! `/readyz` needs `Authorization: Bearer <token>`; `/metrics` and `/debug/*` take
+//! `ROWLOCK_OPS_TOKEN` instead when that is set. Tokens are compared in constant time.
+
+use std::path::PathBuf;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::web::Data;
+use actix_web::ResponseError;
+use anyhow::{Context, Result};
+use clap::Args;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+
+/// Token settings of `rowlock serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AuthArgs {
+    /// Bearer token every API request must carry (health checks stay open).
+    #[arg(long, env = "ROWLOCK_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// File with more accepted API tokens, one per line (blank lines and `#` comments ignored).
+    #[arg(long, env = "ROWLOCK_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+
+    /// Bearer token for /metrics and /debug/* (defaults to the API tokens).
+    #[arg(long, env = "ROWLOCK_OPS_TOKEN", hide_env_values = true)]
+    pub ops_token: Option<String>,
+}
+
+/// The accepted tokens, loaded once at startup.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    api: Vec<String>,
+    ops: Vec<String>,
+}
+
+impl Tokens {
+    pub fn load(args: &AuthArgs) -> Result<Self> {
+        let mut api: Vec<String> = args.api_token.iter().cloned().collect();
+        if let Some(path) = &args.api_tokens_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read tokens file {}", path.display()))?;
+            api.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        let ops = args.ops_token.iter().cloned().collect();
+        Ok(Self { api, ops })
+    }
+
+    /// The tokens that open `path`, or `None` when it is open to all.
+    fn required_for(&self, path: &str) -> Option<&[String]> {
+        if path == "/healthz" || path == "/readyz" {
+            return None;
+        }
+        let ops_route = path == "/metrics" || path.starts_with("/debug/");
+        let tokens = if ops_route && !self.ops.is_empty() {
+            &self.ops
+        } else {
+            &self.api
+        };
+        (!tokens.is_empty()).then_some(tokens.as_slice())
+    }
+}
+
+/// Refuses requests without an accepted bearer token with 401.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let tokens = req.app_data::<Data<Tokens>>().cloned();
+    if let Some(accepted) = tokens.as_ref().and_then(|t| t.required_for(req.path())) {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compare against every token, without stopping at the first match.
+        let ok = accepted.iter().fold(subtle::Choice::from(0), |ok, t| {
+            ok | t.as_bytes().ct_eq(presented.as_bytes())
+        });
+        if !bool::from(ok) {
+            let error =
+                ApiError::Unauthorized("this route needs Authorization: Bearer <token>".into());
+            let mut response = error.error_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return Ok(req.into_response(response));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}

@@ -1,0 +1,26 @@
+//! Operator endpoints: `GET /metrics` (Prometheus text format) and `GET /debug/locks` (who
+//! waits on whom right now).
+
+use actix_web::web::{self, Data};
+use actix_web::HttpResponse;
+use serde_json::json;
+
+use crate::db::{introspection, Db};
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/debug/locks", web::get().to(debug_locks));
+}
+
+async fn metrics(db: Data<Db>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(db.metrics.render(&db.pool))
+}
+
+async fn debug_locks(db: Data<Db>) -> Result<HttpResponse, ApiError> {
+    let client = db.pool.get().await?;
+    let waiting = introspection::waiters(&client).await?;
+    Ok(HttpResponse::Ok().json(json!({ "waiting": waiting })))
+}

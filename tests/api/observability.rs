@@ -1,0 +1,203 @@
+//! Metrics, lock introspection and bearer-token auth.
+
+use serde_json::Value;
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn metrics_count_requests_and_problems_by_label_and_observe_lock_waits() {
+    let app = spawn_app().await;
+    app.create_counter("hot", 0).await;
+    let mut holder = app.pg().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("SELECT * FROM counters WHERE name = 'hot' FOR UPDATE", &[])
+        .await
+        .unwrap();
+    assert_problem(
+        app.increment("hot", "lock=nowait", 1).await,
+        423,
+        "lock_not_available",
+    )
+    .await;
+    tx.commit().await.unwrap();
+    assert_eq!(app.increment("hot", "", 1).await.status(), 200);
+
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |needle: &str| text.lines().any(|l| l.starts_with(needle));
+    assert!(
+        has(
+            r#"rowlock_http_requests_total{route="/counters/{name}/increment",method="POST",status="423"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            r#"rowlock_http_requests_total{route="/counters/{name}/increment",method="POST",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        has(r#"rowlock_problems_total{status="423",code="lock_not_available"} 1"#),
+        "{text}"
+    );
+    // Observed once the lock is held: the increment (and the PUT that created the counter).
+    assert!(
+        has(r#"rowlock_lock_wait_seconds_count{resource="counter",mode="wait"} 2"#),
+        "{text}"
+    );
+    // The refused NOWAIT never got the lock.
+    assert!(
+        !has(r#"rowlock_lock_wait_seconds_count{resource="counter",mode="nowait"}"#),
+        "{text}"
+    );
+    assert!(has(
+        r#"rowlock_http_request_duration_seconds_count{route="/counters/{name}/increment"}"#
+    ));
+    assert!(has("rowlock_pool_connections "), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_count_retries_after_serialization_failures() {
+    let app = spawn_app().await;
+    app.create_counter("c", 0).await;
+    crate::locking::fail_updates(&app, "40001", 2).await;
+    assert_eq!(app.increment("c", "", 1).await.status(), 200);
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"rowlock_transaction_retries_total{reason="serialization_failure"} 2"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn debug_locks_lists_a_blocked_request_with_its_blocker() {
+    let app = spawn_app().await;
+    app.create_counter("hot", 0).await;
+    let mut holder = app.pg().await;
+    let holder_pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("SELECT * FROM counters WHERE name = 'hot' FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let waiting = tokio::spawn({
+        let (http, url) = (app.http.clone(), app.url("/counters/hot/increment"));
+        async move {
+            http.post(url)
+                .header("x-request-id", "blocked-42")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    app.wait_for_lock_waiters(1).await;
+
+    let body: Value = app
+        .http
+        .get(app.url("/debug/locks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let waiters = body["waiting"].as_array().unwrap();
+    let ours = waiters
+        .iter()
+        .find(|w| w["request_id"] == "blocked-42")
+        .unwrap_or_else(|| panic!("no waiter for our request in {body}"));
+    let blockers: Vec<i64> = ours["blocked_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(blockers, vec![i64::from(holder_pid)], "{body}");
+    assert!(ours["waiting_ms"].as_f64().unwrap() >= 0.0);
+    assert!(ours["lock"]["mode"].as_str().is_some());
+
+    tx.commit().await.unwrap();
+    assert_eq!(waiting.await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn with_an_api_token_requests_need_it_and_health_checks_stay_open() {
+    let app = spawn_app_with(|args| {
+        args.auth.api_token = Some("s3cret".into());
+        args.auth.ops_token = Some("ops-only".into());
+    })
+    .await;
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = app.http.get(app.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let r = get("/counters/x", None).await.unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_problem(r, 401, "unauthorized").await;
+    assert_problem(
+        get("/counters/x", Some("wrong")).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_problem(
+        get("/counters/x", Some("s3cret")).await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    let r = app
+        .http
+        .put(app.url("/counters/x"))
+        .bearer_auth("s3cret")
+        .json(&serde_json::json!({"value": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    for open in ["/healthz", "/readyz"] {
+        assert_eq!(get(open, None).await.unwrap().status(), 200, "{open}");
+    }
+    // The operator routes take their own token.
+    assert_problem(
+        get("/metrics", Some("s3cret")).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(
+        get("/metrics", Some("ops-only")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        get("/debug/locks", Some("ops-only"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
