@@ -4,6 +4,8 @@ mod counters;
 mod errors;
 mod helpers;
 mod idempotency;
+mod jobs;
+mod jobs_concurrency;
 mod locking;
 mod observability;
 mod operations;
