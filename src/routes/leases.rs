@@ -1,0 +1,179 @@
+//! HTTP handlers for leases: `POST/PUT/DELETE/GET /locks/{key}`.
+//!
+//! How long to wait is the body's `wait_ms` (`0` = `FOR UPDATE NOWAIT`), so these routes take no
+//! `lock=` query parameters.
+
+use actix_web::web::{self, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::extract::{int64, FencingTokens, IdempotencyKey, JsonBody, Name};
+use super::{method_not_allowed, respond};
+use crate::db::leases::acquire::{self, Acquisition, MAX_WAIT_MS};
+use crate::db::leases::{self, Leases};
+use crate::db::{Db, Reply, TxOptions};
+use crate::error::ApiError;
+
+/// Longest `owner`.
+const MAX_OWNER_LEN: usize = 128;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/locks/{key}")
+            .route(web::get().to(get))
+            .route(web::post().to(acquire))
+            .route(web::put().to(renew))
+            .route(web::delete().to(release))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcquireBody {
+    owner: Option<String>,
+    ttl_ms: Option<serde_json::Number>,
+    wait_ms: Option<serde_json::Number>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewBody {
+    token: Option<serde_json::Number>,
+    ttl_ms: Option<serde_json::Number>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseBody {
+    token: Option<serde_json::Number>,
+}
+
+#[allow(clippy::too_many_arguments)] // one per extractor: the signature is the route's contract
+async fn acquire(
+    req: HttpRequest,
+    db: Data<Db>,
+    leases: Data<Leases>,
+    key: Name,
+    idempotency: IdempotencyKey,
+    fences: FencingTokens,
+    body: JsonBody<AcquireBody>,
+) -> Result<HttpResponse, ApiError> {
+    let request = Acquisition {
+        key: key.0,
+        owner: owner(body.value.owner.as_deref())?,
+        ttl_ms: ttl_ms(body.value.ttl_ms.as_ref(), leases.max_ttl_ms)?,
+        wait_ms: wait_ms(body.value.wait_ms.as_ref())?,
+    };
+    let opts = TxOptions {
+        idempotency: idempotency.bind(&req, &body.raw, db.idempotency_retention),
+        fences: fences.0,
+        ..TxOptions::default()
+    };
+    Ok(respond(
+        acquire::acquire(&db, &leases, opts, request).await?,
+    ))
+}
+
+async fn renew(
+    db: Data<Db>,
+    leases: Data<Leases>,
+    key: Name,
+    fences: FencingTokens,
+    body: JsonBody<RenewBody>,
+) -> Result<HttpResponse, ApiError> {
+    let token = token(body.value.token.as_ref())?;
+    let ttl_ms = ttl_ms(body.value.ttl_ms.as_ref(), leases.max_ttl_ms)?;
+    let opts = TxOptions {
+        fences: fences.0,
+        ..TxOptions::default()
+    };
+    let key = key.0;
+    let reply = db
+        .transact(opts, move |tx| {
+            let key = key.clone();
+            Box::pin(async move {
+                let lease = leases::renew(tx, &key, token, ttl_ms).await?;
+                Reply::json(200, &lease)
+            })
+        })
+        .await?;
+    Ok(respond(reply))
+}
+
+async fn release(
+    db: Data<Db>,
+    key: Name,
+    fences: FencingTokens,
+    body: JsonBody<ReleaseBody>,
+) -> Result<HttpResponse, ApiError> {
+    let token = token(body.value.token.as_ref())?;
+    let opts = TxOptions {
+        fences: fences.0,
+        ..TxOptions::default()
+    };
+    let key = key.0;
+    let reply = db
+        .transact(opts, move |tx| {
+            let key = key.clone();
+            Box::pin(async move {
+                leases::release(tx, &key, token).await?;
+                Ok(Reply::empty(204))
+            })
+        })
+        .await?;
+    Ok(respond(reply))
+}
+
+async fn get(db: Data<Db>, leases: Data<Leases>, key: Name) -> Result<HttpResponse, ApiError> {
+    let client = db.pool.get().await?;
+    let state = leases::get(&client, &key.0, leases.waiting(&key.0)).await?;
+    Ok(respond(Reply::json(200, &state)?))
+}
+
+/// Who asks: 1–128 characters without control characters. Not checked for uniqueness: each
+/// process should use its own (the same owner acquiring again is a re-grant).
+fn owner(owner: Option<&str>) -> Result<String, ApiError> {
+    let owner = owner.ok_or_else(|| ApiError::BadRequest("'owner' is required".into()))?;
+    let chars = owner.chars().count();
+    if chars == 0 || chars > MAX_OWNER_LEN || owner.chars().any(char::is_control) {
+        return Err(ApiError::Invalid(format!(
+            "'owner' must be 1-{MAX_OWNER_LEN} characters without control characters"
+        )));
+    }
+    Ok(owner.to_owned())
+}
+
+/// `ttl_ms`: required, 1 ms up to the configured maximum.
+fn ttl_ms(value: Option<&serde_json::Number>, max: u64) -> Result<u64, ApiError> {
+    let ttl = int64("ttl_ms", value)?
+        .ok_or_else(|| ApiError::BadRequest("'ttl_ms' is required".into()))?;
+    match u64::try_from(ttl) {
+        Ok(ttl) if (1..=max).contains(&ttl) => Ok(ttl),
+        _ => Err(ApiError::Invalid(format!(
+            "'ttl_ms' must be between 1 and {max}, not {ttl}"
+        ))),
+    }
+}
+
+/// `wait_ms`: 0 (the default: do not wait) up to [`MAX_WAIT_MS`].
+fn wait_ms(value: Option<&serde_json::Number>) -> Result<u64, ApiError> {
+    let wait = int64("wait_ms", value)?.unwrap_or(0);
+    match u64::try_from(wait) {
+        Ok(wait) if wait <= MAX_WAIT_MS => Ok(wait),
+        _ => Err(ApiError::Invalid(format!(
+            "'wait_ms' must be between 0 and {MAX_WAIT_MS}, not {wait}"
+        ))),
+    }
+}
+
+/// `token`: required; tokens are positive.
+fn token(value: Option<&serde_json::Number>) -> Result<i64, ApiError> {
+    match int64("token", value)? {
+        None => Err(ApiError::BadRequest("'token' is required".into())),
+        Some(token) if token < 1 => Err(ApiError::Invalid(format!(
+            "'token' must be positive, not {token}"
+        ))),
+        Some(token) => Ok(token),
+    }
+}
