@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use super::jobs::{JobsArgs, Workload};
+
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 const DEFAULT_COUNTER: &str = "hammer";
 const DEFAULT_CONCURRENCY: usize = 16;
@@ -123,6 +125,13 @@ pub struct HammerArgs {
     /// default it refuses to point at anything but this machine).
     #[arg(long, env = "ROWLOCK_HAMMER_ALLOW_REMOTE")]
     pub allow_remote: bool,
+
+    /// What to load: `counters` (the options above) or `jobs` (the job queue, see below).
+    #[arg(long, env = "ROWLOCK_HAMMER_WORKLOAD", value_enum, default_value_t = Workload::Counters)]
+    pub workload: Workload,
+
+    #[command(flatten)]
+    pub jobs: JobsArgs,
 }
 
 impl HammerArgs {
@@ -145,6 +154,8 @@ impl HammerArgs {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             no_progress: true,
             allow_remote: false,
+            workload: Workload::Counters,
+            jobs: JobsArgs::default(),
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod args;
 pub mod chart;
 pub mod client;
+pub mod jobs;
 pub mod linearizable;
 pub mod progress;
 pub mod report;
@@ -36,6 +37,9 @@ use runner::{Progress, Stop};
 /// Runs the load and the verification, prints the report, writes `--json`/`--chart`, and exits
 /// non-zero unless the verification passed (1 for FAIL, 2 for INCONCLUSIVE).
 pub async fn run(args: HammerArgs) -> Result<ExitCode> {
+    if args.workload == jobs::Workload::Jobs {
+        return jobs::run(args).await;
+    }
     let report = execute(&args).await?;
     println!("{report}");
     write_outputs(&args, &report)?;

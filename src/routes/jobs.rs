@@ -1,18 +1,21 @@
 //! HTTP handlers for jobs: `POST /queues/{queue}/jobs` (enqueue), `POST /queues/{queue}/claim`,
 //! `GET/DELETE /jobs/{id}` and `POST /jobs/{id}/{complete,fail,heartbeat,retry}`.
-//! Every POST takes an `Idempotency-Key`; what the routes accept is checked in [`input`].
+//! Every mutation honours `Idempotency-Key` (POSTs) and `Fencing-Token`; what the routes accept
+//! is checked in [`input`].
 
 mod input;
 
+use actix_web::dev::Payload;
 use actix_web::web::{self, Data, Query};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{FromRequest, HttpRequest, HttpResponse};
+use futures_util::future::LocalBoxFuture;
 
 use self::input::{ClaimBody, EnqueueBody, JobId, NoFields, TokenBody, ENQUEUE_BODY_BYTES};
-use super::extract::{IdempotencyKey, JsonBody, LockParams, Name};
+use super::extract::{FencingTokens, IdempotencyKey, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
 use crate::db::jobs::{self, claim, Transition};
 use crate::db::notify::Wakeups;
-use crate::db::{Db, Reply};
+use crate::db::{Db, Reply, TxOptions};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -35,16 +38,52 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/jobs/{id}/retry", web::post().to(retry)));
 }
 
-async fn enqueue(
+/// The headers and query parameters every job mutation honours, as one extractor.
+pub(super) struct Mutation {
     req: HttpRequest,
     db: Data<Db>,
-    queue: Name,
     params: Query<LockParams>,
     key: IdempotencyKey,
+    fences: FencingTokens,
+}
+
+impl FromRequest for Mutation {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        type Parts = (Data<Db>, Query<LockParams>, IdempotencyKey, FencingTokens);
+        let parts = Parts::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let (db, params, key, fences) = parts.await?;
+            Ok(Mutation {
+                req,
+                db,
+                params,
+                key,
+                fences,
+            })
+        })
+    }
+}
+
+impl Mutation {
+    /// Transaction options for a request whose body was `raw`.
+    pub(super) fn options(self, raw: &[u8]) -> Result<(Data<Db>, TxOptions), ApiError> {
+        let mut opts = self.params.tx_options()?;
+        opts.idempotency = self.key.bind(&self.req, raw, self.db.idempotency_retention);
+        opts.fences = self.fences.0;
+        Ok((self.db, opts))
+    }
+}
+
+async fn enqueue(
+    m: Mutation,
+    queue: Name,
     body: JsonBody<EnqueueBody, ENQUEUE_BODY_BYTES>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut opts = params.tx_options()?;
-    opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
+    let (db, opts) = m.options(&body.raw)?;
     let (job, queue) = (body.value.job()?, queue.0);
     let reply = db
         .transact(opts, move |tx| {
@@ -61,19 +100,14 @@ async fn enqueue(
 
 /// Claims always lock with `SKIP LOCKED`; `lock=`/`strength=` do not change that. A waiting
 /// claim holds no connection while it waits (see [`claim::claim`]).
-#[allow(clippy::too_many_arguments)] // one per extractor: the signature is the route's contract
 async fn claim(
-    req: HttpRequest,
-    db: Data<Db>,
+    m: Mutation,
     wakeups: Data<Wakeups>,
     queue: Name,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
     body: JsonBody<ClaimBody>,
 ) -> Result<HttpResponse, ApiError> {
     let spec = body.value.spec(queue.0)?;
-    let mut opts = params.tx_options()?;
-    opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
+    let (db, opts) = m.options(&body.raw)?;
     Ok(respond(claim::claim(&db, &wakeups, spec, opts).await?))
 }
 
@@ -83,74 +117,43 @@ async fn get(db: Data<Db>, id: JobId) -> Result<HttpResponse, ApiError> {
 }
 
 async fn complete(
-    req: HttpRequest,
-    db: Data<Db>,
+    m: Mutation,
     id: JobId,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
     body: JsonBody<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let transition = body.value.complete();
-    run(req, db, id, params, key, &body.raw, transition).await
+    run(m, id, &body.raw, body.value.complete()).await
 }
 
-async fn fail(
-    req: HttpRequest,
-    db: Data<Db>,
-    id: JobId,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
-    body: JsonBody<TokenBody>,
-) -> Result<HttpResponse, ApiError> {
-    let transition = body.value.fail();
-    run(req, db, id, params, key, &body.raw, transition).await
+async fn fail(m: Mutation, id: JobId, body: JsonBody<TokenBody>) -> Result<HttpResponse, ApiError> {
+    run(m, id, &body.raw, body.value.fail()).await
 }
 
 async fn heartbeat(
-    req: HttpRequest,
-    db: Data<Db>,
+    m: Mutation,
     id: JobId,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
     body: JsonBody<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let transition = body.value.heartbeat()?;
-    run(req, db, id, params, key, &body.raw, transition).await
+    run(m, id, &body.raw, transition).await
 }
 
-async fn retry(
-    req: HttpRequest,
-    db: Data<Db>,
-    id: JobId,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
-    body: JsonBody<NoFields>,
-) -> Result<HttpResponse, ApiError> {
-    run(req, db, id, params, key, &body.raw, Transition::Retry).await
+async fn retry(m: Mutation, id: JobId, body: JsonBody<NoFields>) -> Result<HttpResponse, ApiError> {
+    run(m, id, &body.raw, Transition::Retry).await
 }
 
-async fn delete(
-    req: HttpRequest,
-    db: Data<Db>,
-    id: JobId,
-    params: Query<LockParams>,
-) -> Result<HttpResponse, ApiError> {
-    let key = IdempotencyKey(None);
-    run(req, db, id, params, key, &[], Transition::Delete).await
+async fn delete(m: Mutation, id: JobId) -> Result<HttpResponse, ApiError> {
+    run(m, id, &[], Transition::Delete).await
 }
 
 /// One transition of one job in one transaction: 200 with the job's new state (204 for delete).
 async fn run(
-    req: HttpRequest,
-    db: Data<Db>,
+    m: Mutation,
     id: JobId,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
     raw: &[u8],
     transition: Transition,
 ) -> Result<HttpResponse, ApiError> {
-    let (mut opts, lock, id) = (params.tx_options()?, params.row_lock(), id.0);
-    opts.idempotency = key.bind(&req, raw, db.idempotency_retention);
+    let (lock, id) = (m.params.row_lock(), id.0);
+    let (db, opts) = m.options(raw)?;
     let reply = db
         .transact(opts, move |tx| {
             let transition = transition.clone();

@@ -2,11 +2,12 @@
 //! `POST /queues/{queue}/pause`, `/resume`. A paused queue keeps its jobs and takes new ones, but
 //! claims on it return nothing until it is resumed.
 
-use actix_web::web::{self, Data, Query};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::web::{self, Data};
+use actix_web::HttpResponse;
 use serde::Deserialize;
 
-use super::extract::{IdempotencyKey, JsonBody, LockParams, Name};
+use super::extract::{JsonBody, Name};
+use super::jobs::Mutation;
 use super::{method_not_allowed, respond};
 use crate::db::{queues, Db, Reply};
 use crate::error::ApiError;
@@ -43,39 +44,29 @@ async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiError> {
 }
 
 async fn pause(
-    req: HttpRequest,
-    db: Data<Db>,
+    m: Mutation,
     queue: Name,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
     body: JsonBody<NoFields>,
 ) -> Result<HttpResponse, ApiError> {
-    set_paused(req, db, queue, params, key, body, true).await
+    set_paused(m, queue, body, true).await
 }
 
 async fn resume(
-    req: HttpRequest,
-    db: Data<Db>,
+    m: Mutation,
     queue: Name,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
     body: JsonBody<NoFields>,
 ) -> Result<HttpResponse, ApiError> {
-    set_paused(req, db, queue, params, key, body, false).await
+    set_paused(m, queue, body, false).await
 }
 
 /// The queue's row is locked by the upsert itself; there is nothing else to lock first.
 async fn set_paused(
-    req: HttpRequest,
-    db: Data<Db>,
+    m: Mutation,
     queue: Name,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
     body: JsonBody<NoFields>,
     paused: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let mut opts = params.tx_options()?;
-    opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
+    let (db, opts) = m.options(&body.raw)?;
     let queue = queue.0;
     let reply = db
         .transact(opts, move |tx| {

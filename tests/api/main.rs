@@ -6,6 +6,7 @@ mod helpers;
 mod idempotency;
 mod jobs;
 mod jobs_concurrency;
+mod jobs_hammer;
 mod leases;
 mod locking;
 mod observability;

@@ -1,0 +1,226 @@
+//! The job workload's load: producers that enqueue, and workers that claim, "work", complete —
+//! or, at `--crash-rate`, abandon a claimed job (no heartbeat, no completion) so that it must be
+//! claimed again once its lease runs out.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::JobsArgs;
+
+/// Long-poll of a worker's claim: long enough not to spin, short enough to notice the end.
+const CLAIM_WAIT_MS: u64 = 500;
+
+/// Everything the workers share.
+pub struct Shared {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub queue: String,
+    pub args: JobsArgs,
+    pub started: Instant,
+    /// Jobs completed with a 200 so far; the run ends when it reaches `--jobs`.
+    pub completed: AtomicU64,
+    /// When the last 200 completion came back (micros since `started`).
+    pub last_completion_us: AtomicU64,
+}
+
+/// What one worker saw.
+pub struct WorkerOut {
+    /// Every job this worker completed with a 200.
+    pub completed: Vec<i64>,
+    pub claim_requests: u64,
+    pub claims_with_jobs: u64,
+    pub jobs_claimed: u64,
+    /// Claimed jobs whose `attempt` was above 1: taken again after a lost lease.
+    pub reclaimed: u64,
+    pub abandoned: u64,
+    /// 409 `stale_token` answers to a completion (expected only when work outlived a lease).
+    pub stale_completions: u64,
+    pub errors: u64,
+    pub claim_latency: Histogram<u64>,
+    /// From the enqueue's answer to the completion's.
+    pub end_to_end: Histogram<u64>,
+}
+
+#[derive(Deserialize)]
+struct Claimed {
+    id: i64,
+    payload: Payload,
+    attempt: i32,
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    /// When the job was enqueued, in micros since the run started.
+    enqueued_us: u64,
+}
+
+/// Enqueues jobs `from..to` (at most `concurrency` at once); returns their ids.
+pub async fn enqueue(shared: &Shared, from: u64, to: u64, concurrency: usize) -> Result<Vec<i64>> {
+    use futures_util::{stream, StreamExt, TryStreamExt};
+    let url = format!("{}/queues/{}/jobs", shared.base, shared.queue);
+    stream::iter(from..to)
+        .map(|n| {
+            let (http, url) = (&shared.http, &url);
+            async move {
+                let enqueued_us = shared.started.elapsed().as_micros() as u64;
+                let body = json!({"payload": {"n": n, "enqueued_us": enqueued_us}});
+                let r = http.post(url).json(&body).send().await?;
+                if r.status().as_u16() != 201 {
+                    bail!("enqueue answered {}", r.status());
+                }
+                let created: serde_json::Value = r.json().await?;
+                created["id"].as_i64().context("enqueue answered no id")
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// One worker: claims until every job is completed or nothing has been completed for `stall`.
+pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
+    let histogram = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3);
+    let mut out = WorkerOut {
+        completed: Vec::new(),
+        claim_requests: 0,
+        claims_with_jobs: 0,
+        jobs_claimed: 0,
+        reclaimed: 0,
+        abandoned: 0,
+        stale_completions: 0,
+        errors: 0,
+        claim_latency: histogram()?,
+        end_to_end: histogram()?,
+    };
+    let args = &shared.args;
+    let claim_url = format!("{}/queues/{}/claim", shared.base, shared.queue);
+    let claim_body = json!({"limit": args.claim_limit, "lease_ms": args.lease_ms,
+                            "wait_ms": CLAIM_WAIT_MS})
+    .to_string();
+    let target = args.jobs;
+    while shared.completed.load(Ordering::Relaxed) < target {
+        let last_us = shared.last_completion_us.load(Ordering::Relaxed);
+        let since_last = shared
+            .started
+            .elapsed()
+            .saturating_sub(Duration::from_micros(last_us));
+        if since_last > stall {
+            break;
+        }
+        let sent = Instant::now();
+        let r = shared
+            .http
+            .post(&claim_url)
+            .header("content-type", "application/json")
+            .body(claim_body.clone())
+            .send()
+            .await;
+        out.claim_requests += 1;
+        let r = match r {
+            Ok(r) if r.status().as_u16() == 200 => r,
+            Ok(r) if r.status().as_u16() == 204 => continue,
+            _ => {
+                out.errors += 1;
+                continue;
+            }
+        };
+        let jobs: Vec<Claimed> = match r.json().await {
+            Ok(jobs) => jobs,
+            Err(_) => {
+                out.errors += 1;
+                continue;
+            }
+        };
+        out.claim_latency
+            .saturating_record(sent.elapsed().as_micros() as u64);
+        out.claims_with_jobs += 1;
+        for job in jobs {
+            out.jobs_claimed += 1;
+            out.reclaimed += u64::from(job.attempt > 1);
+            if rand::thread_rng().gen_bool(args.crash_rate) {
+                // A crashed worker: no heartbeat, no completion; the lease will run out.
+                out.abandoned += 1;
+                continue;
+            }
+            if args.work_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.work_ms)).await;
+            }
+            complete(&shared, &job, &mut out).await;
+        }
+    }
+    Ok(out)
+}
+
+async fn complete(shared: &Shared, job: &Claimed, out: &mut WorkerOut) {
+    let url = format!("{}/jobs/{}/complete", shared.base, job.id);
+    let body = format!("{{\"token\":\"{}\"}}", job.token);
+    let r = shared
+        .http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    match r.map(|r| r.status().as_u16()) {
+        Ok(200) => {
+            let now_us = shared.started.elapsed().as_micros() as u64;
+            out.end_to_end
+                .saturating_record(now_us.saturating_sub(job.payload.enqueued_us));
+            out.completed.push(job.id);
+            shared.completed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .last_completion_us
+                .fetch_max(now_us, Ordering::Relaxed);
+        }
+        Ok(409) => out.stale_completions += 1,
+        _ => out.errors += 1,
+    }
+}
+
+/// Collects per-worker results into one.
+pub fn merge(outs: Vec<WorkerOut>) -> Result<WorkerOut> {
+    let mut outs = outs.into_iter();
+    let mut all = outs.next().context("no workers")?;
+    for o in outs {
+        all.completed.extend(o.completed);
+        all.claim_requests += o.claim_requests;
+        all.claims_with_jobs += o.claims_with_jobs;
+        all.jobs_claimed += o.jobs_claimed;
+        all.reclaimed += o.reclaimed;
+        all.abandoned += o.abandoned;
+        all.stale_completions += o.stale_completions;
+        all.errors += o.errors;
+        all.claim_latency.add(&o.claim_latency)?;
+        all.end_to_end.add(&o.end_to_end)?;
+    }
+    Ok(all)
+}
+
+/// Ids completed more than once, and enqueued ids never completed.
+pub fn exactly_once(enqueued: &[i64], completed: &[i64]) -> (Vec<i64>, Vec<i64>) {
+    let mut counts = std::collections::HashMap::<i64, u32>::new();
+    for id in completed {
+        *counts.entry(*id).or_default() += 1;
+    }
+    let mut twice: Vec<i64> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut lost: Vec<i64> = enqueued
+        .iter()
+        .copied()
+        .filter(|id| !counts.contains_key(id))
+        .collect();
+    twice.sort_unstable();
+    lost.sort_unstable();
+    (twice, lost)
+}
