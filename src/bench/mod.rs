@@ -8,6 +8,7 @@
 //! checkpoint taken, so that neither side inherits the other's dead rows or pays for its
 //! checkpoint.
 
+pub mod jobs;
 pub mod pgbench;
 pub mod server;
 pub mod table;
@@ -75,6 +76,9 @@ pub struct BenchArgs {
     /// The rowlock binary to serve with (default: this one).
     #[arg(long)]
     pub rowlock_bin: Option<PathBuf>,
+    /// Benchmark job claims (claim+complete at limit 1 and 10 vs pgbench) instead of counters.
+    #[arg(long)]
+    pub jobs: bool,
 }
 
 /// The JSON written under `bench/results/`.
@@ -92,6 +96,9 @@ struct Results {
 
 /// Runs the whole benchmark and prints the table; fails if any verification failed.
 pub async fn run(args: BenchArgs) -> Result<ExitCode> {
+    if args.jobs {
+        return jobs::run(&args).await;
+    }
     let binary = match &args.rowlock_bin {
         Some(b) => b.clone(),
         None => std::env::current_exe().context("cannot locate the rowlock binary")?,

@@ -1,0 +1,172 @@
+//! `rowlock bench --jobs`: job claims, rowlock against pgbench.
+//!
+//! On a throwaway, durable PostgreSQL: pgbench runs `bench/jobs_claim.sql` (the one-job
+//! `SKIP LOCKED` claim transaction) with N clients over a queue filled by SQL; then, on a fresh
+//! queue, `rowlock hammer --workload jobs --preload` claims and completes with N workers at
+//! `limit=1` and at `limit=10`. Both sides are measured in jobs completed per second, and the
+//! hammer verifies every job was completed exactly once.
+
+use std::path::Path;
+use std::process::{ExitCode, Stdio};
+
+use anyhow::{bail, Context, Result};
+use tokio::process::Command;
+
+use super::server::Server;
+use super::BenchArgs;
+use crate::hammer::jobs::{JobsReport, Workload};
+use crate::hammer::{HammerArgs, Verdict};
+use crate::local_cluster::{Durability, LocalCluster, SUPERUSER};
+
+const DATABASE: &str = "rowlock_bench_jobs";
+const SCRIPT: &str = include_str!("../../bench/jobs_claim.sql");
+/// Jobs pgbench can take: more than it completes in the run (it must never find the queue empty).
+const PGBENCH_JOBS: i64 = 1_000_000;
+/// Jobs each hammer run enqueues and completes.
+const HAMMER_JOBS: u64 = 30_000;
+
+/// Runs the job benchmark and prints its table; fails if a verification failed.
+pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
+    let binary = match &args.rowlock_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("cannot locate the rowlock binary")?,
+    };
+    let work_dir = std::env::temp_dir().join(format!("rowlock-bench-jobs-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir)?;
+    eprintln!("starting a throwaway PostgreSQL …");
+    let cluster =
+        tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
+            .await??;
+    let outcome = run_on(args, &binary, &cluster, &work_dir).await;
+    tokio::task::spawn_blocking(move || cluster.stop()).await?;
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let ok = outcome?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn run_on(
+    args: &BenchArgs,
+    binary: &Path,
+    cluster: &LocalCluster,
+    dir: &Path,
+) -> Result<bool> {
+    let url = cluster.url(DATABASE);
+    crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
+    crate::startup::migrate(&url).await?;
+    let admin = crate::db::connect(&url).await?;
+    let pool = args.pool_size.first().copied().unwrap_or(16);
+    let mut all_passed = true;
+    println!("| clients | pgbench jobs/s | rowlock limit=1 jobs/s | × | rowlock limit=10 jobs/s | × | verification |");
+    println!("|---|---|---|---|---|---|---|");
+    for &clients in &args.clients {
+        fill_for_pgbench(&admin).await?;
+        eprintln!("pgbench  jobs {clients:>3} clients …");
+        let pgbench = pgbench(cluster.port(), clients, args, dir).await?;
+        let log = dir.join(format!("serve-{clients}.log"));
+        let server = Server::start(binary, &url, pool, args.workers, &log).await?;
+        let mut reports = Vec::new();
+        for limit in [1, 10] {
+            settle(&admin).await?;
+            eprintln!("rowlock  jobs {clients:>3} workers, limit {limit} …");
+            reports.push(
+                crate::hammer::jobs::execute(&hammer_args(&server.url, clients, limit)).await?,
+            );
+        }
+        server.stop().await?;
+        let passed = reports.iter().all(|r| r.verdict == Verdict::Pass);
+        all_passed &= passed;
+        let (one, ten) = (&reports[0], &reports[1]);
+        println!(
+            "| {clients} | {pgbench:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {} |",
+            one.jobs_per_sec,
+            one.jobs_per_sec / pgbench,
+            ten.jobs_per_sec,
+            ten.jobs_per_sec / pgbench,
+            if passed { "PASS" } else { "FAIL" }
+        );
+        for r in &reports {
+            print_detail(r);
+        }
+    }
+    Ok(all_passed)
+}
+
+fn print_detail(r: &JobsReport) {
+    eprintln!(
+        "  limit={}: claim p50 {:.2} ms p99 {:.2} ms, end-to-end p50 {:.1} ms p99 {:.1} ms, {:.0} claims/s",
+        r.claim_limit, r.claim_latency_ms.p50, r.claim_latency_ms.p99, r.end_to_end_ms.p50,
+        r.end_to_end_ms.p99, r.claims_per_sec
+    );
+}
+
+fn hammer_args(url: &str, workers: usize, limit: u32) -> HammerArgs {
+    let mut h = HammerArgs::new(url);
+    h.workload = Workload::Jobs;
+    h.jobs.workers = workers as u32;
+    h.jobs.jobs = HAMMER_JOBS;
+    h.jobs.claim_limit = limit;
+    h.jobs.lease_ms = 30_000;
+    h.jobs.preload = true;
+    h
+}
+
+async fn fill_for_pgbench(admin: &tokio_postgres::Client) -> Result<()> {
+    admin.batch_execute("TRUNCATE jobs").await?;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO jobs (queue, payload)
+               SELECT 'bench', jsonb_build_object('n', g) FROM generate_series(1, {PGBENCH_JOBS}) g"
+        ))
+        .await
+        .context("cannot fill the queue")?;
+    settle(admin).await
+}
+
+/// No dead rows and no pending checkpoint are left to the next run.
+async fn settle(admin: &tokio_postgres::Client) -> Result<()> {
+    admin.batch_execute("VACUUM ANALYZE jobs").await?;
+    admin.batch_execute("CHECKPOINT").await?;
+    Ok(())
+}
+
+/// Runs the claim script; returns jobs completed per second (its transactions per second, the
+/// queue never running dry).
+async fn pgbench(port: u16, clients: usize, args: &BenchArgs, dir: &Path) -> Result<f64> {
+    let script = dir.join("jobs_claim.sql");
+    std::fs::write(&script, SCRIPT)?;
+    let out = Command::new(super::pgbench::binary())
+        .args(["-n", "-M", "prepared"])
+        .args(["-T", &args.duration.as_secs().max(1).to_string()])
+        .args([
+            "-j",
+            &clients.min(2).to_string(),
+            "-c",
+            &clients.to_string(),
+        ])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", SUPERUSER])
+        .arg("-f")
+        .arg(&script)
+        .arg(DATABASE)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run pgbench (is it installed?)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("pgbench printed no tps")
+}
