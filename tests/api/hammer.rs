@@ -141,7 +141,11 @@ async fn verification_fails_against_a_server_that_loses_updates() {
     let sum = &report.verification.sum;
     assert_eq!(sum.verdict, Verdict::Fail, "{report}");
     assert!(sum.observed_delta < sum.expected_delta, "{report}");
-    let lin = report.verification.linearizability.as_ref().expect("checked");
+    let lin = report
+        .verification
+        .linearizability
+        .as_ref()
+        .expect("checked");
     assert!(!lin.linearizable && lin.duplicate_values > 0, "{lin:?}");
     assert_eq!(report.verification.verdict, Verdict::Fail);
 
@@ -208,7 +212,10 @@ impl RacyServer {
 async fn racy_get(pool: Data<Pool>, name: Path<String>) -> HttpResponse {
     let client = pool.get().await.expect("connection");
     let row = client
-        .query_opt("SELECT value, version FROM counters WHERE name = $1", &[&*name])
+        .query_opt(
+            "SELECT value, version FROM counters WHERE name = $1",
+            &[&*name],
+        )
         .await
         .expect("select");
     match row {

@@ -2,6 +2,7 @@
 
 mod counters;
 mod errors;
+mod hammer;
 mod helpers;
 mod idempotency;
 mod jobs;
