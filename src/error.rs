@@ -9,7 +9,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use deadpool_postgres::PoolError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 
 /// Seconds a client is asked to wait before retrying a 503.
@@ -113,22 +113,22 @@ impl ApiError {
                 "https://rowlock.dev/problems/{}",
                 self.code().replace('_', "-")
             ),
-            title: self.title(),
+            title: self.title().to_owned(),
             status: self.status_code().as_u16(),
             detail,
-            code: self.code(),
+            code: self.code().to_owned(),
         }
     }
 }
 
 /// An RFC 9457 problem document, as every error response carries it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     pub r#type: String,
-    pub title: &'static str,
+    pub title: String,
     pub status: u16,
     pub detail: String,
-    pub code: &'static str,
+    pub code: String,
 }
 
 impl ResponseError for ApiError {

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::lock_statements;
 
 /// A counter as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Counter {
     pub name: String,
     pub value: i64,
@@ -25,7 +25,7 @@ pub struct Counter {
 }
 
 /// The outcome of an increment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Increment {
     pub name: String,
     pub value: i64,

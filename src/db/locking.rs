@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 /// `lock=`: how the target rows are locked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LockMode {
     /// `SELECT … FOR UPDATE`: wait for the row lock (bounded by `lock_timeout`).
@@ -21,7 +21,7 @@ pub enum LockMode {
 }
 
 /// `strength=`: which row-level lock `SELECT … FOR …` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strength {
     /// `FOR UPDATE`: conflicts with every other row lock, `FOR KEY SHARE` included.
@@ -32,7 +32,7 @@ pub enum Strength {
 }
 
 /// `isolation=`: the transaction isolation level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Isolation {
     #[default]

@@ -27,14 +27,14 @@ use crate::lock_statements;
 pub const MAX_OPS: usize = 100;
 
 /// One op of a transaction: add `by` to `counter`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Op {
     pub counter: String,
     pub by: i64,
 }
 
 /// What happened to one op.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct OpResult {
     pub counter: String,
     pub applied: bool,
@@ -47,7 +47,7 @@ pub struct OpResult {
 }
 
 /// A committed transaction, as answered and as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Committed {
     pub id: i64,
     pub atomic: bool,
@@ -194,23 +194,37 @@ pub async fn run_each(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed, A
     })
 }
 
-/// A committed transaction by id: `{id, atomic, ops, results, created_at}`.
+/// A committed transaction as `GET /transactions/{id}` shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StoredTransaction {
+    pub id: i64,
+    pub atomic: bool,
+    pub ops: Vec<Op>,
+    pub results: Vec<OpResult>,
+    /// When it committed (database clock).
+    pub created_at: String,
+}
+
+/// A committed transaction by id.
 pub async fn get(
     client: &deadpool_postgres::ClientWrapper,
     id: i64,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<StoredTransaction, ApiError> {
     let stmt = client.prepare_cached(GET).await?;
     let row = client
         .query_opt(&stmt, &[&id])
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("transaction {id} does not exist")))?;
-    Ok(json!({
-        "id": row.get::<_, i64>(0),
-        "atomic": row.get::<_, bool>(1),
-        "ops": row.get::<_, serde_json::Value>(2),
-        "results": row.get::<_, serde_json::Value>(3),
-        "created_at": row.get::<_, String>(4),
-    }))
+    fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+        Ok(serde_json::from_value(v).map_err(anyhow::Error::from)?)
+    }
+    Ok(StoredTransaction {
+        id: row.get(0),
+        atomic: row.get(1),
+        ops: decode(row.get(2))?,
+        results: decode(row.get(3))?,
+        created_at: row.get(4),
+    })
 }
 
 /// Errors an op can cause by itself: a bound (CHECK constraint) or an overflow.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::extract::{int64, FencingTokens, IdempotencyKey, IfMatch, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
-use crate::db::counters::{self, CounterSpec};
+use crate::db::counters::{self, Counter, CounterSpec, Increment};
 use crate::db::{Db, Reply};
 use crate::error::ApiError;
 
@@ -27,11 +27,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `PUT` body. Numbers are checked by hand so that an out-of-range one is a 422, not a 400.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutBody {
+pub struct PutBody {
+    /// Initial value (default 0).
+    #[schema(value_type = Option<i64>)]
     value: Option<serde_json::Number>,
+    /// Lowest allowed value; null for none.
+    #[schema(value_type = Option<i64>)]
     min: Option<serde_json::Number>,
+    /// Highest allowed value; null for none.
+    #[schema(value_type = Option<i64>)]
     max: Option<serde_json::Number>,
 }
 
@@ -61,9 +67,12 @@ impl PutBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST …/increment` body (may be omitted: adds 1).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct IncrementBody {
+pub struct IncrementBody {
+    /// Amount to add; negative subtracts; not 0 (default 1).
+    #[schema(value_type = Option<i64>)]
     by: Option<serde_json::Number>,
 }
 
@@ -77,7 +86,12 @@ impl IncrementBody {
     }
 }
 
-async fn get(db: Data<Db>, name: Name) -> Result<HttpResponse, ApiError> {
+/// Reads a counter.
+#[utoipa::path(get, path = "/counters/{name}", tag = "counters",
+    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$")),
+    responses((status = 200, description = "The counter", body = Counter,
+               headers(("etag" = String, description = "Quoted version")))))]
+pub async fn get(db: Data<Db>, name: Name) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
     let counter = counters::get(&client, &name.0).await?;
     Ok(respond(
@@ -85,7 +99,15 @@ async fn get(db: Data<Db>, name: Name) -> Result<HttpResponse, ApiError> {
     ))
 }
 
-async fn put(
+/// Creates (201) or replaces (200) a counter.
+#[utoipa::path(put, path = "/counters/{name}", tag = "counters",
+    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), LockParams, ("If-Match" = Option<String>, Header, description = "Quoted version: optimistic concurrency instead of a row lock"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    request_body(content = PutBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = Counter,
+         headers(("etag" = String), ("location" = String))),
+        (status = 200, description = "Replaced", body = Counter, headers(("etag" = String)))))]
+pub async fn put(
     db: Data<Db>,
     name: Name,
     params: Query<LockParams>,
@@ -113,7 +135,11 @@ async fn put(
     Ok(respond(reply))
 }
 
-async fn delete(
+/// Deletes a counter.
+#[utoipa::path(delete, path = "/counters/{name}", tag = "counters",
+    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), LockParams, ("If-Match" = Option<String>, Header, description = "Quoted version: optimistic concurrency instead of a row lock"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    responses((status = 204, description = "Deleted")))]
+pub async fn delete(
     db: Data<Db>,
     name: Name,
     params: Query<LockParams>,
@@ -135,8 +161,14 @@ async fn delete(
     Ok(respond(reply))
 }
 
+/// Adds `by` to a counter under the requested lock mode.
+#[utoipa::path(post, path = "/counters/{name}/increment", tag = "counters",
+    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), LockParams, ("If-Match" = Option<String>, Header, description = "Quoted version: optimistic concurrency instead of a row lock"), ("Idempotency-Key" = Option<String>, Header, description = "1-255 characters: store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    request_body(content = Option<IncrementBody>, content_type = "application/json"),
+    responses((status = 200, description = "Applied and committed", body = Increment,
+               headers(("etag" = String, description = "Quoted new version")))))]
 #[allow(clippy::too_many_arguments)] // one per extractor: the signature is the route's contract
-async fn increment(
+pub async fn increment(
     req: HttpRequest,
     db: Data<Db>,
     name: Name,

@@ -107,15 +107,24 @@ pub fn validate_name(name: &str) -> Result<&str, ApiError> {
 }
 
 /// The locking query parameters every mutating route honours.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LockParams {
+    /// How the target rows are locked.
     #[serde(default)]
+    #[param(inline)]
     pub lock: LockMode,
+    /// `FOR UPDATE` or `FOR NO KEY UPDATE`.
     #[serde(default)]
+    #[param(inline)]
     pub strength: Strength,
+    /// With `lock=wait` (or `none`): give up after this long with 423.
+    #[param(minimum = 1, maximum = 60000)]
     pub lock_timeout_ms: Option<u32>,
+    /// Transaction isolation; 40001/40P01 are retried by the server.
     #[serde(default)]
+    #[param(inline)]
     pub isolation: Isolation,
 }
 

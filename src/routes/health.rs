@@ -12,11 +12,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz));
 }
 
-async fn healthz() -> HttpResponse {
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Object)))]
+pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-async fn readyz(db: Data<Db>) -> Result<HttpResponse, ApiError> {
+/// The database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready", body = Object)))]
+pub async fn readyz(db: Data<Db>) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
     client.simple_query("SELECT 1").await?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))

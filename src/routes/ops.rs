@@ -10,16 +10,31 @@ use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics))
-        .route("/debug/locks", web::get().to(debug_locks));
+        .route("/debug/locks", web::get().to(debug_locks))
+        .route("/openapi.json", web::get().to(openapi));
 }
 
-async fn metrics(db: Data<Db>) -> HttpResponse {
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(<crate::openapi::ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics", body = String,
+               content_type = "application/openmetrics-text")))]
+pub async fn metrics(db: Data<Db>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(db.metrics.render(&db.pool))
 }
 
-async fn debug_locks(db: Data<Db>) -> Result<HttpResponse, ApiError> {
+/// Who waits on whom in rowlock's database right now.
+#[utoipa::path(get, path = "/debug/locks", tag = "operations",
+    responses((status = 200, description = "Waiting backends", body = Object)))]
+pub async fn debug_locks(db: Data<Db>) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
     let waiting = introspection::waiters(&client).await?;
     Ok(HttpResponse::Ok().json(json!({ "waiting": waiting })))

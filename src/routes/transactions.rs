@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::extract::{int64, validate_name, FencingTokens, IdempotencyKey, JsonBody, LockParams};
 use super::{method_not_allowed, respond};
 use crate::db::locking::{RowLock, WaitPolicy};
-use crate::db::transactions::{self, Op, MAX_OPS};
+use crate::db::transactions::{self, Committed, Op, StoredTransaction, MAX_OPS};
 use crate::db::{Db, Reply};
 use crate::error::ApiError;
 
@@ -24,11 +24,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /transactions` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TransactionBody {
+pub struct TransactionBody {
+    /// 1-100 ops, applied in order.
+    #[schema(min_items = 1, max_items = 100)]
     ops: Vec<OpBody>,
+    /// true: all or nothing; false: each op under its own savepoint.
     #[serde(default = "default_atomic")]
+    #[schema(default = true)]
     atomic: bool,
 }
 
@@ -36,10 +41,14 @@ fn default_atomic() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+/// One op: add `by` to `counter`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OpBody {
+pub struct OpBody {
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,128}$")]
     counter: String,
+    /// Not 0.
+    #[schema(value_type = i64)]
     by: Option<serde_json::Number>,
 }
 
@@ -75,7 +84,12 @@ impl TransactionBody {
     }
 }
 
-async fn create(
+/// Applies ops to several counters in one transaction, locking rows in name order.
+#[utoipa::path(post, path = "/transactions", tag = "transactions",
+    params(LockParams, ("Idempotency-Key" = Option<String>, Header, description = "1-255 characters: store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    request_body(content = TransactionBody, content_type = "application/json"),
+    responses((status = 200, description = "Committed", body = Committed)))]
+pub async fn create(
     req: HttpRequest,
     db: Data<Db>,
     params: Query<LockParams>,
@@ -108,7 +122,11 @@ async fn create(
     Ok(respond(reply))
 }
 
-async fn get(db: Data<Db>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// A committed transaction.
+#[utoipa::path(get, path = "/transactions/{id}", tag = "transactions",
+    params(("id" = i64, Path, description = "Transaction id")),
+    responses((status = 200, description = "The transaction", body = StoredTransaction)))]
+pub async fn get(db: Data<Db>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("transaction id '{id}' is not an integer")))?;
