@@ -67,7 +67,7 @@ pub struct Metrics {
     pool_available: Gauge,
     pool_waiting: Gauge,
     /// Jobs by queue and state, refreshed on every scrape.
-    pub queue_jobs: Family<QueueLabels, Gauge>,
+    queue_jobs: Family<QueueLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -189,6 +189,19 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Replaces the queue depth gauges with `(queue, state, jobs)` read just now.
+    pub fn set_queue_depths(&self, depths: &[(String, String, i64)]) {
+        self.queue_jobs.clear();
+        for (queue, state, jobs) in depths {
+            self.queue_jobs
+                .get_or_create(&QueueLabels {
+                    queue: queue.clone(),
+                    state: state.clone(),
+                })
+                .set(*jobs);
+        }
     }
 
     /// The text exposition, with the pool gauges read now.

@@ -100,3 +100,20 @@ pub async fn waiters(client: &tokio_postgres::Client) -> Result<Vec<Waiter>, Api
 fn request_id(application_name: &str) -> Option<String> {
     application_name.strip_prefix("rowlock/").map(str::to_owned)
 }
+
+/// Unfinished jobs by queue and state (`queued`, `running`, `dead`), for the metrics.
+/// Completed jobs are left out: they only grow, and their count says nothing about the backlog.
+pub async fn queue_depths(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<(String, String, i64)>, ApiError> {
+    let rows = client
+        .query(
+            "SELECT queue, state, count(*) FROM jobs WHERE state <> 'completed' GROUP BY 1, 2",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}

@@ -25,10 +25,13 @@ pub async fn openapi() -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Metrics", body = String,
                content_type = "application/openmetrics-text")))]
-pub async fn metrics(db: Data<Db>) -> HttpResponse {
-    HttpResponse::Ok()
+pub async fn metrics(db: Data<Db>) -> Result<HttpResponse, ApiError> {
+    let client = db.pool.get().await?;
+    let depths = introspection::queue_depths(&client).await?;
+    db.metrics.set_queue_depths(&depths);
+    Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(db.metrics.render(&db.pool))
+        .body(db.metrics.render(&db.pool)))
 }
 
 /// Who waits on whom in rowlock's database right now.

@@ -201,3 +201,43 @@ async fn with_an_api_token_requests_need_it_and_health_checks_stay_open() {
         200
     );
 }
+
+#[tokio::test]
+async fn metrics_show_queue_depths_by_state() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        let r = app
+            .http
+            .post(app.url("/queues/mail/jobs"))
+            .json(&serde_json::json!({"payload": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = app
+        .http
+        .post(app.url("/queues/mail/claim"))
+        .json(&serde_json::json!({"limit": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"rowlock_queue_jobs{queue="mail",state="queued"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"rowlock_queue_jobs{queue="mail",state="running"} 1"#),
+        "{text}"
+    );
+}
