@@ -64,7 +64,8 @@ pub struct ServeArgs {
     pub idempotency_retention_secs: u64,
 
     /// Longest lease (`ttl_ms`) a lock may be granted or renewed for, in milliseconds.
-    #[arg(long, env = "ROWLOCK_LOCK_MAX_TTL_MS", default_value_t = 3_600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    // At most a year: far beyond any sensible lease, and safely inside timestamp arithmetic.
+    #[arg(long, env = "ROWLOCK_LOCK_MAX_TTL_MS", default_value_t = 3_600_000, value_parser = clap::value_parser!(u64).range(1..=31_536_000_000))]
     pub lock_max_ttl_ms: u64,
 
     #[command(flatten)]

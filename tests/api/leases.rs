@@ -319,6 +319,29 @@ async fn a_waiting_acquisition_is_granted_once_the_holder_expires() {
 }
 
 #[tokio::test]
+async fn a_renewal_that_shortens_the_lease_wakes_waiters_to_its_new_expiry() {
+    let app = Arc::new(spawn_app().await);
+    let held = app.granted("k", "a", 60_000).await;
+    let waiter = {
+        let app = app.clone();
+        tokio::spawn(async move { app.acquire("k", "b", 60_000, 20_000).await })
+    };
+    app.wait_for_waiting("k", 1).await;
+    let renewed = Instant::now();
+    assert_eq!(app.renew("k", held, 200).await.status(), 200);
+    let r = waiter.await.unwrap();
+    // The waiter had a timer to the old expiry, 60 s away: the renewal told it to look again.
+    assert!(
+        renewed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        renewed.elapsed()
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    let token = r.json::<Value>().await.unwrap()["token"].as_i64().unwrap();
+    assert_eq!(app.lock_row("k").await, (Some("b".into()), token, true));
+}
+
+#[tokio::test]
 async fn a_waiting_acquisition_gives_up_with_423_at_its_deadline() {
     let app = spawn_app().await;
     let held = app.granted("k", "a", 60_000).await;
