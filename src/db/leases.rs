@@ -24,7 +24,7 @@ use crate::error::ApiError;
 pub use waiters::Leases;
 
 /// A lease as granted or renewed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Lease {
     pub key: String,
     pub owner: String,
@@ -35,7 +35,7 @@ pub struct Lease {
 }
 
 /// A lock as `GET /locks/{key}` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LockState {
     pub key: String,
     /// `null` once released; still shown after expiry (see `held`).

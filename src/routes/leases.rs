@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::extract::{int64, FencingTokens, IdempotencyKey, JsonBody, Name};
 use super::{method_not_allowed, respond};
 use crate::db::leases::acquire::{self, Acquisition, MAX_WAIT_MS};
-use crate::db::leases::{self, Leases};
+use crate::db::leases::{self, Lease, Leases, LockState};
 use crate::db::{Db, Reply, TxOptions};
 use crate::error::ApiError;
 
@@ -28,29 +28,50 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /locks/{key}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AcquireBody {
+pub struct AcquireBody {
+    /// Who asks: 1-128 characters, one per process.
     owner: Option<String>,
+    /// Lease length in milliseconds: 1 up to the configured maximum (default 1 h).
+    #[schema(value_type = i64)]
     ttl_ms: Option<serde_json::Number>,
+    /// How long to wait for a held lock, 0-30000 ms (default 0: `FOR UPDATE NOWAIT`).
+    #[schema(value_type = Option<i64>)]
     wait_ms: Option<serde_json::Number>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `PUT /locks/{key}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RenewBody {
+pub struct RenewBody {
+    /// The current token of the live lease.
+    #[schema(value_type = i64)]
     token: Option<serde_json::Number>,
+    /// New lease length from now, in milliseconds.
+    #[schema(value_type = i64)]
     ttl_ms: Option<serde_json::Number>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `DELETE /locks/{key}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReleaseBody {
+pub struct ReleaseBody {
+    /// The token of the latest grant.
+    #[schema(value_type = i64)]
     token: Option<serde_json::Number>,
 }
 
+/// Acquires the lock: 201 with a fencing token, or 423 when someone else holds it (after
+/// `wait_ms`).
+#[utoipa::path(post, path = "/locks/{key}", tag = "leases",
+    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "1-255 characters: store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    request_body(content = AcquireBody, content_type = "application/json"),
+    responses((status = 201, description = "Granted and committed", body = Lease,
+               headers(("location" = String)))))]
 #[allow(clippy::too_many_arguments)] // one per extractor: the signature is the route's contract
-async fn acquire(
+pub async fn acquire(
     req: HttpRequest,
     db: Data<Db>,
     leases: Data<Leases>,
@@ -75,7 +96,12 @@ async fn acquire(
     ))
 }
 
-async fn renew(
+/// Renews the live lease held with the current token.
+#[utoipa::path(put, path = "/locks/{key}", tag = "leases",
+    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    request_body(content = RenewBody, content_type = "application/json"),
+    responses((status = 200, description = "Renewed", body = Lease)))]
+pub async fn renew(
     db: Data<Db>,
     leases: Data<Leases>,
     key: Name,
@@ -101,7 +127,12 @@ async fn renew(
     Ok(respond(reply))
 }
 
-async fn release(
+/// Releases the lease granted with the latest token.
+#[utoipa::path(delete, path = "/locks/{key}", tag = "leases",
+    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    request_body(content = ReleaseBody, content_type = "application/json"),
+    responses((status = 204, description = "Released")))]
+pub async fn release(
     db: Data<Db>,
     key: Name,
     fences: FencingTokens,
@@ -125,7 +156,11 @@ async fn release(
     Ok(respond(reply))
 }
 
-async fn get(db: Data<Db>, leases: Data<Leases>, key: Name) -> Result<HttpResponse, ApiError> {
+/// Shows the lock: holder, token, expiry, and the acquisitions waiting in this instance.
+#[utoipa::path(get, path = "/locks/{key}", tag = "leases",
+    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$")),
+    responses((status = 200, description = "The lock", body = LockState)))]
+pub async fn get(db: Data<Db>, leases: Data<Leases>, key: Name) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
     let state = leases::get(&client, &key.0, leases.waiting(&key.0)).await?;
     Ok(respond(Reply::json(200, &state)?))

@@ -558,6 +558,14 @@ async fn bad_lease_input_is_a_4xx_problem() {
         (json!({"owner": "a"}), 400, "bad_request"),
         (json!({"owner": "", "ttl_ms": 1000}), 422, "invalid"),
         (json!({"owner": "a\nb", "ttl_ms": 1000}), 422, "invalid"),
+        (json!({"owner": "a\u{0}b", "ttl_ms": 1000}), 422, "invalid"),
+        (
+            json!({"owner": "x".repeat(129), "ttl_ms": 1000}),
+            422,
+            "invalid",
+        ),
+        (json!({"owner": 7, "ttl_ms": 1000}), 400, "bad_request"),
+        (json!({"owner": "a", "ttl_ms": 1e30}), 422, "invalid"),
         (json!({"ttl_ms": 1000}), 400, "bad_request"),
         (
             json!({"owner": "a", "ttl_ms": 1000, "wait_ms": 30_001}),
