@@ -8,6 +8,7 @@
 //! checkpoint taken, so that neither side inherits the other's dead rows or pays for its
 //! checkpoint.
 
+pub mod cpu;
 pub mod jobs;
 pub mod pgbench;
 pub mod server;
@@ -116,6 +117,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     let results = outcome?;
 
     println!("\n{}", table::render(&results.rows));
+    println!("{}", table::render_cpu(&results.rows));
     for t in &results.targets {
         println!(
             "[{}] {}: {}",
@@ -176,8 +178,14 @@ async fn run_on(
                     settle(&admin).await?;
                     eprintln!("pgbench  {:<6} {clients:>3} clients …", workload.name());
                     let before = total(&admin).await?;
+                    let cpu_before = cpu::Snapshot::take(Some(server.pid()));
                     let mut result =
                         pgbench::run(&target, workload, clients, args.duration, work_dir).await?;
+                    result.cpu = cpu::Snapshot::take(Some(server.pid())).since(
+                        &cpu_before,
+                        result.transactions,
+                        true,
+                    );
                     result.delta = total(&admin).await? - before;
                     baseline.insert(key, result);
                 }
@@ -187,18 +195,24 @@ async fn run_on(
                     workload.name()
                 );
                 let rss = server.sample_rss();
+                let cpu_before = cpu::Snapshot::take(Some(server.pid()));
                 let report =
                     hammer::execute(&hammer_args(&server.url, workload, clients, args)).await;
+                let cpu_after = cpu::Snapshot::take(Some(server.pid()));
                 let rss_kib = rss.finish().await;
                 let report = report?;
-                rows.push(row(
+                // Per HTTP request, including the hammer's reads before and after the run.
+                let cpu = cpu_after.since(&cpu_before, report.requests, false);
+                let mut row = row(
                     workload,
                     clients,
                     pool_size,
                     baseline.get(&key),
                     report,
                     rss_kib,
-                ));
+                );
+                row.rowlock_cpu = cpu;
+                rows.push(row);
             }
         }
         peaks.push((pool_size, mib(server.memory().hwm_kib)));
@@ -258,6 +272,7 @@ fn row(
         verification: report.verification.verdict.to_string(),
         rowlock_errors: report.requests - report.statuses.ok,
         rowlock_rss_mib: mib(rss_kib),
+        rowlock_cpu: cpu::PerTransaction::default(),
         hammer: hammer::Report {
             // The per-second timeline is noise in the table's JSON.
             timeline: Vec::new(),

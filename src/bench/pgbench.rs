@@ -26,8 +26,10 @@ pub struct PgbenchResult {
     pub failed: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// The counters' total change equals the transactions pgbench completed.
+    /// The counters' total change (to compare with `transactions`).
     pub delta: i64,
+    /// CPU per transaction during the run.
+    pub cpu: super::cpu::PerTransaction,
 }
 
 /// Where pgbench connects.
@@ -105,6 +107,7 @@ pub async fn run(
         p50_ms: latency.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: latency.value_at_quantile(0.99) as f64 / 1000.0,
         delta: 0,
+        cpu: Default::default(),
     })
 }
 

@@ -92,6 +92,11 @@ impl Server {
         }
     }
 
+    /// The process id of `rowlock serve`.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Resident memory now.
     pub fn memory(&self) -> Memory {
         memory(self.pid)

@@ -25,6 +25,8 @@ pub struct Row {
     pub rowlock_errors: u64,
     /// Largest VmRSS of `rowlock serve` sampled during this run.
     pub rowlock_rss_mib: f64,
+    /// CPU per request during the rowlock run.
+    pub rowlock_cpu: super::cpu::PerTransaction,
     pub hammer: Report,
 }
 
@@ -71,6 +73,33 @@ pub fn render(rows: &[Row]) -> String {
             r.verification,
             r.rowlock_errors,
             r.rowlock_rss_mib
+        );
+    }
+    out
+}
+
+/// Where the CPU went, in microseconds per transaction (PostgreSQL's share includes anything
+/// else running on the machine).
+pub fn render_cpu(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "CPU µs per transaction   pgbench: postgres + pgbench   |   rowlock: postgres + serve + hammer\n",
+    );
+    for r in rows {
+        let pg = r.pgbench.as_ref().map(|p| p.cpu).unwrap_or_default();
+        let c = r.rowlock_cpu;
+        let _ = writeln!(
+            out,
+            "{:<8} {:>3} clients pool {:>3}   {:>5.0} + {:>4.0} = {:>5.0}   |   {:>5.0} + {:>4.0} + {:>4.0} = {:>5.0}",
+            r.workload,
+            r.clients,
+            r.pool_size,
+            pg.postgres_us,
+            pg.client_us,
+            pg.postgres_us + pg.client_us,
+            c.postgres_us,
+            c.server_us,
+            c.client_us,
+            c.postgres_us + c.server_us + c.client_us
         );
     }
     out
