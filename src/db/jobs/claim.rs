@@ -137,24 +137,12 @@ async fn attempt(
     let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
         [&spec.queue, &spec.limit, &token, &spec.lease_secs];
     let rescue_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&spec.queue, &spec.limit];
-    // Rescue, claim (and the next due time) and COMMIT go out in one pipeline.
-    let (rescued, rows, next_due) = if last {
-        let (rescued, rows) = futures_util::join!(
-            client.execute(&rescue, &rescue_params),
-            tx.commit_with(client.query(&claim, &claim_params)),
-        );
-        (rescued, rows, None)
-    } else {
-        let next = tx.prepare(NEXT_DUE).await?;
-        let next_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&spec.queue];
-        let (rescued, rows, next_due) = futures_util::join!(
-            client.execute(&rescue, &rescue_params),
-            client.query(&claim, &claim_params),
-            tx.commit_with(client.query_one(&next, &next_params)),
-        );
-        (rescued, rows.map_err(ApiError::from), Some(next_due))
-    };
-    // The first statement's error is the cause; later ones only say "transaction aborted".
+    // Rescue, claim and COMMIT go out in one pipeline.
+    let (rescued, rows) = futures_util::join!(
+        client.execute(&rescue, &rescue_params),
+        tx.commit_with(client.query(&claim, &claim_params)),
+    );
+    // The first statement's error is the cause; the claim's would only say "aborted".
     rescued?;
     let rows = rows?;
     if !rows.is_empty() {
@@ -170,10 +158,13 @@ async fn attempt(
             .collect();
         return Reply::json(200, &jobs);
     }
-    let Some(next_due) = next_due else {
+    if last {
         return Ok(Reply::empty(204));
-    };
-    let secs: Option<f64> = next_due?.get(0);
+    }
+    // Only an empty claim asks when to look again (after COMMIT, or inside the transaction when
+    // an idempotency record defers it; either way it only reads).
+    let next = tx.prepare(NEXT_DUE).await?;
+    let secs: Option<f64> = client.query_one(&next, &[&spec.queue]).await?.get(0);
     idle.set(Some(secs.map(|s| {
         if s > 0.0 {
             Duration::from_secs_f64(s.min(MAX_WAIT.as_secs_f64()))
