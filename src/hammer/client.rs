@@ -18,8 +18,8 @@ use super::args::{HammerArgs, LockArg};
 pub struct Api {
     http: reqwest::Client,
     base: String,
-    /// `POST` URL of each counter's increment, with the run's query string.
-    increment_urls: Vec<String>,
+    /// `POST` URL of each counter's increment, with the run's query string, parsed once.
+    increment_urls: Vec<reqwest::Url>,
     names: Vec<String>,
     body: String,
 }
@@ -67,8 +67,9 @@ impl Api {
         };
         let increment_urls = names
             .iter()
-            .map(|n| format!("{base}/counters/{n}/increment{query}"))
-            .collect();
+            .map(|n| reqwest::Url::parse(&format!("{base}/counters/{n}/increment{query}")))
+            .collect::<Result<_, _>>()
+            .context("cannot build the increment URLs")?;
         Ok(Self {
             http,
             base,
@@ -86,7 +87,7 @@ impl Api {
     ) -> Result<Answer, reqwest::Error> {
         let mut request = self
             .http
-            .post(&self.increment_urls[index])
+            .post(self.increment_urls[index].clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(self.body.clone());
         if let Some(version) = if_match {
