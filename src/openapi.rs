@@ -28,6 +28,10 @@ use crate::routes;
         routes::counters::increment,
         routes::transactions::create,
         routes::transactions::get,
+        routes::leases::acquire,
+        routes::leases::renew,
+        routes::leases::release,
+        routes::leases::get,
     ),
     components(schemas(Problem)),
     modifiers(&ProblemResponses)
