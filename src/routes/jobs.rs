@@ -3,6 +3,7 @@
 //! Every mutation honours `Idempotency-Key` (POSTs) and `Fencing-Token`; what the routes accept
 //! is checked in [`input`].
 
+pub mod docs;
 mod input;
 
 use actix_web::dev::Payload;
@@ -39,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The headers and query parameters every job mutation honours, as one extractor.
-pub(super) struct Mutation {
+pub(crate) struct Mutation {
     req: HttpRequest,
     db: Data<Db>,
     params: Query<LockParams>,
@@ -78,7 +79,13 @@ impl Mutation {
     }
 }
 
-async fn enqueue(
+/// Enqueues a job.
+#[utoipa::path(post, path = "/queues/{queue}/jobs", tag = "jobs",
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    request_body(content = docs::EnqueueRequest, content_type = "application/json"),
+    responses((status = 201, description = "Enqueued", body = docs::Enqueued,
+               headers(("location" = String)))))]
+pub(crate) async fn enqueue(
     m: Mutation,
     queue: Name,
     body: JsonBody<EnqueueBody, ENQUEUE_BODY_BYTES>,
@@ -100,7 +107,14 @@ async fn enqueue(
 
 /// Claims always lock with `SKIP LOCKED`; `lock=`/`strength=` do not change that. A waiting
 /// claim holds no connection while it waits (see [`claim::claim`]).
-async fn claim(
+/// Claims available jobs with `FOR UPDATE SKIP LOCKED`, long-polling up to `wait_ms`.
+#[utoipa::path(post, path = "/queues/{queue}/claim", tag = "jobs",
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    request_body(content = Option<docs::ClaimRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Claimed jobs", body = Vec<docs::ClaimedJob>),
+        (status = 204, description = "Nothing to claim")))]
+pub(crate) async fn claim(
     m: Mutation,
     wakeups: Data<Wakeups>,
     queue: Name,
@@ -111,12 +125,20 @@ async fn claim(
     Ok(respond(claim::claim(&db, &wakeups, spec, opts).await?))
 }
 
-async fn get(db: Data<Db>, id: JobId) -> Result<HttpResponse, ApiError> {
+/// A job.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "Job id", minimum = 1)),
+    responses((status = 200, description = "The job", body = docs::Job)))]
+pub(crate) async fn get(db: Data<Db>, id: JobId) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
     Ok(respond(Reply::json(200, &jobs::get(&client, id.0).await?)?))
 }
 
-async fn complete(
+/// Completes a running job (current token only).
+#[utoipa::path(post, path = "/jobs/{id}/complete", tag = "jobs",
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    request_body(content = docs::TokenRequest, content_type = "application/json"),
+    responses((status = 200, description = "Done", body = docs::JobState)))]
+pub(crate) async fn complete(
     m: Mutation,
     id: JobId,
     body: JsonBody<TokenBody>,
@@ -124,11 +146,25 @@ async fn complete(
     run(m, id, &body.raw, body.value.complete()).await
 }
 
-async fn fail(m: Mutation, id: JobId, body: JsonBody<TokenBody>) -> Result<HttpResponse, ApiError> {
+/// Fails a running job: retried with backoff, or dead after max_attempts.
+#[utoipa::path(post, path = "/jobs/{id}/fail", tag = "jobs",
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    request_body(content = docs::TokenRequest, content_type = "application/json"),
+    responses((status = 200, description = "Done", body = docs::JobState)))]
+pub(crate) async fn fail(
+    m: Mutation,
+    id: JobId,
+    body: JsonBody<TokenBody>,
+) -> Result<HttpResponse, ApiError> {
     run(m, id, &body.raw, body.value.fail()).await
 }
 
-async fn heartbeat(
+/// Extends a running job's lease.
+#[utoipa::path(post, path = "/jobs/{id}/heartbeat", tag = "jobs",
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    request_body(content = docs::TokenRequest, content_type = "application/json"),
+    responses((status = 200, description = "Done", body = docs::JobState)))]
+pub(crate) async fn heartbeat(
     m: Mutation,
     id: JobId,
     body: JsonBody<TokenBody>,
@@ -137,11 +173,24 @@ async fn heartbeat(
     run(m, id, &body.raw, transition).await
 }
 
-async fn retry(m: Mutation, id: JobId, body: JsonBody<NoFields>) -> Result<HttpResponse, ApiError> {
+/// Puts a dead job back in its queue.
+#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs",
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    request_body(content = Option<Object>, content_type = "application/json"),
+    responses((status = 200, description = "Queued again", body = docs::JobState)))]
+pub(crate) async fn retry(
+    m: Mutation,
+    id: JobId,
+    body: JsonBody<NoFields>,
+) -> Result<HttpResponse, ApiError> {
     run(m, id, &body.raw, Transition::Retry).await
 }
 
-async fn delete(m: Mutation, id: JobId) -> Result<HttpResponse, ApiError> {
+/// Deletes a queued job.
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    responses((status = 204, description = "Deleted")))]
+pub(crate) async fn delete(m: Mutation, id: JobId) -> Result<HttpResponse, ApiError> {
     run(m, id, &[], Transition::Delete).await
 }
 

@@ -33,9 +33,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Pause and resume take no fields; the (empty) body still counts for the idempotency key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoFields {}
+pub(crate) struct NoFields {}
 
-async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiError> {
+/// Jobs of a queue by state, and whether it is paused.
+#[utoipa::path(get, path = "/queues/{queue}", tag = "jobs", params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$")),
+    responses((status = 200, description = "Counts", body = super::jobs::docs::QueueStats)))]
+pub(crate) async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
     Ok(respond(Reply::json(
         200,
@@ -43,7 +46,12 @@ async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiError> {
     )?))
 }
 
-async fn pause(
+/// Pauses a queue: claims return nothing until it is resumed.
+#[utoipa::path(post, path = "/queues/{queue}/pause", tag = "jobs",
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    request_body(content = Option<Object>, content_type = "application/json"),
+    responses((status = 200, description = "Done", body = super::jobs::docs::QueuePaused)))]
+pub(crate) async fn pause(
     m: Mutation,
     queue: Name,
     body: JsonBody<NoFields>,
@@ -51,7 +59,12 @@ async fn pause(
     set_paused(m, queue, body, true).await
 }
 
-async fn resume(
+/// Resumes a paused queue.
+#[utoipa::path(post, path = "/queues/{queue}/resume", tag = "jobs",
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    request_body(content = Option<Object>, content_type = "application/json"),
+    responses((status = 200, description = "Done", body = super::jobs::docs::QueuePaused)))]
+pub(crate) async fn resume(
     m: Mutation,
     queue: Name,
     body: JsonBody<NoFields>,
