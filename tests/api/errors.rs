@@ -204,3 +204,42 @@ async fn unknown_routes_are_404_and_wrong_methods_405_as_problems() {
         .unwrap();
     assert_problem(r, 405, "method_not_allowed").await;
 }
+
+#[tokio::test]
+async fn a_statement_past_the_statement_timeout_is_503_with_retry_after() {
+    let app = crate::helpers::spawn_app_with(|args| args.pool.statement_timeout_ms = 300).await;
+    app.create_counter("slow", 0).await;
+    app.pg()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$;
+             CREATE TRIGGER slow BEFORE UPDATE ON counters FOR EACH ROW EXECUTE FUNCTION slow();",
+        )
+        .await
+        .unwrap();
+    let r = app.increment("slow", "", 1).await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_problem(r, 503, "unavailable").await;
+    assert_eq!(app.db_value("slow").await, Some(0));
+}
+
+#[tokio::test]
+async fn an_internal_error_is_a_generic_500_that_leaks_no_sql() {
+    let app = spawn_app().await;
+    app.create_counter("c", 0).await;
+    // Break the schema under rowlock's feet: its statements now fail in ways no client caused.
+    app.pg()
+        .await
+        .batch_execute("ALTER TABLE counters RENAME COLUMN version TO v")
+        .await
+        .unwrap();
+    let r = app.get_counter("c").await;
+    let problem = assert_problem(r, 500, "internal").await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        !detail.contains("version") && !detail.contains("SELECT"),
+        "{detail}"
+    );
+    assert!(!problem.to_string().contains("counters"), "{problem}");
+}
