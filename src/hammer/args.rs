@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::jobs::{JobsArgs, Workload};
+use super::transfer::TransferArgs;
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 const DEFAULT_COUNTER: &str = "hammer";
@@ -126,12 +127,16 @@ pub struct HammerArgs {
     #[arg(long, env = "ROWLOCK_HAMMER_ALLOW_REMOTE")]
     pub allow_remote: bool,
 
-    /// What to load: `counters` (the options above) or `jobs` (the job queue, see below).
+    /// What to load: `counters` (the options above), `jobs` (the job queue), or `transfer` /
+    /// `order` (multi-row transactions; see below).
     #[arg(long, env = "ROWLOCK_HAMMER_WORKLOAD", value_enum, default_value_t = Workload::Counters)]
     pub workload: Workload,
 
     #[command(flatten)]
     pub jobs: JobsArgs,
+
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 }
 
 impl HammerArgs {
@@ -156,6 +161,7 @@ impl HammerArgs {
             allow_remote: false,
             workload: Workload::Counters,
             jobs: JobsArgs::default(),
+            transfer: TransferArgs::default(),
         }
     }
 

@@ -21,13 +21,16 @@ use super::report::Percentiles;
 use super::{HammerArgs, Verdict};
 use worker::Shared;
 
-/// What `rowlock hammer` loads: counters (the default) or the job queue.
+/// What `rowlock hammer` loads: counters (the default), the job queue, or multi-row
+/// transactions (transfers between accounts, orders taking stock; see `hammer::transfer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Workload {
     #[default]
     Counters,
     Jobs,
+    Transfer,
+    Order,
 }
 
 /// Options of the job workload (`--workload jobs`).

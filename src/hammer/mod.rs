@@ -8,7 +8,8 @@
 //!
 //! - [`args`]: the options; [`client`]: the HTTP calls; [`runner`]: the load itself;
 //! - [`verify`] and [`linearizable`]: the two checks; [`report`], [`chart`]: the outputs;
-//! - [`progress`]: the live progress bar.
+//! - [`progress`]: the live progress bar;
+//! - [`jobs`] and [`transfer`]: the job-queue and the transfer/order workloads (`--workload`).
 
 pub mod args;
 pub mod chart;
@@ -18,6 +19,7 @@ pub mod linearizable;
 pub mod progress;
 pub mod report;
 pub mod runner;
+pub mod transfer;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -37,8 +39,10 @@ use runner::{Progress, Stop};
 /// Runs the load and the verification, prints the report, writes `--json`/`--chart`, and exits
 /// non-zero unless the verification passed (1 for FAIL, 2 for INCONCLUSIVE).
 pub async fn run(args: HammerArgs) -> Result<ExitCode> {
-    if args.workload == jobs::Workload::Jobs {
-        return jobs::run(args).await;
+    match args.workload {
+        jobs::Workload::Jobs => return jobs::run(args).await,
+        jobs::Workload::Transfer | jobs::Workload::Order => return transfer::run(args).await,
+        jobs::Workload::Counters => {}
     }
     let report = execute(&args).await?;
     println!("{report}");

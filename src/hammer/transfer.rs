@@ -1,0 +1,237 @@
+//! `rowlock hammer --workload transfer` and `--workload order`: multi-row transactions
+//! (`POST /transactions`) under load, verified.
+//!
+//! - **transfer**: `--accounts K` balances `account-0` … `account-{K-1}`, each reset to
+//!   `--initial` with `min: 0`; every request moves a random amount (1 … `--max-amount`) between
+//!   a random pair of distinct accounts. At the end the sum of the balances must be unchanged,
+//!   no balance negative, and each account's change must equal the acknowledged transfers'.
+//! - **order**: `--items K` stock levels `item-0` … `item-{K-1}` (`--initial`, `min: 0`); every
+//!   request is an order of `--lines L` distinct random items, each taking 1 … `--max-amount`.
+//!   At the end no stock may be negative and, for every item, initial − final must equal the
+//!   quantities of the acknowledged (200) orders containing it.
+//!
+//! A 409 `bound_violation` is a refusal, not an error: it must have changed nothing, which the
+//! per-counter check proves. A request whose answer never came (or was an unexpected 5xx) may or
+//! may not have committed; when such requests can explain a difference the verdict is
+//! INCONCLUSIVE, as for the counter workload.
+//!
+//! [`load`] sends the transactions, [`check`] holds the setup reads and the invariants.
+
+pub mod check;
+pub mod load;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::jobs::Workload;
+use super::report::{Percentiles, StatusCounts};
+use super::runner::{Progress, Stop};
+use super::{args, progress, HammerArgs, Verdict};
+use check::Checks;
+
+/// Options of the transfer and order workloads.
+#[derive(Debug, Clone, Args)]
+pub struct TransferArgs {
+    /// --workload transfer: accounts `account-0` … `account-{K-1}` (at least 2).
+    #[arg(long, env = "ROWLOCK_HAMMER_ACCOUNTS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+    pub accounts: u32,
+    /// --workload order: items `item-0` … `item-{K-1}`.
+    #[arg(long, env = "ROWLOCK_HAMMER_ITEMS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub items: u32,
+    /// --workload order: distinct items per order (at most --items, at most 100).
+    #[arg(long, env = "ROWLOCK_HAMMER_LINES", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub lines: u32,
+    /// Balance / stock every account or item is reset to (with `min: 0`) before the run.
+    #[arg(long, env = "ROWLOCK_HAMMER_INITIAL", default_value_t = 1_000,
+          value_parser = clap::value_parser!(i64).range(0..=1_000_000_000_000))]
+    pub initial: i64,
+    /// Largest transfer amount / order line quantity; each is random in 1 … this
+    /// (default 100 for transfers, 5 for orders).
+    #[arg(long, env = "ROWLOCK_HAMMER_MAX_AMOUNT",
+          value_parser = clap::value_parser!(i64).range(1..=1_000_000_000))]
+    pub max_amount: Option<i64>,
+}
+
+impl Default for TransferArgs {
+    fn default() -> Self {
+        Self {
+            accounts: 100,
+            items: 100,
+            lines: 3,
+            initial: 1_000,
+            max_amount: None,
+        }
+    }
+}
+
+impl TransferArgs {
+    /// The counters the workload touches.
+    pub fn names(&self, workload: Workload) -> Vec<String> {
+        let (prefix, n) = match workload {
+            Workload::Order => ("item", self.items),
+            _ => ("account", self.accounts),
+        };
+        (0..n).map(|i| format!("{prefix}-{i}")).collect()
+    }
+
+    /// The largest amount one op moves.
+    pub fn max_amount(&self, workload: Workload) -> i64 {
+        let default = if workload == Workload::Order { 5 } else { 100 };
+        self.max_amount.unwrap_or(default)
+    }
+}
+
+/// What a transfer or order run measured and concluded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferReport {
+    pub workload: Workload,
+    pub counters: u32,
+    pub lines: u32,
+    pub initial: i64,
+    pub max_amount: i64,
+    pub concurrency: usize,
+    pub elapsed_secs: f64,
+    pub requests: u64,
+    pub statuses: StatusCounts,
+    /// 409 `bound_violation`: refused, nothing changed (part of `statuses.409`).
+    pub refusals: u64,
+    /// Acknowledged (200) transactions per second.
+    pub throughput: f64,
+    /// Transactions that ran to an answer of 200 or 409 `bound_violation`, per second.
+    pub completed_per_sec: f64,
+    pub latency_ms: Percentiles,
+    pub checks: Checks,
+    pub verdict: Verdict,
+}
+
+impl std::fmt::Display for TransferReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.statuses;
+        let what = match self.workload {
+            Workload::Order => format!(
+                "orders of {} lines over {} items",
+                self.lines, self.counters
+            ),
+            _ => format!("transfers between {} accounts", self.counters),
+        };
+        writeln!(
+            f,
+            "{what}, initial {} each, amounts 1…{}, {} clients",
+            self.initial, self.max_amount, self.concurrency
+        )?;
+        writeln!(
+            f,
+            "requests    {} in {:.2}s",
+            self.requests, self.elapsed_secs
+        )?;
+        writeln!(
+            f,
+            "statuses    200: {}  409: {} ({} bound_violation)  423: {}  503: {}  other: {}{}  transport errors: {}",
+            s.ok, s.conflict, self.refusals, s.locked, s.unavailable, s.other,
+            if s.other_statuses.is_empty() { String::new() } else { format!(" {:?}", s.other_statuses) },
+            s.transport_errors
+        )?;
+        writeln!(
+            f,
+            "throughput  {:.1} acknowledged transactions/s ({:.1}/s with refusals)",
+            self.throughput, self.completed_per_sec
+        )?;
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.p99_9, l.max
+        )?;
+        writeln!(f, "{}", self.checks)?;
+        write!(f, "verdict     {}", self.verdict)
+    }
+}
+
+/// Runs the transfer or order workload and its verification; prints nothing but the progress bar
+/// (unless `no_progress`).
+pub async fn execute(args: &HammerArgs) -> Result<TransferReport> {
+    args.validate()?;
+    let workload = args.workload;
+    let t = &args.transfer;
+    if !matches!(workload, Workload::Transfer | Workload::Order) {
+        bail!("not a transaction workload: {workload:?}");
+    }
+    if workload == Workload::Order && t.lines > t.items {
+        bail!("--lines {} is more than --items {}", t.lines, t.items);
+    }
+    if args.lock == args::LockArg::Optimistic {
+        bail!("--lock optimistic applies to single counters, not to transactions");
+    }
+    let names = t.names(workload);
+    let client = load::Client::new(args)?;
+    let before = check::reset_and_read(&client, &names, t.initial)
+        .await
+        .context("cannot set up the counters before the run")?;
+
+    let stop = match (args.requests, args.duration) {
+        (_, Some(d)) => Stop::Deadline(Instant::now() + d),
+        (Some(n), None) => Stop::Requests(n),
+        (None, None) => Stop::Requests(args::DEFAULT_REQUESTS),
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = (!args.no_progress).then(|| progress::Bar::start(progress.clone(), stop));
+    let plan = load::Plan {
+        workload,
+        counters: names.len(),
+        lines: t.lines as usize,
+        max_amount: t.max_amount(workload),
+    };
+    let out = load::run(&client, plan, &names, args.concurrency, stop, progress).await;
+    if let Some(bar) = bar {
+        bar.finish().await;
+    }
+    let out = out?;
+    let after = check::read_all(&client, &names)
+        .await
+        .context("cannot read the counters after the run")?;
+    let checks = Checks::new(workload, &names, &before, &after, &out);
+    let elapsed_secs = out.elapsed.as_secs_f64().max(1e-9);
+    Ok(TransferReport {
+        workload,
+        counters: names.len() as u32,
+        lines: if workload == Workload::Order {
+            t.lines
+        } else {
+            2
+        },
+        initial: t.initial,
+        max_amount: plan.max_amount,
+        concurrency: args.concurrency,
+        elapsed_secs,
+        requests: out.statuses.total(),
+        refusals: out.refusals,
+        throughput: out.statuses.ok as f64 / elapsed_secs,
+        completed_per_sec: (out.statuses.ok + out.refusals) as f64 / elapsed_secs,
+        latency_ms: Percentiles::of(&out.latency),
+        verdict: checks.verdict,
+        checks,
+        statuses: out.statuses,
+    })
+}
+
+/// Runs, prints the report, writes `--json`; exits 1 on FAIL and 2 on INCONCLUSIVE.
+pub async fn run(args: HammerArgs) -> Result<std::process::ExitCode> {
+    let report = execute(&args).await?;
+    println!("{report}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(match report.verdict {
+        Verdict::Pass => std::process::ExitCode::SUCCESS,
+        Verdict::Fail => std::process::ExitCode::from(1),
+        Verdict::Inconclusive => std::process::ExitCode::from(2),
+    })
+}

@@ -1,0 +1,229 @@
+//! The transaction workloads' setup and invariants: every counter is reset and read before the
+//! run and read again after it (`GET /counters/{name}`), then checked:
+//!
+//! - **sum** (transfers): the balances add up to what they did before — a transfer only moves
+//!   money, so this holds whatever happened to the requests whose answer was lost;
+//! - **per counter**: each counter changed by exactly the sum of the acknowledged transactions'
+//!   ops on it (for orders: initial − final = quantities sold by 200 orders), so a refused
+//!   (409) transaction changed nothing and no acknowledged one was lost or half-applied;
+//! - **bounds**: no counter is below its `min: 0`;
+//! - **answers**: every 200's results were consistent with its request.
+
+use anyhow::{bail, Context, Result};
+use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::super::jobs::Workload;
+use super::super::Verdict;
+use super::load::{Client, RunOutput};
+
+/// Counters reset or read at once.
+const CONCURRENCY: usize = 32;
+
+#[derive(Deserialize)]
+struct Counter {
+    value: i64,
+    min: Option<i64>,
+}
+
+/// Sets every counter to `initial` with `min: 0` (creating it when missing) and reads it back.
+pub async fn reset_and_read(client: &Client, names: &[String], initial: i64) -> Result<Vec<i64>> {
+    futures_util::stream::iter(names)
+        .map(|name| async move {
+            let url = format!("{}/counters/{name}", client.base);
+            let body = json!({"value": initial, "min": 0, "max": null});
+            let status = client.http.put(&url).json(&body).send().await?.status();
+            if !status.is_success() {
+                bail!("resetting counter '{name}' answered {status}");
+            }
+            let counter = get(client, name).await?;
+            if counter.min != Some(0) {
+                bail!(
+                    "counter '{name}' has min {:?} after its reset, not 0",
+                    counter.min
+                );
+            }
+            Ok(counter.value)
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Reads every counter's value, in order.
+pub async fn read_all(client: &Client, names: &[String]) -> Result<Vec<i64>> {
+    futures_util::stream::iter(names)
+        .map(|name| async move { get(client, name).await.map(|c| c.value) })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+async fn get(client: &Client, name: &str) -> Result<Counter> {
+    let response = client
+        .http
+        .get(format!("{}/counters/{name}", client.base))
+        .send()
+        .await
+        .with_context(|| format!("cannot read counter '{name}'"))?;
+    if !response.status().is_success() {
+        bail!("reading counter '{name}' answered {}", response.status());
+    }
+    Ok(response.json().await?)
+}
+
+/// The checks' figures and the verdict they add up to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checks {
+    pub workload: Workload,
+    pub counters: u64,
+    pub sum_before: i128,
+    pub sum_after: i128,
+    /// Σ `by` over every op of every acknowledged transaction (0 for transfers).
+    pub acknowledged_delta: i128,
+    /// Counters whose change is not their acknowledged ops' sum.
+    pub mismatched: u64,
+    pub mismatch_example: Option<String>,
+    /// Counters below 0 after the run.
+    pub negative: u64,
+    pub lowest: i64,
+    /// 200 answers whose results contradicted the request.
+    pub inconsistent_answers: u64,
+    pub inconsistent_example: Option<String>,
+    pub unknown_outcomes: u64,
+    pub verdict: Verdict,
+}
+
+impl Checks {
+    pub fn new(
+        workload: Workload,
+        names: &[String],
+        before: &[i64],
+        after: &[i64],
+        out: &RunOutput,
+    ) -> Self {
+        let sum = |v: &[i64]| v.iter().map(|x| i128::from(*x)).sum::<i128>();
+        let (mut mismatched, mut explained, mut mismatch_example) = (0, true, None);
+        for (i, name) in names.iter().enumerate() {
+            let diff = i128::from(after[i]) - i128::from(before[i]);
+            let extra = diff - i128::from(out.acknowledged[i]);
+            if extra != 0 {
+                mismatched += 1;
+                let (low, high) = (out.unknown_low[i], out.unknown_high[i]);
+                explained &= (i128::from(low)..=i128::from(high)).contains(&extra);
+                mismatch_example.get_or_insert_with(|| {
+                    format!(
+                        "'{name}' went {} → {} ({diff:+}), acknowledged transactions {:+}",
+                        before[i], after[i], out.acknowledged[i]
+                    )
+                });
+            }
+        }
+        let lowest = after.iter().copied().min().unwrap_or(0);
+        let negative = after.iter().filter(|v| **v < 0).count() as u64;
+        let (sum_before, sum_after) = (sum(before), sum(after));
+        let unknown_outcomes = out.statuses.unknown_outcomes;
+        let broken = negative > 0
+            || out.inconsistent > 0
+            || (workload == Workload::Transfer && sum_before != sum_after);
+        let verdict = if broken {
+            Verdict::Fail
+        } else if mismatched == 0 {
+            Verdict::Pass
+        } else if unknown_outcomes > 0 && explained {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Fail
+        };
+        Self {
+            workload,
+            counters: names.len() as u64,
+            sum_before,
+            sum_after,
+            acknowledged_delta: sum(&out.acknowledged),
+            mismatched,
+            mismatch_example,
+            negative,
+            lowest,
+            inconsistent_answers: out.inconsistent,
+            inconsistent_example: out.inconsistent_example.clone(),
+            unknown_outcomes,
+            verdict,
+        }
+    }
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+impl std::fmt::Display for Checks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.workload == Workload::Order {
+            "items"
+        } else {
+            "accounts"
+        };
+        if self.workload == Workload::Order {
+            writeln!(
+                f,
+                "stock       {}: {} units sold, acknowledged orders took {}",
+                pass(self.sum_before - self.sum_after == -self.acknowledged_delta),
+                self.sum_before - self.sum_after,
+                -self.acknowledged_delta
+            )?;
+        } else {
+            writeln!(
+                f,
+                "sum         {}: balances add up to {} before and {} after",
+                pass(self.sum_before == self.sum_after),
+                self.sum_before,
+                self.sum_after
+            )?;
+        }
+        writeln!(
+            f,
+            "per {:<7} {}: {} of {} {what} differ from their acknowledged transactions{}{}",
+            if self.workload == Workload::Order {
+                "item"
+            } else {
+                "account"
+            },
+            pass(self.mismatched == 0),
+            self.mismatched,
+            self.counters,
+            self.mismatch_example
+                .as_ref()
+                .map_or(String::new(), |e| format!(", e.g. {e}")),
+            if self.unknown_outcomes > 0 {
+                format!(
+                    " ({} transactions of unknown outcome)",
+                    self.unknown_outcomes
+                )
+            } else {
+                String::new()
+            }
+        )?;
+        writeln!(
+            f,
+            "bounds      {}: {} {what} below 0 (lowest {})",
+            pass(self.negative == 0),
+            self.negative,
+            self.lowest
+        )?;
+        write!(
+            f,
+            "answers     {}: {} acknowledged transactions with inconsistent results{}",
+            pass(self.inconsistent_answers == 0),
+            self.inconsistent_answers,
+            self.inconsistent_example
+                .as_ref()
+                .map_or(String::new(), |e| format!(", e.g. {e}"))
+        )
+    }
+}
