@@ -3,6 +3,7 @@
 mod counters;
 mod errors;
 mod hammer;
+mod hammer_transfers;
 mod helpers;
 mod idempotency;
 mod jobs;
