@@ -64,6 +64,29 @@ impl Snapshot {
     }
 }
 
+/// The fraction of the machine's CPU busy over the next `window` (before the benchmark starts:
+/// anything busy then competes with what is measured).
+pub async fn background_busy(window: std::time::Duration) -> f64 {
+    let (busy, total) = (machine_busy(), machine_total());
+    tokio::time::sleep(window).await;
+    let d_total = machine_total().saturating_sub(total).max(1);
+    machine_busy().saturating_sub(busy) as f64 / d_total as f64
+}
+
+fn machine_total() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let total: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks_to_us(total)
+}
+
 fn ticks_to_us(ticks: u64) -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;

@@ -93,6 +93,8 @@ struct Results {
     targets: Vec<table::Target>,
     /// VmHWM of each `rowlock serve`, by pool size, at its end.
     rowlock_peak_rss_mib: Vec<(usize, f64)>,
+    /// How busy the machine was just before the benchmark started.
+    background_busy_pct: f64,
 }
 
 /// Runs the whole benchmark and prints the table; fails if any verification failed.
@@ -105,6 +107,13 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         None => std::env::current_exe().context("cannot locate the rowlock binary")?,
     };
     std::fs::create_dir_all(&args.out)?;
+    let background = cpu::background_busy(Duration::from_secs(2)).await;
+    if background > 0.10 {
+        eprintln!(
+            "warning: the machine is already {:.0}% busy; the figures will be depressed",
+            background * 100.0
+        );
+    }
     let work_dir = tempdir()?;
     eprintln!("starting a throwaway PostgreSQL …");
     let cluster =
@@ -114,7 +123,8 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     let outcome = run_on(&args, &binary, &cluster, &url, &work_dir).await;
     tokio::task::spawn_blocking(move || cluster.stop()).await?;
     let _ = std::fs::remove_dir_all(&work_dir);
-    let results = outcome?;
+    let mut results = outcome?;
+    results.background_busy_pct = background * 100.0;
 
     println!("\n{}", table::render(&results.rows));
     println!("{}", table::render_cpu(&results.rows));
@@ -231,6 +241,7 @@ async fn run_on(
         rows,
         targets,
         rowlock_peak_rss_mib: peaks,
+        background_busy_pct: 0.0,
     })
 }
 
