@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod pgbench;
 pub mod server;
 pub mod table;
+pub mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +81,10 @@ pub struct BenchArgs {
     /// Benchmark job claims (claim+complete at limit 1 and 10 vs pgbench) instead of counters.
     #[arg(long)]
     pub jobs: bool,
+    /// Benchmark transfers between random pairs of 1,000 accounts (rowlock `POST /transactions`
+    /// vs pgbench's `bench/transfer.sql`) instead of counters.
+    #[arg(long, conflicts_with = "jobs")]
+    pub transfers: bool,
 }
 
 /// The JSON written under `bench/results/`.
@@ -101,6 +106,9 @@ struct Results {
 pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     if args.jobs {
         return jobs::run(&args).await;
+    }
+    if args.transfers {
+        return transfer::run(&args).await;
     }
     let binary = match &args.rowlock_bin {
         Some(b) => b.clone(),

@@ -56,13 +56,25 @@ pub async fn run(
     duration: Duration,
     work_dir: &Path,
 ) -> Result<PgbenchResult> {
-    let script = work_dir.join(format!("{}.sql", workload.name()));
     let sql = match workload {
         Workload::Hot => HOT_SQL,
         Workload::Spread => SPREAD_SQL,
     };
+    run_script(target, workload.name(), sql, clients, duration, work_dir).await
+}
+
+/// Runs the script `sql` (called `name` in file names) with `clients` clients for `duration`.
+pub async fn run_script(
+    target: &Target<'_>,
+    name: &str,
+    sql: &str,
+    clients: usize,
+    duration: Duration,
+    work_dir: &Path,
+) -> Result<PgbenchResult> {
+    let script = work_dir.join(format!("{name}.sql"));
     std::fs::write(&script, sql)?;
-    let logs = work_dir.join(format!("log-{}-{clients}", workload.name()));
+    let logs = work_dir.join(format!("log-{name}-{clients}"));
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs)?;
     let threads = clients.min(2);
