@@ -33,8 +33,8 @@ pub struct Application {
     pool: Pool,
     retention: Duration,
     cluster: Option<LocalCluster>,
-    /// The job notification listener (one connection, wakes waiting claims).
-    jobs_listener: tokio::task::JoinHandle<()>,
+    /// The LISTEN connection's task (wakes waiting claims and lease acquisitions).
+    listener_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -53,13 +53,18 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
         // The lock release listener (one connection, wakes waiting acquisitions).
-        let leases = Data::new(db::leases::Leases::start(url.clone(), args.lock_max_ttl_ms));
+        let leases = db::leases::Leases::new(args.lock_max_ttl_ms);
         let tokens = Data::new(routes::auth::Tokens::load(&args.auth)?);
         let retention = db.idempotency_retention;
         let data = Data::new(db);
         let wakeups = Wakeups::default();
-        let jobs_listener = tokio::spawn(wakeups.clone().listen(url.clone()));
-        let wakeups = Data::new(wakeups);
+        // One LISTEN connection wakes both long-polling claims and waiting lease acquisitions.
+        let channels: db::listener::Channels = vec![
+            (db::notify::CHANNEL, Arc::new(wakeups.clone())),
+            (db::leases::CHANNEL, leases.subscriber()),
+        ];
+        let listener_task = tokio::spawn(db::listener::run(url.clone(), channels));
+        let (wakeups, leases) = (Data::new(wakeups), Data::new(leases));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -83,7 +88,7 @@ impl Application {
             pool,
             retention,
             cluster,
-            jobs_listener,
+            listener_task,
         })
     }
 
@@ -103,7 +108,7 @@ impl Application {
         let purger = tokio::spawn(purge_expired_keys(self.pool.clone(), self.retention));
         let served = self.server.await;
         purger.abort();
-        self.jobs_listener.abort();
+        self.listener_task.abort();
         self.pool.close();
         if let Some(cluster) = self.cluster {
             tokio::task::spawn_blocking(move || cluster.stop()).await?;

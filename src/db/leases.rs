@@ -21,7 +21,7 @@ use tokio_postgres::Row;
 use super::tx::Tx;
 use crate::error::ApiError;
 
-pub use waiters::Leases;
+pub use waiters::{Leases, CHANNEL};
 
 /// A lease as granted or renewed.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

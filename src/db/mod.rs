@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod introspection;
 pub mod jobs;
 pub mod leases;
+pub mod listener;
 pub mod locking;
 pub mod migrate;
 pub mod notify;

@@ -1,56 +1,47 @@
-//! Waiting for a lease without holding a database connection: one `LISTEN` connection per
-//! rowlock process, and per key a first-come, first-served queue of the acquisitions waiting in
-//! this process.
+//! Waiting for a lease without holding a database connection: per key a first-come, first-served
+//! queue of the acquisitions waiting in this process, woken through the process's one listening
+//! connection ([`crate::db::listener`]).
 //!
-//! - **Wake-ups.** A release sends `pg_notify('rowlock_locks', key)`; the one listening
-//!   connection turns it into a wake-up of that key's queue. Expiry sends nothing, so a waiter
-//!   also sets a timer to the holder's `expires_at` (a duration measured by the database clock).
-//!   If the listening connection drops it is made again with backoff, and every queue is woken
-//!   once it is back, because notifications sent in between were lost.
+//! - **Wake-ups.** A release sends `pg_notify('rowlock_locks', key)`; the listening connection
+//!   turns it into a wake-up of that key's queue. Expiry sends nothing, so a waiter also sets a
+//!   timer to the holder's `expires_at` (a duration measured by the database clock). After the
+//!   listening connection was lost and made again, every queue is woken, because notifications
+//!   sent in between were lost.
 //! - **Fairness.** Only the first acquisition in a key's queue talks to the database; the others
 //!   sleep until they are first. So within one process, waiters are granted the lock in the
 //!   order they arrived. Across processes there is no shared queue: each process's first waiter
 //!   competes for the row lock, and PostgreSQL grants it to whichever asks first.
-//!
-//! Kept apart from the jobs' listener (`db::notify`) for now: it needs per-key queues, not a
-//! broadcast; the two could share one connection later.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures_util::StreamExt;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::db::listener::Subscriber;
 
 /// The channel releases notify on (the release statement spells it out literally).
 pub const CHANNEL: &str = "rowlock_locks";
-/// How often the listening connection proves it is alive: a silently dead one would otherwise
-/// leave waiters sleeping until their deadline.
-const PING_INTERVAL: Duration = Duration::from_secs(15);
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
-/// What the lease routes share: the wait queues, the listener feeding them, and the TTL limit.
+/// What the lease routes share: the wait queues and the TTL limit.
 #[derive(Clone)]
 pub struct Leases {
     /// Longest `ttl_ms` a lease may be granted or renewed for.
     pub max_ttl_ms: u64,
     queues: Queues,
-    _listener: Arc<Listener>,
 }
 
 impl Leases {
-    /// Starts listening on `database_url` (on the current tokio runtime). The listener stops
-    /// when the last clone is dropped.
-    pub fn start(database_url: String, max_ttl_ms: u64) -> Self {
-        let queues = Queues::default();
-        let task = tokio::spawn(queues.clone().listen(database_url));
+    pub fn new(max_ttl_ms: u64) -> Self {
         Self {
             max_ttl_ms,
-            queues,
-            _listener: Arc::new(Listener(task)),
+            queues: Queues::default(),
         }
+    }
+
+    /// What the listening connection wakes: the wait queues.
+    pub fn subscriber(&self) -> Arc<dyn Subscriber> {
+        Arc::new(self.queues.clone())
     }
 
     /// Takes a place at the end of `key`'s queue.
@@ -61,15 +52,6 @@ impl Leases {
     /// How many acquisitions of `key` wait in this process.
     pub fn waiting(&self, key: &str) -> usize {
         self.queues.lock().get(key).map_or(0, |q| q.order.len())
-    }
-}
-
-/// Aborts the listening task with the last [`Leases`].
-struct Listener(JoinHandle<()>);
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -121,72 +103,17 @@ impl Queues {
             bump(queue);
         }
     }
+}
 
-    /// Listens forever, reconnecting when the connection drops.
-    async fn listen(self, database_url: String) {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let started = Instant::now();
-            let error = self.listen_once(&database_url).await;
-            tracing::warn!(error = %error, "lock notification listener lost its connection");
-            if started.elapsed() > MAX_RECONNECT_DELAY * 2 {
-                delay = Duration::from_millis(100);
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+impl Subscriber for Queues {
+    fn notified(&self, key: &str) {
+        if !key.is_empty() {
+            self.wake(key);
         }
     }
 
-    /// One connection's life; returns why it ended.
-    async fn listen_once(&self, database_url: &str) -> anyhow::Error {
-        let mut config: tokio_postgres::Config = match database_url.parse() {
-            Ok(config) => config,
-            Err(e) => return e.into(),
-        };
-        // Its own name, so it is never mistaken for a pooled request connection.
-        config.application_name("rowlock_lock_listener");
-        config.connect_timeout(MAX_RECONNECT_DELAY);
-        let (client, mut connection) = match config.connect(NoTls).await {
-            Ok(pair) => pair,
-            Err(e) => return e.into(),
-        };
-        let queues = self.clone();
-        // Polling the connection delivers the notifications (and drives the client's queries).
-        let mut driver = tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(|cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(n)) if !n.payload().is_empty() => {
-                        queues.wake(n.payload())
-                    }
-                    Ok(_) => {}
-                    Err(e) => return anyhow::Error::from(e),
-                }
-            }
-            anyhow::anyhow!("the connection closed")
-        });
-        let error = tokio::select! {
-            ended = &mut driver => ended.unwrap_or_else(|e| anyhow::anyhow!("listener task: {e}")),
-            failed = self.keep_listening(&client) => failed.into(),
-        };
-        driver.abort();
-        error
-    }
-
-    /// `LISTEN`s, then pings until the connection fails; returns the failure.
-    async fn keep_listening(&self, client: &tokio_postgres::Client) -> tokio_postgres::Error {
-        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-            return e;
-        }
-        tracing::debug!("listening for lock releases");
-        // Anything sent while no connection listened was lost: every waiter looks again.
+    fn wake_all(&self) {
         self.wake("");
-        loop {
-            tokio::time::sleep(PING_INTERVAL).await;
-            if let Err(e) = client.batch_execute("SELECT 1").await {
-                return e;
-            }
-        }
     }
 }
 
