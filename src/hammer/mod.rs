@@ -117,9 +117,9 @@ pub fn write_outputs(args: &HammerArgs, report: &Report) -> Result<()> {
     }
     if let Some(path) = &args.chart {
         let title = format!(
-            "rowlock hammer: {} clients, lock={:?}, {}",
+            "rowlock hammer: {} clients, lock={}, {}",
             args.concurrency,
-            args.lock,
+            args.lock.query_value().unwrap_or("optimistic"),
             if args.spread > 1 {
                 format!("{} counters", args.spread)
             } else {

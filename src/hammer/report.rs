@@ -216,8 +216,10 @@ impl Display for Report {
         };
         writeln!(
             f,
-            "{target}, lock={:?}, by {}, {} clients",
-            c.lock, c.by, c.concurrency
+            "{target}, lock={}, by {}, {} clients",
+            c.lock.query_value().unwrap_or("optimistic"),
+            c.by,
+            c.concurrency
         )?;
         writeln!(
             f,
