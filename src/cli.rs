@@ -79,8 +79,13 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PoolArgs {
     /// Connections in the pool: how many transactions rowlock runs on PostgreSQL at once.
-    #[arg(long, env = "ROWLOCK_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "ROWLOCK_POOL_SIZE", default_value_t = 32)]
     pub pool_size: usize,
+
+    /// How many transactions on one counter rowlock lets into PostgreSQL at once; the rest wait
+    /// their turn in rowlock (0: no limit).
+    #[arg(long, env = "ROWLOCK_ROW_CONCURRENCY", default_value_t = 2)]
+    pub row_concurrency: usize,
 
     /// How long a request waits for a free connection before it is answered 503.
     #[arg(long, env = "ROWLOCK_POOL_WAIT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -120,7 +125,8 @@ impl PoolArgs {
 impl Default for PoolArgs {
     fn default() -> Self {
         Self {
-            pool_size: 16,
+            pool_size: 32,
+            row_concurrency: 2,
             pool_wait_ms: 5000,
             pool_create_ms: 5000,
             pool_recycle_ms: 2000,

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use deadpool_postgres::Pool;
 
 use crate::cli::{DatabaseArgs, ServeArgs};
+use crate::db::admission::Admission;
 use crate::db::notify::Wakeups;
 use crate::db::{self, Db};
 use crate::local_cluster::{Durability, LocalCluster};
@@ -48,6 +49,8 @@ impl Application {
             max_retries: args.pool.max_retries,
             idempotency_retention: Duration::from_secs(args.idempotency_retention_secs),
             metrics: Arc::new(Metrics::new()),
+            admission: Admission::new(args.pool.row_concurrency),
+            lock_timeout: Duration::from_millis(args.pool.lock_timeout_ms),
         };
         let listener = TcpListener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -1,6 +1,7 @@
 //! Everything that talks to PostgreSQL: the pool, migrations, the transaction helper and the SQL
 //! of each table (one module per table).
 
+pub mod admission;
 pub mod counters;
 pub mod fencing;
 pub mod idempotency;
@@ -18,7 +19,8 @@ pub mod tx;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Hook;
+use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::cli::PoolArgs;
@@ -54,6 +56,9 @@ pub fn build_pool(database_url: &str, args: &PoolArgs) -> Result<Pool> {
         },
     );
     Pool::builder(manager)
+        .post_create(Hook::async_fn(|client, _| {
+            Box::pin(async move { tx::warm_up(client).await.map_err(HookError::Backend) })
+        }))
         .max_size(args.pool_size.max(1))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(args.wait_timeout()))

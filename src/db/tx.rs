@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Object, Pool};
 use futures_util::future::LocalBoxFuture;
 use rand::Rng;
-use tokio_postgres::types::Type;
 use tokio_postgres::Statement;
 
+use super::admission::{Admission, Permit};
 use super::fencing::{self, Fence};
 use super::idempotency::{self, Idempotency, Reply};
 use super::locking::Isolation;
@@ -39,6 +39,9 @@ pub struct TxOptions {
     pub idempotency: Option<Idempotency>,
     /// `Fencing-Token`s that must still be current for the mutation to go ahead.
     pub fences: Vec<Fence>,
+    /// The row this transaction waits its turn for before taking a connection (see
+    /// [`super::admission`]); `None` for requests that must not wait (`nowait`, `skip_locked`).
+    pub admit: Option<String>,
 }
 
 /// The database handle the routes share: the pool and the policies of the transaction path.
@@ -49,6 +52,10 @@ pub struct Db {
     /// How long an idempotency key is remembered.
     pub idempotency_retention: Duration,
     pub metrics: Arc<Metrics>,
+    /// Per-row queues in front of the pool.
+    pub admission: Arc<Admission>,
+    /// The connections' default `lock_timeout`: also bounds the wait for admission.
+    pub lock_timeout: Duration,
 }
 
 /// An open transaction, handed to the body of [`Db::transact`].
@@ -112,9 +119,27 @@ impl Db {
         let db = self.clone();
         let request_id = crate::routes::current_request_id();
         // Its own task: dropping the handler (client gone) must not drop an open transaction.
-        actix_web::rt::spawn(async move { db.run_with_retries(opts, request_id, body).await })
-            .await
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("transaction task failed: {e}")))?
+        actix_web::rt::spawn(async move {
+            let _turn = match &opts.admit {
+                Some(row) => Some(db.admit(row, opts.lock_timeout_ms).await?),
+                None => None,
+            };
+            db.run_with_retries(opts, request_id, body).await
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("transaction task failed: {e}")))?
+    }
+
+    /// Waits for `row`'s turn, as long as the request would wait for its row lock.
+    async fn admit(&self, row: &str, lock_timeout_ms: Option<u32>) -> Result<Permit, ApiError> {
+        let timeout =
+            lock_timeout_ms.map_or(self.lock_timeout, |ms| Duration::from_millis(u64::from(ms)));
+        self.admission.enter(row, timeout).await.ok_or_else(|| {
+            ApiError::LockNotAvailable(format!(
+                "{row} stayed locked by other transactions for {} ms",
+                timeout.as_millis()
+            ))
+        })
     }
 
     async fn run_with_retries<F>(
@@ -195,8 +220,13 @@ impl Db {
     }
 }
 
-/// `SET LOCAL` of the request's settings, as parameters: `SET` cannot take one,
-/// `set_config(…, is_local => true)` can. Reverts by itself at COMMIT or ROLLBACK.
+/// `SET LOCAL` of the request's settings, as parameters (`SET` cannot take one,
+/// `set_config(…, is_local => true)` can); they revert by themselves at COMMIT or ROLLBACK.
+/// Prepared on every new connection ([`warm_up`]), so they go out in the pipeline at once.
+pub const SET_APPLICATION_NAME: &str = "SELECT set_config('application_name', $1, true)";
+pub const SET_APPLICATION_NAME_AND_LOCK_TIMEOUT: &str =
+    "SELECT set_config('application_name', $1, true), set_config('lock_timeout', $2, true)";
+
 async fn set_local(
     tx: &Tx,
     application_name: &str,
@@ -204,24 +234,28 @@ async fn set_local(
 ) -> Result<(), ApiError> {
     match lock_timeout_ms {
         None => {
-            tx.client
-                .query_typed(
-                    "SELECT set_config('application_name', $1, true)",
-                    &[(&application_name, Type::TEXT)],
-                )
-                .await?
+            let stmt = tx.prepare(SET_APPLICATION_NAME).await?;
+            tx.client.query(&stmt, &[&application_name]).await?
         }
         Some(ms) => {
+            let stmt = tx.prepare(SET_APPLICATION_NAME_AND_LOCK_TIMEOUT).await?;
             let timeout = format!("{ms}ms");
             tx.client
-                .query_typed(
-                    "SELECT set_config('application_name', $1, true), \
-                            set_config('lock_timeout', $2, true)",
-                    &[(&application_name, Type::TEXT), (&timeout, Type::TEXT)],
-                )
+                .query(&stmt, &[&application_name, &timeout])
                 .await?
         }
     };
+    Ok(())
+}
+
+/// Prepares, on a new connection, the statements that must never cost a round trip of their
+/// own in the middle of a pipeline.
+pub async fn warm_up(
+    client: &deadpool_postgres::ClientWrapper,
+) -> Result<(), tokio_postgres::Error> {
+    for sql in [SET_APPLICATION_NAME, SET_APPLICATION_NAME_AND_LOCK_TIMEOUT] {
+        client.prepare_cached(sql).await?;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::extract::{int64, FencingTokens, IdempotencyKey, IfMatch, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
 use crate::db::counters::{self, Counter, CounterSpec, Increment};
+use crate::db::locking::LockMode;
 use crate::db::{Db, Reply};
 use crate::error::ApiError;
 
@@ -184,6 +185,10 @@ pub async fn increment(
     opts.fences = fences.0;
     let mode = params.concurrency(if_match.0);
     let name = name.0;
+    // Requests that would wait for the row lock wait for their turn in rowlock first.
+    if !matches!(params.lock, LockMode::Nowait | LockMode::SkipLocked) {
+        opts.admit = Some(format!("counter '{name}'"));
+    }
     let reply = db
         .transact(opts, move |tx| {
             let name = name.clone();

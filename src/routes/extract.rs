@@ -152,6 +152,7 @@ impl LockParams {
             lock_timeout_ms: self.lock_timeout_ms,
             idempotency: None,
             fences: Vec::new(),
+            admit: None,
         })
     }
 
