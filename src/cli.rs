@@ -55,7 +55,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ROWLOCK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// HTTP worker threads (0 = one per core).
+    /// HTTP worker threads (0 = half the cores, at least one: PostgreSQL needs the rest).
     #[arg(long, env = "ROWLOCK_WORKERS", default_value_t = 0)]
     pub workers: usize,
 

@@ -58,7 +58,7 @@ async fn run_on(
     crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
     crate::startup::migrate(&url).await?;
     let admin = crate::db::connect(&url).await?;
-    let pool = args.pool_size.first().copied().unwrap_or(16);
+    let pool = args.pool_size.first().copied().unwrap_or(32);
     let mut all_passed = true;
     println!("| clients | pgbench jobs/s | rowlock limit=1 jobs/s | × | rowlock limit=10 jobs/s | × | verification |");
     println!("|---|---|---|---|---|---|---|");

@@ -64,7 +64,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_enum, default_value = "hot,spread")]
     pub workloads: Vec<Workload>,
     /// rowlock pool sizes; each gets its own `rowlock serve` (a sweep when several are given).
-    #[arg(long, value_delimiter = ',', default_value = "16")]
+    #[arg(long, value_delimiter = ',', default_value = "32")]
     pub pool_size: Vec<usize>,
     /// HTTP workers of `rowlock serve` (0: one per core).
     #[arg(long, default_value_t = 0)]

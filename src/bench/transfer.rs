@@ -143,7 +143,7 @@ async fn run_on(
         user: SUPERUSER,
         database: DATABASE,
     };
-    let pool_size = args.pool_size.first().copied().unwrap_or(16);
+    let pool_size = args.pool_size.first().copied().unwrap_or(32);
     let log = dir.join("serve.log");
     let server = Server::start(binary, &url, pool_size, args.workers, &log).await?;
     let mut rows = Vec::new();
