@@ -287,3 +287,42 @@ async fn a_deadlock_is_retried_and_a_persistent_one_is_409_deadlock() {
     assert_problem(app.increment("c", "", 1).await, 409, "deadlock").await;
     assert_eq!(app.db_value("c").await, Some(0));
 }
+
+#[tokio::test]
+async fn beyond_the_row_concurrency_waiters_queue_in_rowlock_not_in_postgres() {
+    let app = spawn_app().await; // row_concurrency 2
+    app.create_counter("hot", 0).await;
+    let mut holder = app.pg().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(HOLD, &[]).await.unwrap();
+
+    let waiting: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, url) = (app.http.clone(), app.url("/counters/hot/increment"));
+            tokio::spawn(async move { http.post(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    app.wait_for_lock_waiters(2).await;
+    // A fifth, impatient request waits its turn inside rowlock and gives up there.
+    let problem = assert_problem(
+        app.increment("hot", "lock_timeout_ms=300", 1).await,
+        423,
+        "lock_not_available",
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stayed locked"),
+        "{problem}"
+    );
+    // Still only two of rowlock's sessions wait on the row in PostgreSQL.
+    app.wait_for_lock_waiters(2).await;
+
+    tx.commit().await.unwrap();
+    for handle in waiting {
+        assert_eq!(handle.await.unwrap(), 200);
+    }
+    assert_eq!(app.db_value("hot").await, Some(4));
+}
