@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::json;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
 
 use super::counters::{self, Counter};
 use super::locking::{LockStatements, RowLock, WaitPolicy};
@@ -121,7 +121,8 @@ pub async fn run_atomic(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed,
     let (names, values): (Vec<&str>, Vec<i64>) =
         current.values().map(|c| (c.name.as_str(), c.value)).unzip();
     let (write, record) = (tx.prepare(WRITE_ALL).await?, tx.prepare(RECORD).await?);
-    let (ops_json, results_json) = (json!(ops), json!(results));
+    // Serialized straight into the jsonb parameters, without building a `Value` tree first.
+    let (ops_json, results_json) = (Json(ops), Json(&results));
     let client = tx.client();
     let (write_params, record_params) = (
         [&names as _, &values as _],
@@ -183,7 +184,7 @@ pub async fn run_each(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed, A
         }
     }
     let record = tx.prepare(RECORD).await?;
-    let (ops_json, results_json) = (json!(ops), json!(results));
+    let (ops_json, results_json) = (Json(ops), Json(&results));
     let row = tx
         .commit_with(client.query_one(&record, &[&false, &ops_json, &results_json]))
         .await?;
