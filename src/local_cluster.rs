@@ -55,6 +55,7 @@ impl LocalCluster {
         let os_user = OsUser::for_cluster()?;
         if let Some(user) = &os_user {
             tracing::info!(user = %user.name, "running as root: the local PostgreSQL runs as an unprivileged OS user");
+            user.check_can_reach(&data_dir)?;
             std::os::unix::fs::chown(&data_dir, Some(user.uid), Some(user.gid))
                 .with_context(|| format!("cannot hand {} to {}", data_dir.display(), user.name))?;
         }
@@ -332,6 +333,31 @@ impl OsUser {
             "rowlock runs as root and PostgreSQL refuses to: create the OS user '{name}' \
              (or set ROWLOCK_PG_OS_USER to an existing unprivileged user), or set DATABASE_URL"
         )
+    }
+}
+
+impl OsUser {
+    /// Fails with advice when a directory above `dir` does not let this user through (a data
+    /// directory under `/root` or under a `mktemp -d` directory, say): initdb's own message
+    /// would only say "Permission denied".
+    fn check_can_reach(&self, dir: &Path) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        for ancestor in dir.ancestors().skip(1) {
+            let meta = fs::metadata(ancestor)?;
+            let traversable = meta.mode() & 0o001 != 0
+                || (meta.uid() == self.uid && meta.mode() & 0o100 != 0)
+                || (meta.gid() == self.gid && meta.mode() & 0o010 != 0);
+            if !traversable {
+                bail!(
+                    "the local PostgreSQL runs as OS user '{}', which cannot enter {}: choose a \
+                     data directory elsewhere (--data-dir / ROWLOCK_DATA_DIR), make that directory \
+                     traversable (chmod o+x), or set DATABASE_URL",
+                    self.name,
+                    ancestor.display()
+                );
+            }
+        }
+        Ok(())
     }
 }
 

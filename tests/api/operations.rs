@@ -125,3 +125,25 @@ async fn serve_without_database_url_runs_its_own_postgres_and_keeps_data_across_
     terminate(second);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_data_dir_the_postgres_user_cannot_reach_is_refused_with_advice() {
+    // Only root hands the cluster to another OS user; as anyone else there is nothing to check.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let closed = std::env::temp_dir().join(format!("rowlock-closed-{}", std::process::id()));
+    std::fs::create_dir_all(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rowlock"))
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env("ROWLOCK_DATA_DIR", closed.join("pg"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&closed);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot enter"), "{stderr}");
+}
