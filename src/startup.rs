@@ -32,7 +32,7 @@ pub struct Application {
     server: Server,
     port: u16,
     pool: Pool,
-    retention: Duration,
+    retention: db::housekeeping::Retention,
     cluster: Option<LocalCluster>,
     /// The LISTEN connection's task (wakes waiting claims and lease acquisitions).
     listener_task: tokio::task::JoinHandle<()>,
@@ -58,7 +58,10 @@ impl Application {
         // The lock release listener (one connection, wakes waiting acquisitions).
         let leases = db::leases::Leases::new(args.lock_max_ttl_ms);
         let tokens = Data::new(routes::auth::Tokens::load(&args.auth)?);
-        let retention = db.idempotency_retention;
+        let retention = db::housekeeping::Retention {
+            idempotency_keys: db.idempotency_retention,
+            completed_jobs: Duration::from_secs(args.completed_job_retention_secs),
+        };
         let data = Data::new(db);
         let wakeups = Wakeups::default();
         // One LISTEN connection wakes both long-polling claims and waiting lease acquisitions.
@@ -106,7 +109,7 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]): in-flight requests finish, then
     /// the pool is closed and a local cluster is stopped.
     pub async fn run_until_stopped(self) -> Result<()> {
-        let purger = tokio::spawn(purge_expired_keys(self.pool.clone(), self.retention));
+        let purger = tokio::spawn(db::housekeeping::run(self.pool.clone(), self.retention));
         let served = self.server.await;
         purger.abort();
         self.listener_task.abort();
@@ -130,29 +133,6 @@ fn http_workers(asked: usize) -> usize {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / 2).max(1)
-}
-
-/// How often expired idempotency keys are deleted, at most.
-const PURGE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Deletes expired idempotency keys in the background: once a minute, or once per retention
-/// period when that is shorter.
-async fn purge_expired_keys(pool: Pool, retention: Duration) {
-    let mut tick = tokio::time::interval(PURGE_INTERVAL.min(retention));
-    loop {
-        tick.tick().await;
-        let purged = match pool.get().await {
-            Ok(client) => db::idempotency::purge(&client)
-                .await
-                .map_err(anyhow::Error::from),
-            Err(e) => Err(anyhow::Error::from(e)),
-        };
-        match purged {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "deleted expired idempotency keys"),
-            Err(e) => tracing::warn!(error = %e, "cannot purge idempotency keys"),
-        }
-    }
 }
 
 /// `DATABASE_URL` when given; otherwise a local cluster in `data_dir`, started here.

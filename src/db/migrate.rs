@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (4, "jobs", include_str!("../../sql/0004_jobs.sql")),
     (5, "locks", include_str!("../../sql/0005_locks.sql")),
+    (
+        6,
+        "jobs_completed_index",
+        include_str!("../../sql/0006_jobs_completed_index.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod counters;
 pub mod fencing;
+pub mod housekeeping;
 pub mod idempotency;
 pub mod introspection;
 pub mod jobs;

@@ -128,6 +128,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut ServeArgs)) -> TestApp {
         listen: "127.0.0.1:0".parse().expect("address"),
         workers: 2,
         idempotency_retention_secs: 86_400,
+        completed_job_retention_secs: 604_800,
         lock_max_ttl_ms: 3_600_000,
         pool: PoolArgs::default(),
         auth: Default::default(),

@@ -5,6 +5,7 @@ mod errors;
 mod hammer;
 mod hammer_transfers;
 mod helpers;
+mod housekeeping;
 mod idempotency;
 mod jobs;
 mod jobs_concurrency;

@@ -1,0 +1,45 @@
+//! Background housekeeping: old completed jobs are deleted after their retention.
+
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app_with;
+
+#[tokio::test]
+async fn completed_jobs_are_deleted_after_their_retention_and_others_are_kept() {
+    let app = spawn_app_with(|args| args.completed_job_retention_secs = 1).await;
+    for _ in 0..2 {
+        let r = app
+            .http
+            .post(app.url("/queues/q/jobs"))
+            .json(&json!({"payload": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let claimed: Value = app
+        .http
+        .post(app.url("/queues/q/claim"))
+        .json(&json!({"limit": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, token) = (&claimed[0]["id"], &claimed[0]["token"]);
+    let r = app
+        .http
+        .post(app.url(&format!("/jobs/{id}/complete")))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Housekeeping runs once per retention period here; the completed job goes, the queued stays.
+    app.wait_until("SELECT count(*) FROM jobs WHERE state = 'completed'", 0)
+        .await;
+    app.wait_until("SELECT count(*) FROM jobs WHERE state = 'queued'", 1)
+        .await;
+}
