@@ -1,19 +1,18 @@
 //! `rowlock hammer`, run in-process against a real rowlock — and against a deliberately racy
 //! server, to show that its verification catches lost updates.
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use actix_web::web::{self, Data, Json, Path};
-use actix_web::{App, HttpResponse, HttpServer};
+use actix_web::HttpResponse;
 use deadpool_postgres::Pool;
 use rowlock::cli::PoolArgs;
 use rowlock::hammer::linearizable::{self, Op};
 use rowlock::hammer::{self, HammerArgs, LockArg, Verdict};
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, TestServer};
 
 fn hammer_args(address: &str, counter: &str, concurrency: usize, requests: u64) -> HammerArgs {
     let mut args = HammerArgs::new(address);
@@ -176,36 +175,16 @@ fn the_linearizability_checker_accepts_a_valid_history_and_rejects_a_stale_read(
 
 /// A test-only "counter service" with the classic lost-update bug: it reads the value, awaits,
 /// and writes back value + by, with no lock and no transaction around the two.
-struct RacyServer {
-    address: String,
-    handle: actix_web::dev::ServerHandle,
-}
+struct RacyServer;
 
 impl RacyServer {
-    fn start(pool: Pool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
+    fn start(pool: Pool) -> TestServer {
         let data = Data::new(pool);
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
+        TestServer::start(move |cfg| {
+            cfg.app_data(data.clone())
                 .route("/counters/{name}", web::get().to(racy_get))
-                .route("/counters/{name}/increment", web::post().to(racy_increment))
+                .route("/counters/{name}/increment", web::post().to(racy_increment));
         })
-        .workers(2)
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Self {
-            address: format!("http://127.0.0.1:{port}"),
-            handle,
-        }
-    }
-
-    async fn stop(self) {
-        self.handle.stop(false).await;
     }
 }
 

@@ -2,12 +2,11 @@
 //! against a deliberately broken `POST /transactions`, to show that its checks catch lost and
 //! half-applied transactions.
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use actix_web::web::{self, Data, Json, Path};
-use actix_web::{App, HttpResponse, HttpServer};
+use actix_web::HttpResponse;
 use deadpool_postgres::Pool;
 use rowlock::cli::PoolArgs;
 use rowlock::hammer::jobs::Workload;
@@ -15,7 +14,7 @@ use rowlock::hammer::transfer::{self, TransferReport};
 use rowlock::hammer::{HammerArgs, Verdict};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, TestApp, TestServer};
 
 fn transfer_args(address: &str, accounts: u32, concurrency: usize, requests: u64) -> HammerArgs {
     let mut args = HammerArgs::new(address);
@@ -173,39 +172,19 @@ enum Bug {
 }
 
 /// A test-only `GET/PUT /counters/{name}` + `POST /transactions` with one of the [`Bug`]s.
-struct BrokenServer {
-    address: String,
-    handle: actix_web::dev::ServerHandle,
-}
+struct BrokenServer;
 
 impl BrokenServer {
-    fn start(app: &TestApp, bug: Bug) -> Self {
+    fn start(app: &TestApp, bug: Bug) -> TestServer {
         let pool = rowlock::db::build_pool(&app.db_url, &PoolArgs::default()).expect("pool");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let data = (Data::new(pool), Data::new(bug));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.0.clone())
-                .app_data(data.1.clone())
+        let (pool, bug) = (Data::new(pool), Data::new(bug));
+        TestServer::start(move |cfg| {
+            cfg.app_data(pool.clone())
+                .app_data(bug.clone())
                 .route("/counters/{name}", web::get().to(get_counter))
                 .route("/counters/{name}", web::put().to(put_counter))
-                .route("/transactions", web::post().to(transact))
+                .route("/transactions", web::post().to(transact));
         })
-        .workers(2)
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Self {
-            address: format!("http://127.0.0.1:{port}"),
-            handle,
-        }
-    }
-
-    async fn stop(self) {
-        self.handle.stop(false).await;
     }
 }
 

@@ -294,3 +294,35 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     assert_eq!(problem["status"], status);
     problem
 }
+
+/// A test-only HTTP server on port 0 (a deliberately broken service the hammer must catch).
+pub struct TestServer {
+    pub address: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestServer {
+    /// Serves the routes `configure` registers, on two workers, until [`TestServer::stop`].
+    pub fn start(
+        configure: impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+    ) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let server =
+            actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+                .workers(2)
+                .listen(listener)
+                .expect("listen")
+                .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            handle,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
