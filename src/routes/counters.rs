@@ -102,7 +102,7 @@ pub async fn get(db: Data<Db>, name: Name) -> Result<HttpResponse, ApiError> {
 
 /// Creates (201) or replaces (200) a counter.
 #[utoipa::path(put, path = "/counters/{name}", tag = "counters",
-    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), LockParams, ("If-Match" = Option<String>, Header, description = "Quoted version: optimistic concurrency instead of a row lock"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), LockParams, ("If-Match" = Option<String>, Header, description = "Quoted version: optimistic concurrency instead of a row lock"), crate::routes::extract::FencingHeader),
     request_body(content = PutBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = Counter,
@@ -138,7 +138,7 @@ pub async fn put(
 
 /// Deletes a counter.
 #[utoipa::path(delete, path = "/counters/{name}", tag = "counters",
-    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), LockParams, ("If-Match" = Option<String>, Header, description = "Quoted version: optimistic concurrency instead of a row lock"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), LockParams, ("If-Match" = Option<String>, Header, description = "Quoted version: optimistic concurrency instead of a row lock"), crate::routes::extract::FencingHeader),
     responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     db: Data<Db>,
@@ -164,7 +164,7 @@ pub async fn delete(
 
 /// Adds `by` to a counter under the requested lock mode.
 #[utoipa::path(post, path = "/counters/{name}/increment", tag = "counters",
-    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), LockParams, ("If-Match" = Option<String>, Header, description = "Quoted version: optimistic concurrency instead of a row lock"), ("Idempotency-Key" = Option<String>, Header, description = "1-255 characters: store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    params(("name" = String, Path, description = "Counter name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), LockParams, ("If-Match" = Option<String>, Header, description = "Quoted version: optimistic concurrency instead of a row lock"), crate::routes::extract::MutationHeaders),
     request_body(content = Option<IncrementBody>, content_type = "application/json"),
     responses((status = 200, description = "Applied and committed", body = Increment,
                headers(("etag" = String, description = "Quoted new version")))))]

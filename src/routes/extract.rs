@@ -301,3 +301,27 @@ pub fn int64(field: &str, value: Option<&serde_json::Number>) -> Result<Option<i
         ))),
     }
 }
+
+/// The headers of a POST mutation, for the API document (read by [`IdempotencyKey`] and
+/// [`FencingTokens`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read by utoipa's derive, never constructed
+pub struct MutationHeaders {
+    /// 1-255 characters: store the response and replay it for retries.
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+    /// `<lock key>=<token>`: refuse the mutation if that lease has moved on.
+    #[param(rename = "Fencing-Token")]
+    fencing_token: Option<String>,
+}
+
+/// The fencing header of a mutation without a body to replay (`DELETE`, `PUT`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read by utoipa's derive, never constructed
+pub struct FencingHeader {
+    /// `<lock key>=<token>`: refuse the mutation if that lease has moved on.
+    #[param(rename = "Fencing-Token")]
+    fencing_token: Option<String>,
+}

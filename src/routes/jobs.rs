@@ -81,7 +81,7 @@ impl Mutation {
 
 /// Enqueues a job.
 #[utoipa::path(post, path = "/queues/{queue}/jobs", tag = "jobs",
-    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::MutationHeaders),
     request_body(content = docs::EnqueueRequest, content_type = "application/json"),
     responses((status = 201, description = "Enqueued", body = docs::Enqueued,
                headers(("location" = String)))))]
@@ -109,7 +109,7 @@ pub(crate) async fn enqueue(
 /// claim holds no connection while it waits (see [`claim::claim`]).
 /// Claims available jobs with `FOR UPDATE SKIP LOCKED`, long-polling up to `wait_ms`.
 #[utoipa::path(post, path = "/queues/{queue}/claim", tag = "jobs",
-    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::MutationHeaders),
     request_body(content = Option<docs::ClaimRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "Claimed jobs", body = Vec<docs::ClaimedJob>),
@@ -135,7 +135,7 @@ pub(crate) async fn get(db: Data<Db>, id: JobId) -> Result<HttpResponse, ApiErro
 
 /// Completes a running job (current token only).
 #[utoipa::path(post, path = "/jobs/{id}/complete", tag = "jobs",
-    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, crate::routes::extract::MutationHeaders),
     request_body(content = docs::TokenRequest, content_type = "application/json"),
     responses((status = 200, description = "Done", body = docs::JobState)))]
 pub(crate) async fn complete(
@@ -148,7 +148,7 @@ pub(crate) async fn complete(
 
 /// Fails a running job: retried with backoff, or dead after max_attempts.
 #[utoipa::path(post, path = "/jobs/{id}/fail", tag = "jobs",
-    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, crate::routes::extract::MutationHeaders),
     request_body(content = docs::TokenRequest, content_type = "application/json"),
     responses((status = 200, description = "Done", body = docs::JobState)))]
 pub(crate) async fn fail(
@@ -161,7 +161,7 @@ pub(crate) async fn fail(
 
 /// Extends a running job's lease.
 #[utoipa::path(post, path = "/jobs/{id}/heartbeat", tag = "jobs",
-    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, crate::routes::extract::MutationHeaders),
     request_body(content = docs::TokenRequest, content_type = "application/json"),
     responses((status = 200, description = "Done", body = docs::JobState)))]
 pub(crate) async fn heartbeat(
@@ -175,7 +175,7 @@ pub(crate) async fn heartbeat(
 
 /// Puts a dead job back in its queue.
 #[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs",
-    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, crate::routes::extract::MutationHeaders),
     request_body(content = Option<Object>, content_type = "application/json"),
     responses((status = 200, description = "Queued again", body = docs::JobState)))]
 pub(crate) async fn retry(
@@ -188,7 +188,7 @@ pub(crate) async fn retry(
 
 /// Deletes a queued job.
 #[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs",
-    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, crate::routes::extract::FencingHeader),
     responses((status = 204, description = "Deleted")))]
 pub(crate) async fn delete(m: Mutation, id: JobId) -> Result<HttpResponse, ApiError> {
     run(m, id, &[], Transition::Delete).await

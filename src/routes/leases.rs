@@ -66,7 +66,7 @@ pub struct ReleaseBody {
 /// Acquires the lock: 201 with a fencing token, or 423 when someone else holds it (after
 /// `wait_ms`).
 #[utoipa::path(post, path = "/locks/{key}", tag = "leases",
-    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "1-255 characters: store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::MutationHeaders),
     request_body(content = AcquireBody, content_type = "application/json"),
     responses((status = 201, description = "Granted and committed", body = Lease,
                headers(("location" = String)))))]
@@ -98,7 +98,7 @@ pub async fn acquire(
 
 /// Renews the live lease held with the current token.
 #[utoipa::path(put, path = "/locks/{key}", tag = "leases",
-    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::FencingHeader),
     request_body(content = RenewBody, content_type = "application/json"),
     responses((status = 200, description = "Renewed", body = Lease)))]
 pub async fn renew(
@@ -129,7 +129,7 @@ pub async fn renew(
 
 /// Releases the lease granted with the latest token.
 #[utoipa::path(delete, path = "/locks/{key}", tag = "leases",
-    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    params(("key" = String, Path, description = "Lock key", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::FencingHeader),
     request_body(content = ReleaseBody, content_type = "application/json"),
     responses((status = 204, description = "Released")))]
 pub async fn release(

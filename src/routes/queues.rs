@@ -48,7 +48,7 @@ pub(crate) async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiEr
 
 /// Pauses a queue: claims return nothing until it is resumed.
 #[utoipa::path(post, path = "/queues/{queue}/pause", tag = "jobs",
-    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::MutationHeaders),
     request_body(content = Option<Object>, content_type = "application/json"),
     responses((status = 200, description = "Done", body = super::jobs::docs::QueuePaused)))]
 pub(crate) async fn pause(
@@ -61,7 +61,7 @@ pub(crate) async fn pause(
 
 /// Resumes a paused queue.
 #[utoipa::path(post, path = "/queues/{queue}/resume", tag = "jobs",
-    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), ("Idempotency-Key" = Option<String>, Header, description = "Store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse if that lease has moved on")),
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::MutationHeaders),
     request_body(content = Option<Object>, content_type = "application/json"),
     responses((status = 200, description = "Done", body = super::jobs::docs::QueuePaused)))]
 pub(crate) async fn resume(

@@ -86,7 +86,7 @@ impl TransactionBody {
 
 /// Applies ops to several counters in one transaction, locking rows in name order.
 #[utoipa::path(post, path = "/transactions", tag = "transactions",
-    params(LockParams, ("Idempotency-Key" = Option<String>, Header, description = "1-255 characters: store the response and replay it for retries"), ("Fencing-Token" = Option<String>, Header, description = "<lock key>=<token>: refuse the mutation if that lease has moved on")),
+    params(LockParams, crate::routes::extract::MutationHeaders),
     request_body(content = TransactionBody, content_type = "application/json"),
     responses((status = 200, description = "Committed", body = Committed)))]
 pub async fn create(
