@@ -110,20 +110,24 @@ pub struct LockStatements {
     pub for_no_key_update: [&'static str; 3],
 }
 
-/// Builds the [`LockStatements`] of a `SELECT` written without its locking clause.
+/// Builds the [`LockStatements`] of a `SELECT` written without its locking clause. With a second
+/// literal, the clause goes between the two: for a locking `SELECT` inside a larger statement.
 #[macro_export]
 macro_rules! lock_statements {
     ($select:literal) => {
+        $crate::lock_statements!($select, "")
+    };
+    ($select:literal, $rest:literal) => {
         $crate::db::locking::LockStatements {
             for_update: [
-                concat!($select, " FOR UPDATE"),
-                concat!($select, " FOR UPDATE NOWAIT"),
-                concat!($select, " FOR UPDATE SKIP LOCKED"),
+                concat!($select, " FOR UPDATE", $rest),
+                concat!($select, " FOR UPDATE NOWAIT", $rest),
+                concat!($select, " FOR UPDATE SKIP LOCKED", $rest),
             ],
             for_no_key_update: [
-                concat!($select, " FOR NO KEY UPDATE"),
-                concat!($select, " FOR NO KEY UPDATE NOWAIT"),
-                concat!($select, " FOR NO KEY UPDATE SKIP LOCKED"),
+                concat!($select, " FOR NO KEY UPDATE", $rest),
+                concat!($select, " FOR NO KEY UPDATE NOWAIT", $rest),
+                concat!($select, " FOR NO KEY UPDATE SKIP LOCKED", $rest),
             ],
         }
     };

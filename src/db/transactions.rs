@@ -4,9 +4,13 @@
 //! PostgreSQL locks rows as the sorted result is produced, so any two requests take their locks
 //! in the same (ascending name) order and can never deadlock each other.
 //!
-//! - **atomic**: the ops are applied in memory on the locked values, every bound is checked, and
-//!   only then one `UPDATE … FROM unnest(…)` writes every row, pipelined with the record of the
-//!   transaction and the `COMMIT`. The first refused op refuses the whole request.
+//! - **atomic**: one statement ([`APPLY_ALL`]) locks the rows, replays the ops on the locked
+//!   values in `numeric` (so nothing overflows on the way), and only if every op stays within
+//!   its counter's bounds writes every row and records the transaction. A transfer costs one
+//!   round trip. rowlock then replays the ops
+//!   on the same locked values to answer each op's `previous` and `value`, or to name the op
+//!   that was refused (and checks that it reached the database's verdict). With nothing else in
+//!   its transaction, the statement is sent without `BEGIN` and `COMMIT` at all.
 //! - **non-atomic**: each op runs under its own `SAVEPOINT`; the table's CHECK constraints
 //!   enforce the bounds, and a refused op is undone with `ROLLBACK TO SAVEPOINT` and reported,
 //!   while the others commit (Django's nested `atomic()`).
@@ -57,10 +61,49 @@ pub struct Committed {
 const LOCK: LockStatements = lock_statements!(
     "SELECT name, value, min, max, version FROM counters WHERE name = ANY($1) ORDER BY name"
 );
-const WRITE_ALL: &str = "UPDATE counters c
-        SET value = v.value, version = c.version + 1, updated_at = now()
-       FROM unnest($1::text[], $2::bigint[]) AS v(name, value)
-      WHERE c.name = v.name";
+/// The atomic path in one statement. `$1`: the distinct names, sorted; `$2`, `$3`: each op's
+/// counter and `by`, in request order; `$4`: the ops as stored; `$5`, `$6`: the transaction's
+/// `application_name` and `lock_timeout`. Answers the locked rows as they were before the ops,
+/// each with the id of the recorded transaction — `NULL` when anything was missing (skipped,
+/// absent) or out of bounds, and then nothing was written.
+///
+/// - `settings`: `SET LOCAL` of the request's settings, before any lock is requested (the
+///   locking scan waits for it), so the statement can run without `BEGIN`;
+/// - `steps`: each op's value after it, a running sum per counter (`sum(bigint)` is `numeric`);
+/// - `verdict`: every op found its row, and every intermediate value is within the bounds, which
+///   default to the `bigint` range: this is exactly [`Counter::plus`] applied op after op;
+/// - `written` and `recorded` run only on a positive verdict, which needs every row locked first.
+const APPLY_ALL: LockStatements = lock_statements!(
+    "WITH settings AS MATERIALIZED (
+        SELECT set_config('application_name', $5, true), set_config('lock_timeout', $6, true)
+    ), locked AS MATERIALIZED (
+        SELECT name, value, min, max, version FROM counters
+         WHERE name = ANY($1) AND EXISTS (SELECT FROM settings) ORDER BY name",
+    "), steps AS (
+        SELECT o.ord, o.name, o.by,
+               l.value + sum(o.by) OVER (PARTITION BY o.name ORDER BY o.ord) AS after,
+               coalesce(l.min, -9223372036854775808) AS low,
+               coalesce(l.max, 9223372036854775807) AS high
+          FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS o(name, by, ord)
+          JOIN locked l USING (name)
+    ), verdict AS (
+        SELECT count(*) = cardinality($2::text[]) AND bool_and(after BETWEEN low AND high) AS ok
+          FROM steps
+    ), written AS (
+        UPDATE counters c SET value = f.after, version = c.version + 1, updated_at = now()
+          FROM (SELECT DISTINCT ON (name) name, after FROM steps ORDER BY name, ord DESC) AS f
+         WHERE c.name = f.name AND (SELECT ok FROM verdict)
+    ), recorded AS (
+        INSERT INTO transactions (atomic, ops, results)
+        SELECT true, $4::jsonb, jsonb_agg(jsonb_build_object(
+                   'counter', name, 'applied', true, 'value', after, 'previous', after - by)
+                   ORDER BY ord)
+          FROM steps
+        HAVING (SELECT ok FROM verdict)
+        RETURNING id
+    )
+    SELECT name, value, min, max, version, (SELECT id FROM recorded) FROM locked"
+);
 const ADD_ONE: &str =
     "UPDATE counters SET value = value + $2, version = version + 1, updated_at = now()
      WHERE name = $1 RETURNING value";
@@ -69,6 +112,21 @@ const RECORD: &str =
 const GET: &str =
     "SELECT id, atomic, ops, results, created_at::text FROM transactions WHERE id = $1";
 
+/// The distinct counter names of `ops`, sorted: the order their rows are locked in.
+fn lock_order(ops: &[Op]) -> Vec<&str> {
+    let mut names: Vec<&str> = ops.iter().map(|op| op.counter.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+fn by_name(rows: &[tokio_postgres::Row]) -> BTreeMap<String, Counter> {
+    rows.iter()
+        .map(counters::counter)
+        .map(|c| (c.name.clone(), c))
+        .collect()
+}
+
 /// Locks every counter named by `ops` in ascending name order. `lock: None` (`lock=none`) still
 /// locks them, with a plain `FOR UPDATE`: a multi-row change needs its rows stable.
 async fn lock_all(
@@ -76,21 +134,15 @@ async fn lock_all(
     ops: &[Op],
     lock: RowLock,
 ) -> Result<BTreeMap<String, Counter>, ApiError> {
-    let mut names: Vec<&str> = ops.iter().map(|op| op.counter.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
+    let names = lock_order(ops);
     let stmt = tx.prepare(lock.pick(&LOCK)).await?;
     let rows = tx
         .client()
         .query(&stmt, &[&names])
         .await
-        .map_err(|e| counters::locked_error(e, names.join("', '").as_str()))?;
+        .map_err(|e| name_locked(e.into(), &names))?;
     tx.locked("transaction", lock.mode_name());
-    Ok(rows
-        .iter()
-        .map(counters::counter)
-        .map(|c| (c.name.clone(), c))
-        .collect())
+    Ok(by_name(&rows))
 }
 
 /// Why the row of `name` was not returned by the locking `SELECT`.
@@ -106,43 +158,73 @@ async fn missing(tx: &Tx, name: &str, lock: RowLock) -> ApiError {
     }
 }
 
-/// Applies every op or none.
+/// Applies every op or none, in one statement: a transaction of its own, or pipelined between
+/// `BEGIN` and `COMMIT` when it shares its transaction (see [`super::tx::TxOptions`]).
 pub async fn run_atomic(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed, ApiError> {
-    let mut current = lock_all(tx, ops, lock).await?;
+    let names = lock_order(ops);
+    let (op_names, bys): (Vec<&str>, Vec<i64>) =
+        ops.iter().map(|op| (op.counter.as_str(), op.by)).unzip();
+    let stmt = tx.prepare(lock.pick(&APPLY_ALL)).await?;
+    // Serialized straight into the jsonb parameter, without building a `Value` tree first.
+    let ops_json = Json(ops);
+    let params = [
+        &names as _,
+        &op_names as _,
+        &bys as _,
+        &ops_json as _,
+        &tx.application_name() as _,
+        &tx.lock_timeout() as _,
+    ];
+    let rows = tx
+        .commit_with(tx.client().query(&stmt, &params))
+        .await
+        .map_err(|e| name_locked(e, &names))?;
+    tx.locked("transaction", lock.mode_name());
+    let recorded: Option<i64> = rows.first().and_then(|row| row.get(5));
+    match (replay(ops, by_name(&rows)), recorded) {
+        (Ok(results), Some(id)) => Ok(Committed {
+            id,
+            atomic: true,
+            results,
+        }),
+        (Err(Refused::Missing(i)), None) => {
+            Err(name_op(i, missing(tx, &ops[i].counter, lock).await))
+        }
+        (Err(Refused::Bound(i, why)), None) => Err(name_op(i, why)),
+        (replayed, recorded) => Err(ApiError::Internal(anyhow::anyhow!(
+            "rowlock and the database disagree on transaction {recorded:?}: {replayed:?}"
+        ))),
+    }
+}
+
+/// Why an atomic transaction was refused: the index of the op, and what was wrong with it.
+#[derive(Debug)]
+enum Refused {
+    Missing(usize),
+    Bound(usize, ApiError),
+}
+
+/// Applies `ops` one after another to the locked values: each op's result, or the first refusal.
+fn replay(ops: &[Op], mut current: BTreeMap<String, Counter>) -> Result<Vec<OpResult>, Refused> {
     let mut results = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
-        let Some(counter) = current.get_mut(&op.counter) else {
-            return Err(name_op(i, missing(tx, &op.counter, lock).await));
-        };
-        let next = counter.plus(op.by).map_err(|e| name_op(i, e))?;
+        let counter = current.get_mut(&op.counter).ok_or(Refused::Missing(i))?;
+        let next = counter.plus(op.by).map_err(|e| Refused::Bound(i, e))?;
         results.push(applied(op, counter.value, next));
         counter.value = next;
     }
-    let (names, values): (Vec<&str>, Vec<i64>) =
-        current.values().map(|c| (c.name.as_str(), c.value)).unzip();
-    let (write, record) = (tx.prepare(WRITE_ALL).await?, tx.prepare(RECORD).await?);
-    // Serialized straight into the jsonb parameters, without building a `Value` tree first.
-    let (ops_json, results_json) = (Json(ops), Json(&results));
-    let client = tx.client();
-    let (write_params, record_params) = (
-        [&names as _, &values as _],
-        [&true as _, &ops_json as _, &results_json as _],
-    );
-    let id = tx
-        .commit_with(async {
-            let (written, id) = futures_util::join!(
-                client.execute(&write, &write_params),
-                client.query_one(&record, &record_params),
-            );
-            written?;
-            Ok(id?.get::<_, i64>(0))
-        })
-        .await?;
-    Ok(Committed {
-        id,
-        atomic: true,
-        results,
-    })
+    Ok(results)
+}
+
+/// Names the counters in a "row is locked" error.
+fn name_locked(e: ApiError, names: &[&str]) -> ApiError {
+    match e {
+        ApiError::LockNotAvailable(_) => ApiError::LockNotAvailable(format!(
+            "counter '{}' is locked by another transaction",
+            names.join("', '")
+        )),
+        other => other,
+    }
 }
 
 /// Applies each op under its own savepoint; refused ops are reported, the rest commit.

@@ -42,6 +42,11 @@ pub struct TxOptions {
     /// The row this transaction waits its turn for before taking a connection (see
     /// [`super::admission`]); `None` for requests that must not wait (`nowait`, `skip_locked`).
     pub admit: Option<String>,
+    /// The body runs exactly one statement, which applies the request's settings itself
+    /// ([`Tx::application_name`], [`Tx::lock_timeout`]). When nothing else shares its
+    /// transaction (read committed, no idempotency key, no fencing token), it is sent without
+    /// `BEGIN` and `COMMIT`: PostgreSQL runs it as a transaction of its own.
+    pub one_statement: bool,
 }
 
 /// The database handle the routes share: the pool and the policies of the transaction path.
@@ -66,6 +71,10 @@ pub struct Tx {
     /// Something still has to be written after the body (the idempotency record), so the body
     /// must not commit early.
     defer_commit: bool,
+    /// No `BEGIN` was sent: the body's one statement is its own transaction.
+    autocommit: bool,
+    application_name: String,
+    lock_timeout: String,
     started: Instant,
     metrics: Arc<Metrics>,
 }
@@ -82,6 +91,16 @@ impl Tx {
         Ok(self.client.prepare_cached(sql).await?)
     }
 
+    /// The `application_name` the transaction runs under: `rowlock/<request id>`.
+    pub fn application_name(&self) -> &str {
+        &self.application_name
+    }
+
+    /// The transaction's `lock_timeout`, as a setting value (`"5000ms"`).
+    pub fn lock_timeout(&self) -> &str {
+        &self.lock_timeout
+    }
+
     /// Records that the target rows of `resource` are now locked (the lock-wait histogram).
     pub fn locked(&self, resource: &str, mode: &str) {
         self.metrics
@@ -96,7 +115,7 @@ impl Tx {
         &self,
         last: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, ApiError> {
-        if self.defer_commit {
+        if self.defer_commit || self.autocommit {
             return Ok(last.await?);
         }
         self.finished.set(true);
@@ -179,13 +198,26 @@ impl Db {
     where
         F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>>,
     {
+        let autocommit = opts.one_statement
+            && opts.isolation == Isolation::ReadCommitted
+            && opts.idempotency.is_none()
+            && opts.fences.is_empty();
+        let lock_timeout_ms = opts
+            .lock_timeout_ms
+            .map_or(self.lock_timeout.as_millis(), u128::from);
         let tx = Tx {
             client: self.pool.get().await?,
-            finished: Cell::new(false),
+            finished: Cell::new(autocommit),
             defer_commit: opts.idempotency.is_some(),
+            autocommit,
+            application_name: application_name.to_owned(),
+            lock_timeout: format!("{lock_timeout_ms}ms"),
             started: Instant::now(),
             metrics: self.metrics.clone(),
         };
+        if autocommit {
+            return body(&tx).await;
+        }
         let work = async {
             let Some(idem) = &opts.idempotency else {
                 fencing::check(&tx, &opts.fences).await?;
@@ -202,7 +234,12 @@ impl Db {
         };
         // Polled in this order, so sent in this order, without waiting for each other.
         let begin = tx.client.batch_execute(opts.isolation.begin_sql());
-        let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
+        let settings = async {
+            match opts.one_statement {
+                true => Ok(()),
+                false => set_local(&tx, application_name, opts.lock_timeout_ms).await,
+            }
+        };
         let (begun, set, result) = futures_util::join!(begin, settings, work);
         let result = begun.map_err(ApiError::from).and(set).and(result);
         if tx.finished.get() {

@@ -151,8 +151,7 @@ impl LockParams {
             isolation: self.isolation,
             lock_timeout_ms: self.lock_timeout_ms,
             idempotency: None,
-            fences: Vec::new(),
-            admit: None,
+            ..TxOptions::default()
         })
     }
 

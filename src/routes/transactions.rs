@@ -102,6 +102,7 @@ pub async fn create(
     let mut opts = params.tx_options()?;
     opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
     opts.fences = fences.0;
+    opts.one_statement = atomic;
     // lock=none still locks: several rows changed together must hold still until COMMIT.
     let lock = params.row_lock().unwrap_or(RowLock {
         wait: WaitPolicy::Wait,

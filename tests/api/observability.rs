@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
 
 #[tokio::test]
 async fn metrics_count_requests_and_problems_by_label_and_observe_lock_waits() {
@@ -89,6 +89,27 @@ async fn metrics_count_retries_after_serialization_failures() {
 async fn debug_locks_lists_a_blocked_request_with_its_blocker() {
     let app = spawn_app().await;
     app.create_counter("hot", 0).await;
+    let request = app.http.post(app.url("/counters/hot/increment"));
+    blocked_request_is_listed(&app, request).await;
+}
+
+/// A transaction runs as one statement that sets its own `application_name` (without `BEGIN`,
+/// see src/db/transactions.rs): it must still be listed under its request id while it waits.
+#[tokio::test]
+async fn debug_locks_lists_a_blocked_transaction_by_its_request_id() {
+    let app = spawn_app().await;
+    app.create_counter("cold", 0).await;
+    app.create_counter("hot", 0).await;
+    let ops =
+        serde_json::json!({"ops": [{"counter": "cold", "by": 1}, {"counter": "hot", "by": 1}]});
+    let request = app.http.post(app.url("/transactions")).json(&ops);
+    blocked_request_is_listed(&app, request).await;
+    assert_eq!(app.db_value("cold").await, Some(1));
+}
+
+/// Holds `hot` locked, sends `request` (which must wait for it) as `blocked-42`, and checks that
+/// `/debug/locks` names the request and its blocker; then lets it through.
+async fn blocked_request_is_listed(app: &TestApp, request: reqwest::RequestBuilder) {
     let mut holder = app.pg().await;
     let holder_pid: i32 = holder
         .query_one("SELECT pg_backend_pid()", &[])
@@ -99,17 +120,8 @@ async fn debug_locks_lists_a_blocked_request_with_its_blocker() {
     tx.execute("SELECT * FROM counters WHERE name = 'hot' FOR UPDATE", &[])
         .await
         .unwrap();
-    let waiting = tokio::spawn({
-        let (http, url) = (app.http.clone(), app.url("/counters/hot/increment"));
-        async move {
-            http.post(url)
-                .header("x-request-id", "blocked-42")
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
+    let request = request.header("x-request-id", "blocked-42");
+    let waiting = tokio::spawn(async move { request.send().await.unwrap().status() });
     app.wait_for_lock_waiters(1).await;
 
     let body: Value = app

@@ -176,6 +176,74 @@ async fn the_same_counter_twice_is_locked_once_and_applied_in_order() {
     assert_eq!(app.db_value("a").await, Some(7));
 }
 
+/// Every intermediate value counts, not only the net change: rowlock and the database (which
+/// decides in one statement whether to write) must both refuse these, and agree on it.
+#[tokio::test]
+async fn a_counter_named_twice_must_stay_in_bounds_after_each_op() {
+    let app = spawn_app().await;
+    accounts(&app, &["a", "b"], 0).await;
+    let r = app.put_counter("big", json!({"value": i64::MAX - 1})).await;
+    assert_eq!(r.status().as_u16(), 201);
+
+    // Net +5, but the first op would take `a` below its min 0.
+    let dip = json!({"ops": [{"counter": "a", "by": -5}, {"counter": "a", "by": 10}]});
+    let problem = assert_problem(post_tx(&app, "", dip).await, 409, "bound_violation").await;
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("op 1:"),
+        "{problem}"
+    );
+
+    // Net -5, but the first op would overflow a signed 64-bit value.
+    let spike = json!({"ops": [{"counter": "b", "by": 1}, {"counter": "big", "by": 5}, {"counter": "big", "by": -10}]});
+    let problem = assert_problem(post_tx(&app, "", spike).await, 422, "invalid").await;
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("op 2:"),
+        "{problem}"
+    );
+
+    assert_eq!(app.db_value("a").await, Some(0));
+    assert_eq!(app.db_value("b").await, Some(0));
+    assert_eq!(app.db_value("big").await, Some(i64::MAX - 1));
+    let recorded: i64 = app
+        .pg()
+        .await
+        .query_one("SELECT count(*) FROM transactions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 0);
+
+    // In the other order each intermediate value is fine.
+    let rise = json!({"ops": [{"counter": "a", "by": 10}, {"counter": "b", "by": 3}, {"counter": "a", "by": -5}]});
+    let r = post_tx(&app, "", rise).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    let pairs: Vec<(i64, i64)> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["previous"].as_i64().unwrap(),
+                r["value"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs, vec![(0, 10), (0, 3), (10, 5)]);
+    let stored: Value = app
+        .http
+        .get(app.url(&format!("/transactions/{}", body["id"])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["results"], body["results"]);
+    assert_eq!(app.db_value("a").await, Some(5));
+    assert_eq!(app.db_value("b").await, Some(3));
+}
+
 #[tokio::test]
 async fn nowait_on_a_transaction_with_one_row_held_elsewhere_is_423() {
     let app = spawn_app().await;
