@@ -1,10 +1,15 @@
 //! SQL for the `counters` table.
 //!
 //! An increment under a row lock is `SELECT … FOR UPDATE` followed by a guarded `UPDATE`. For
-//! `wait` and `nowait` both statements and the `COMMIT` go out in one pipeline: once the `SELECT`
-//! holds the lock the `UPDATE` cannot block, and if the `SELECT` fails the transaction is aborted
-//! and the `COMMIT` becomes a rollback. `skip_locked` cannot be pipelined that way (a skipped row
-//! would make the `UPDATE` wait for it), so it awaits the `SELECT` first.
+//! `wait` and `nowait`:
+//! - alone on its row, both are one statement ([`LOCK_AND_ADD`]) run as a transaction of its
+//!   own, without `BEGIN` or `COMMIT` (see [`super::tx::TxOptions::one_statement`]);
+//! - otherwise both statements and the `COMMIT` go out in one pipeline: once the `SELECT` holds
+//!   the lock the `UPDATE` cannot block, and if the `SELECT` fails the transaction is aborted and
+//!   the `COMMIT` becomes a rollback.
+//!
+//! `skip_locked` locks first and awaits the answer: a skipped row must not be updated, nor
+//! waited for.
 
 use serde::Serialize;
 use tokio_postgres::Row;
@@ -54,6 +59,28 @@ pub enum Concurrency {
 
 const LOCK: LockStatements =
     lock_statements!("SELECT name, value, min, max, version FROM counters WHERE name = $1");
+/// `wait` and `nowait` in one statement. `settings` applies the request's `application_name`
+/// (`$3`) and `lock_timeout` (`$4`) before the row is locked; `written` adds `by` (`$2`) only
+/// within the bounds, checked in `numeric` so the check itself cannot overflow. Answers the row as
+/// locked, with the new value and version when it was written; no row when there is none.
+const LOCK_AND_ADD: LockStatements = lock_statements!(
+    "WITH settings AS MATERIALIZED (
+        SELECT set_config('application_name', $3, true), set_config('lock_timeout', $4, true)
+    ), locked AS MATERIALIZED (
+        SELECT name, value, min, max, version FROM counters
+         WHERE name = $1 AND EXISTS (SELECT FROM settings)",
+    "), written AS (
+        UPDATE counters c
+           SET value = c.value + $2::bigint, version = c.version + 1, updated_at = now()
+          FROM locked l
+         WHERE c.name = l.name
+           AND l.value + $2::bigint::numeric BETWEEN coalesce(l.min, -9223372036854775808)
+                                         AND coalesce(l.max, 9223372036854775807)
+        RETURNING c.value, c.version
+    )
+    SELECT l.name, l.value, l.min, l.max, l.version, w.value, w.version
+      FROM locked l LEFT JOIN written w ON true"
+);
 const SELECT: &str = "SELECT name, value, min, max, version FROM counters WHERE name = $1";
 /// The bound check is part of the `UPDATE`, so a violating change touches nothing.
 const ADD: &str =
@@ -116,6 +143,35 @@ pub async fn increment(
             let add = tx.prepare(ADD).await?;
             let row = tx.client().query_opt(&add, &[&name, &by]).await?;
             finish_locked(&current, by, row)
+        }
+        Concurrency::Locked(lock) if tx.is_implicit() => {
+            let stmt = tx.prepare(lock.pick(&LOCK_AND_ADD)).await?;
+            let params = [
+                &name as _,
+                &by as _,
+                &tx.application_name() as _,
+                &tx.lock_timeout() as _,
+            ];
+            let row = tx
+                .commit_with(tx.client().query_opt(&stmt, &params))
+                .await
+                .map_err(|e| locked_error(e, name))?;
+            tx.locked("counter", lock.mode_name());
+            let row = row.ok_or_else(|| not_found(name))?;
+            let current = counter(&row);
+            match row.get::<_, Option<i64>>(5) {
+                Some(value) => Ok(Increment {
+                    name: current.name,
+                    value,
+                    previous: current.value,
+                    version: row.get(6),
+                }),
+                None => Err(current.plus(by).err().unwrap_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!(
+                        "the database refused adding {by} to {current:?} within its bounds"
+                    ))
+                })),
+            }
         }
         Concurrency::Locked(lock) => {
             let (select, add) = (tx.prepare(lock.pick(&LOCK)).await?, tx.prepare(ADD).await?);
@@ -353,9 +409,9 @@ pub(crate) fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("counter '{name}' does not exist"))
 }
 
-/// Names the counter in "row is locked" errors.
-pub(crate) fn locked_error(e: tokio_postgres::Error, name: &str) -> ApiError {
-    match ApiError::from(e) {
+/// Names the counter(s) in "row is locked" errors.
+pub(crate) fn locked_error(e: impl Into<ApiError>, name: &str) -> ApiError {
+    match e.into() {
         ApiError::LockNotAvailable(_) => {
             ApiError::LockNotAvailable(format!("counter '{name}' is locked by another transaction"))
         }

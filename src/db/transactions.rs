@@ -140,7 +140,7 @@ async fn lock_all(
         .client()
         .query(&stmt, &[&names])
         .await
-        .map_err(|e| name_locked(e.into(), &names))?;
+        .map_err(|e| counters::locked_error(e, &names.join("', '")))?;
     tx.locked("transaction", lock.mode_name());
     Ok(by_name(&rows))
 }
@@ -178,7 +178,7 @@ pub async fn run_atomic(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed,
     let rows = tx
         .commit_with(tx.client().query(&stmt, &params))
         .await
-        .map_err(|e| name_locked(e, &names))?;
+        .map_err(|e| counters::locked_error(e, &names.join("', '")))?;
     tx.locked("transaction", lock.mode_name());
     let recorded: Option<i64> = rows.first().and_then(|row| row.get(5));
     match (replay(ops, by_name(&rows)), recorded) {
@@ -214,17 +214,6 @@ fn replay(ops: &[Op], mut current: BTreeMap<String, Counter>) -> Result<Vec<OpRe
         counter.value = next;
     }
     Ok(results)
-}
-
-/// Names the counters in a "row is locked" error.
-fn name_locked(e: ApiError, names: &[&str]) -> ApiError {
-    match e {
-        ApiError::LockNotAvailable(_) => ApiError::LockNotAvailable(format!(
-            "counter '{}' is locked by another transaction",
-            names.join("', '")
-        )),
-        other => other,
-    }
 }
 
 /// Applies each op under its own savepoint; refused ops are reported, the rest commit.

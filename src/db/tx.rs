@@ -42,10 +42,15 @@ pub struct TxOptions {
     /// The row this transaction waits its turn for before taking a connection (see
     /// [`super::admission`]); `None` for requests that must not wait (`nowait`, `skip_locked`).
     pub admit: Option<String>,
-    /// The body runs exactly one statement, which applies the request's settings itself
+    /// The body can run as one statement that applies the request's settings itself
     /// ([`Tx::application_name`], [`Tx::lock_timeout`]). When nothing else shares its
-    /// transaction (read committed, no idempotency key, no fencing token), it is sent without
-    /// `BEGIN` and `COMMIT`: PostgreSQL runs it as a transaction of its own.
+    /// transaction (read committed, no idempotency key, no fencing token) and its row is not
+    /// already held by another of rowlock's transactions, it is sent without `BEGIN` and
+    /// `COMMIT` ([`Tx::is_implicit`]): PostgreSQL runs it as a transaction of its own.
+    ///
+    /// Why not when contended: a statement that waited for a row lock must re-check every later
+    /// step against the row's newer version (EvalPlanQual), which on a hot row costs more than
+    /// the round trip saved; two statements in one transaction give the write a fresh snapshot.
     pub one_statement: bool,
 }
 
@@ -71,8 +76,8 @@ pub struct Tx {
     /// Something still has to be written after the body (the idempotency record), so the body
     /// must not commit early.
     defer_commit: bool,
-    /// No `BEGIN` was sent: the body's one statement is its own transaction.
-    autocommit: bool,
+    /// No `BEGIN` was sent: the body's one statement is its own (implicit) transaction.
+    implicit: bool,
     application_name: String,
     lock_timeout: String,
     started: Instant,
@@ -89,6 +94,12 @@ impl Tx {
     /// issuing it: a statement that still needs its own prepare round trip would be sent late.
     pub async fn prepare(&self, sql: &'static str) -> Result<Statement, ApiError> {
         Ok(self.client.prepare_cached(sql).await?)
+    }
+
+    /// Whether the body must run exactly one statement, as its own transaction: no `BEGIN` was
+    /// sent (see [`TxOptions::one_statement`]).
+    pub fn is_implicit(&self) -> bool {
+        self.implicit
     }
 
     /// The `application_name` the transaction runs under: `rowlock/<request id>`.
@@ -115,7 +126,7 @@ impl Tx {
         &self,
         last: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, ApiError> {
-        if self.defer_commit || self.autocommit {
+        if self.defer_commit || self.implicit {
             return Ok(last.await?);
         }
         self.finished.set(true);
@@ -139,11 +150,12 @@ impl Db {
         let request_id = crate::routes::current_request_id();
         // Its own task: dropping the handler (client gone) must not drop an open transaction.
         actix_web::rt::spawn(async move {
-            let _turn = match &opts.admit {
+            let turn = match &opts.admit {
                 Some(row) => Some(db.admit(row, opts.lock_timeout_ms).await?),
                 None => None,
             };
-            db.run_with_retries(opts, request_id, body).await
+            let contended = turn.as_ref().is_some_and(|t| t.contended);
+            db.run_with_retries(opts, contended, request_id, body).await
         })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("transaction task failed: {e}")))?
@@ -164,6 +176,7 @@ impl Db {
     async fn run_with_retries<F>(
         &self,
         opts: TxOptions,
+        contended: bool,
         request_id: Option<String>,
         body: F,
     ) -> Result<Reply, ApiError>
@@ -177,7 +190,10 @@ impl Db {
         };
         let mut attempt = 0;
         loop {
-            match self.run_once(&opts, &application_name, &body).await {
+            match self
+                .run_once(&opts, contended, &application_name, &body)
+                .await
+            {
                 Err(e) if e.is_retryable() && attempt < self.max_retries => {
                     tracing::debug!(attempt, code = e.code(), "retrying transaction");
                     self.metrics.retry(e.code());
@@ -192,13 +208,15 @@ impl Db {
     async fn run_once<F>(
         &self,
         opts: &TxOptions,
+        contended: bool,
         application_name: &str,
         body: &F,
     ) -> Result<Reply, ApiError>
     where
         F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>>,
     {
-        let autocommit = opts.one_statement
+        let implicit = opts.one_statement
+            && !contended
             && opts.isolation == Isolation::ReadCommitted
             && opts.idempotency.is_none()
             && opts.fences.is_empty();
@@ -207,15 +225,15 @@ impl Db {
             .map_or(self.lock_timeout.as_millis(), u128::from);
         let tx = Tx {
             client: self.pool.get().await?,
-            finished: Cell::new(autocommit),
+            finished: Cell::new(implicit),
             defer_commit: opts.idempotency.is_some(),
-            autocommit,
+            implicit,
             application_name: application_name.to_owned(),
             lock_timeout: format!("{lock_timeout_ms}ms"),
             started: Instant::now(),
             metrics: self.metrics.clone(),
         };
-        if autocommit {
+        if implicit {
             return body(&tx).await;
         }
         let work = async {
@@ -234,12 +252,7 @@ impl Db {
         };
         // Polled in this order, so sent in this order, without waiting for each other.
         let begin = tx.client.batch_execute(opts.isolation.begin_sql());
-        let settings = async {
-            match opts.one_statement {
-                true => Ok(()),
-                false => set_local(&tx, application_name, opts.lock_timeout_ms).await,
-            }
-        };
+        let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
         let (begun, set, result) = futures_util::join!(begin, settings, work);
         let result = begun.map_err(ApiError::from).and(set).and(result);
         if tx.finished.get() {
