@@ -38,14 +38,12 @@ pub fn build_pool(database_url: &str, args: &PoolArgs) -> Result<Pool> {
         .context("DATABASE_URL is not a valid PostgreSQL URL")?;
     // Also pinned:
     // - statements sent without `BEGIN` are read committed, whatever the server's default;
-    // - prepared statements keep their generic plan: re-planning a transaction's statement for
-    //   each request costs more than running it;
-    // - that plan reaches rows through their index. Every statement rowlock runs is keyed by
-    //   one, but a generic plan cannot know that `name = ANY($1)` names two rows, and on a small
-    //   table it would scan every row (and every dead version of it) instead.
+    // - rows are reached through their index. Every statement rowlock runs is keyed by one, but
+    //   a generic plan cannot know that `name = ANY($1)` names two rows, and on a small table
+    //   would scan every row (and every dead version of it) instead.
     let ours = format!(
         "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={} \
-         -c default_transaction_isolation=read\\ committed -c plan_cache_mode=force_generic_plan \
+         -c default_transaction_isolation=read\\ committed \
          -c enable_seqscan=off",
         args.statement_timeout_ms, args.lock_timeout_ms, args.idle_in_transaction_timeout_ms
     );

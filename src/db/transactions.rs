@@ -67,6 +67,10 @@ const LOCK: LockStatements = lock_statements!(
 /// each with the id of the recorded transaction — `NULL` when anything was missing (skipped,
 /// absent) or out of bounds, and then nothing was written.
 ///
+/// The arrays are read through sub-`SELECT`s, so that no plan depends on their lengths:
+/// PostgreSQL then settles on one generic plan per connection instead of planning this statement
+/// again for every request (which costs more than running it).
+///
 /// - `settings`: `SET LOCAL` of the request's settings, before any lock is requested (the
 ///   locking scan waits for it), so the statement can run without `BEGIN`;
 /// - `steps`: each op's value after it, a running sum per counter (`sum(bigint)` is `numeric`);
@@ -78,13 +82,14 @@ const APPLY_ALL: LockStatements = lock_statements!(
         SELECT set_config('application_name', $5, true), set_config('lock_timeout', $6, true)
     ), locked AS MATERIALIZED (
         SELECT name, value, min, max, version FROM counters
-         WHERE name = ANY($1) AND EXISTS (SELECT FROM settings) ORDER BY name",
+         WHERE name = ANY((SELECT $1::text[])::text[]) AND EXISTS (SELECT FROM settings)
+         ORDER BY name",
     "), steps AS (
         SELECT o.ord, o.name, o.by,
                l.value + sum(o.by) OVER (PARTITION BY o.name ORDER BY o.ord) AS after,
                coalesce(l.min, -9223372036854775808) AS low,
                coalesce(l.max, 9223372036854775807) AS high
-          FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS o(name, by, ord)
+          FROM unnest((SELECT $2::text[]), (SELECT $3::bigint[])) WITH ORDINALITY AS o(name, by, ord)
           JOIN locked l USING (name)
     ), verdict AS (
         SELECT count(*) = cardinality($2::text[]) AND bool_and(after BETWEEN low AND high) AS ok
