@@ -33,16 +33,15 @@ pub struct CounterSpec {
 const LOCK: LockStatements =
     lock_statements!("SELECT name, value, min, max, version FROM counters WHERE name = $1");
 const SELECT: &str = "SELECT name, value, min, max, version FROM counters WHERE name = $1";
+/// Versions come from the sequence `counter_versions` (sql/0007): never given twice, so an
+/// `If-Match` kept from a deleted counter cannot match one created again under its name.
 const INSERT: &str = "INSERT INTO counters (name, value, min, max) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (name) DO UPDATE
-        SET value = EXCLUDED.value, min = EXCLUDED.min, max = EXCLUDED.max,
-            version = counters.version + 1, updated_at = now()
-     RETURNING version";
+     ON CONFLICT (name) DO NOTHING RETURNING version";
 const REPLACE: &str =
-    "UPDATE counters SET value = $2, min = $3, max = $4, version = version + 1, updated_at = now()
+    "UPDATE counters SET value = $2, min = $3, max = $4, version = nextval('counter_versions'), updated_at = now()
      WHERE name = $1 RETURNING version";
 const REPLACE_IF_VERSION: &str =
-    "UPDATE counters SET value = $2, min = $3, max = $4, version = version + 1, updated_at = now()
+    "UPDATE counters SET value = $2, min = $3, max = $4, version = nextval('counter_versions'), updated_at = now()
      WHERE name = $1 AND version = $5 RETURNING version";
 const DELETE: &str = "DELETE FROM counters WHERE name = $1";
 const DELETE_IF_VERSION: &str = "DELETE FROM counters WHERE name = $1 AND version = $2";
@@ -106,11 +105,7 @@ pub async fn put(
             let row = client.query_one(&stmt, &values).await?;
             (row.get::<_, i64>(0), false)
         } else {
-            // Also covers a row created concurrently since, or `lock=none`.
-            let stmt = tx.prepare(INSERT).await?;
-            let version: i64 = client.query_one(&stmt, &values).await?.get(0);
-            // A fresh row starts at version 1; a replaced one is at least 2.
-            (version, version == 1)
+            create_or_replace(tx, name, &values).await?
         }
     };
     let counter = Counter {
@@ -121,6 +116,28 @@ pub async fn put(
         version,
     };
     Ok((counter, created))
+}
+
+/// Creates the counter, or replaces it when it exists after all (`lock=none`, or created
+/// concurrently since it was found missing); returns its version and whether it was created.
+async fn create_or_replace(
+    tx: &Tx,
+    name: &str,
+    values: &[&(dyn tokio_postgres::types::ToSql + Sync); 4],
+) -> Result<(i64, bool), ApiError> {
+    let (insert, replace) = (tx.prepare(INSERT).await?, tx.prepare(REPLACE).await?);
+    // Each miss means another transaction created, then deleted, the row in between.
+    for _ in 0..3 {
+        if let Some(row) = tx.client().query_opt(&insert, values).await? {
+            return Ok((row.get(0), true));
+        }
+        if let Some(row) = tx.client().query_opt(&replace, values).await? {
+            return Ok((row.get(0), false));
+        }
+    }
+    Err(ApiError::Unavailable(format!(
+        "counter '{name}' is being created and deleted concurrently; try again"
+    )))
 }
 
 /// Deletes counter `name`.

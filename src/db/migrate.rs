@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "jobs_completed_index",
         include_str!("../../sql/0006_jobs_completed_index.sql"),
     ),
+    (
+        7,
+        "counter_versions",
+        include_str!("../../sql/0007_counter_versions.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

@@ -95,7 +95,7 @@ const APPLY_ALL: LockStatements = lock_statements!(
         SELECT count(*) = cardinality($2::text[]) AND bool_and(after BETWEEN low AND high) AS ok
           FROM steps
     ), written AS (
-        UPDATE counters c SET value = f.after, version = c.version + 1, updated_at = now()
+        UPDATE counters c SET value = f.after, version = nextval('counter_versions'), updated_at = now()
           FROM (SELECT DISTINCT ON (name) name, after FROM steps ORDER BY name, ord DESC) AS f
          WHERE c.name = f.name AND (SELECT ok FROM verdict)
     ), recorded AS (
@@ -110,7 +110,7 @@ const APPLY_ALL: LockStatements = lock_statements!(
     SELECT name, value, min, max, version, (SELECT id FROM recorded) FROM locked"
 );
 const ADD_ONE: &str =
-    "UPDATE counters SET value = value + $2, version = version + 1, updated_at = now()
+    "UPDATE counters SET value = value + $2, version = nextval('counter_versions'), updated_at = now()
      WHERE name = $1 RETURNING value";
 const RECORD: &str =
     "INSERT INTO transactions (atomic, ops, results) VALUES ($1, $2, $3) RETURNING id";

@@ -165,6 +165,74 @@ async fn if_match_with_a_stale_version_is_412_and_a_current_one_applies() {
     assert_eq!(app.db_value("o").await, Some(2));
 }
 
+/// An ETag kept from before a delete must never match the counter created again under the name.
+#[tokio::test]
+async fn a_counter_deleted_and_created_again_never_reuses_a_version() {
+    let app = spawn_app().await;
+    let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_owned();
+    let first = etag(&app.put_counter("x", json!({"value": 10})).await);
+    let second = etag(&app.increment("x", "", 1).await);
+    let r = app
+        .http
+        .delete(app.url("/counters/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let r = app.put_counter("x", json!({"value": 10})).await;
+    assert_eq!(r.status().as_u16(), 201);
+    let third = etag(&r);
+    let version = |e: &str| e.trim_matches('"').parse::<i64>().unwrap();
+    assert!(
+        version(&third) > version(&second),
+        "{first} {second} {third}"
+    );
+
+    for stale in [&first, &second] {
+        let r = app
+            .http
+            .post(app.url("/counters/x/increment"))
+            .header("If-Match", stale.as_str())
+            .json(&json!({"by": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 412, "version_mismatch").await;
+        let r = app
+            .http
+            .put(app.url("/counters/x"))
+            .header("If-Match", stale.as_str())
+            .json(&json!({"value": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 412, "version_mismatch").await;
+        let r = app
+            .http
+            .delete(app.url("/counters/x"))
+            .header("If-Match", stale.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 412, "version_mismatch").await;
+    }
+    assert_eq!(app.db_value("x").await, Some(10));
+
+    // Without a row lock, PUT creates (201) and then replaces (200) with a newer version.
+    let put = |body: Value| {
+        app.http
+            .put(app.url("/counters/y?lock=none"))
+            .json(&body)
+            .send()
+    };
+    let created = put(json!({"value": 1})).await.unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let replaced = put(json!({"value": 2})).await.unwrap();
+    assert_eq!(replaced.status().as_u16(), 200);
+    assert!(version(&etag(&replaced)) > version(&etag(&created)));
+    assert_eq!(app.db_value("y").await, Some(2));
+}
+
 /// 64 clients × 50 increments on one hot counter: every one acknowledged, none lost.
 async fn hammer_one_counter(app: &TestApp, query: &str) {
     app.create_counter("hot", 0).await;

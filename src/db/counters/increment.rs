@@ -55,7 +55,7 @@ const LOCK_AND_ADD: LockStatements = lock_statements!(
          WHERE name = $1 AND EXISTS (SELECT FROM settings)",
     "), written AS (
         UPDATE counters c
-           SET value = c.value + $2::bigint, version = c.version + 1, updated_at = now()
+           SET value = c.value + $2::bigint, version = nextval('counter_versions'), updated_at = now()
           FROM locked l
          WHERE c.name = l.name
            AND l.value + $2::bigint::numeric BETWEEN coalesce(l.min, -9223372036854775808)
@@ -67,12 +67,12 @@ const LOCK_AND_ADD: LockStatements = lock_statements!(
 );
 /// The bound check is part of the `UPDATE`, so a violating change touches nothing.
 const ADD: &str =
-    "UPDATE counters SET value = value + $2, version = version + 1, updated_at = now()
+    "UPDATE counters SET value = value + $2, version = nextval('counter_versions'), updated_at = now()
      WHERE name = $1
        AND (min IS NULL OR value + $2 >= min) AND (max IS NULL OR value + $2 <= max)
      RETURNING value, version";
 const ADD_IF_VERSION: &str =
-    "UPDATE counters SET value = value + $2, version = version + 1, updated_at = now()
+    "UPDATE counters SET value = value + $2, version = nextval('counter_versions'), updated_at = now()
      WHERE name = $1 AND version = $3
        AND (min IS NULL OR value + $2 >= min) AND (max IS NULL OR value + $2 <= max)
      RETURNING value, version";
