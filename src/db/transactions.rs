@@ -6,11 +6,10 @@
 //!
 //! - **atomic**: one statement ([`APPLY_ALL`]) locks the rows, replays the ops on the locked
 //!   values in `numeric` (so nothing overflows on the way), and only if every op stays within
-//!   its counter's bounds writes every row and records the transaction. A transfer costs one
-//!   round trip. rowlock then replays the ops
-//!   on the same locked values to answer each op's `previous` and `value`, or to name the op
-//!   that was refused (and checks that it reached the database's verdict). With nothing else in
-//!   its transaction, the statement is sent without `BEGIN` and `COMMIT` at all.
+//!   its counter's bounds writes every row and records the transaction; with nothing else in its
+//!   transaction it is sent without `BEGIN` and `COMMIT`, so a transfer costs one round trip.
+//!   rowlock then replays the ops on the same locked values to answer each op's `previous` and
+//!   `value`, or to name the refused op, and checks that it reached the database's verdict.
 //! - **non-atomic**: each op runs under its own `SAVEPOINT`; the table's CHECK constraints
 //!   enforce the bounds, and a refused op is undone with `ROLLBACK TO SAVEPOINT` and reported,
 //!   while the others commit (Django's nested `atomic()`).

@@ -189,32 +189,23 @@ async fn a_counter_deleted_and_created_again_never_reuses_a_version() {
     );
 
     for stale in [&first, &second] {
-        let r = app
-            .http
-            .post(app.url("/counters/x/increment"))
-            .header("If-Match", stale.as_str())
-            .json(&json!({"by": 1}))
-            .send()
-            .await
-            .unwrap();
-        assert_problem(r, 412, "version_mismatch").await;
-        let r = app
-            .http
-            .put(app.url("/counters/x"))
-            .header("If-Match", stale.as_str())
-            .json(&json!({"value": 0}))
-            .send()
-            .await
-            .unwrap();
-        assert_problem(r, 412, "version_mismatch").await;
-        let r = app
-            .http
-            .delete(app.url("/counters/x"))
-            .header("If-Match", stale.as_str())
-            .send()
-            .await
-            .unwrap();
-        assert_problem(r, 412, "version_mismatch").await;
+        let requests = [
+            app.http
+                .post(app.url("/counters/x/increment"))
+                .json(&json!({"by": 1})),
+            app.http
+                .put(app.url("/counters/x"))
+                .json(&json!({"value": 0})),
+            app.http.delete(app.url("/counters/x")),
+        ];
+        for request in requests {
+            let r = request
+                .header("If-Match", stale.as_str())
+                .send()
+                .await
+                .unwrap();
+            assert_problem(r, 412, "version_mismatch").await;
+        }
     }
     assert_eq!(app.db_value("x").await, Some(10));
 
