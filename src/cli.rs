@@ -76,6 +76,9 @@ pub struct ServeArgs {
     pub pool: PoolArgs,
 
     #[command(flatten)]
+    pub group: crate::db::group::GroupArgs,
+
+    #[command(flatten)]
     pub auth: crate::routes::auth::AuthArgs,
 }
 

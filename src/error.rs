@@ -44,6 +44,9 @@ pub enum ApiError {
     RowSkipped(String),
     #[error("{0}")]
     Unavailable(String),
+    /// `COMMIT` was sent, its answer was lost, and rowlock could not find out what became of it.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
@@ -69,6 +72,7 @@ impl ApiError {
             Self::LockNotAvailable(_) => "lock_not_available",
             Self::RowSkipped(_) => "row_skipped",
             Self::Unavailable(_) => "unavailable",
+            Self::OutcomeUnknown(_) => "outcome_unknown",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unauthorized(_) => "unauthorized",
             Self::Internal(_) => "internal",
@@ -90,6 +94,7 @@ impl ApiError {
             Self::LockNotAvailable(_) => "Row is locked",
             Self::RowSkipped(_) => "Row skipped",
             Self::Unavailable(_) => "Service unavailable",
+            Self::OutcomeUnknown(_) => "Outcome unknown",
             Self::MethodNotAllowed(_) => "Method not allowed",
             Self::Unauthorized(_) => "Unauthorized",
             Self::Internal(_) => "Internal error",
@@ -99,6 +104,30 @@ impl ApiError {
     /// Whether the whole transaction may be run again (40001, 40P01).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::SerializationFailure | Self::Deadlock)
+    }
+
+    /// The same error again, for each request of a group that failed as one. An internal error
+    /// is logged here once, in full, and each request gets a generic one.
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Self::BadRequest(d) => Self::BadRequest(d.clone()),
+            Self::NotFound(d) => Self::NotFound(d.clone()),
+            Self::BoundViolation(d) => Self::BoundViolation(d.clone()),
+            Self::SerializationFailure => Self::SerializationFailure,
+            Self::Deadlock => Self::Deadlock,
+            Self::StaleToken(d) => Self::StaleToken(d.clone()),
+            Self::IdempotencyInFlight => Self::IdempotencyInFlight,
+            Self::VersionMismatch(d) => Self::VersionMismatch(d.clone()),
+            Self::PayloadTooLarge(d) => Self::PayloadTooLarge(d.clone()),
+            Self::Invalid(d) => Self::Invalid(d.clone()),
+            Self::LockNotAvailable(d) => Self::LockNotAvailable(d.clone()),
+            Self::RowSkipped(d) => Self::RowSkipped(d.clone()),
+            Self::Unavailable(d) => Self::Unavailable(d.clone()),
+            Self::OutcomeUnknown(d) => Self::OutcomeUnknown(d.clone()),
+            Self::MethodNotAllowed(d) => Self::MethodNotAllowed(d.clone()),
+            Self::Unauthorized(d) => Self::Unauthorized(d.clone()),
+            Self::Internal(e) => Self::Internal(anyhow::anyhow!("{e:#}")),
+        }
     }
 
     /// The problem document (RFC 9457) for this error.
@@ -146,6 +175,7 @@ impl ResponseError for ApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::LockNotAvailable(_) | Self::RowSkipped(_) => StatusCode::LOCKED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -68,6 +68,10 @@ pub struct Metrics {
     pool_waiting: Gauge,
     /// Jobs by queue and state, refreshed on every scrape.
     queue_jobs: Family<QueueLabels, Gauge>,
+    /// Requests per committed group (group commit).
+    group_size: Histogram,
+    /// How long a request waited in rowlock before its group started.
+    group_wait: Histogram,
 }
 
 impl Default for Metrics {
@@ -85,6 +89,9 @@ impl Metrics {
         let lock_wait = Histograms::<LockLabels>::new_with_constructor(seconds_histogram);
         let retries = Family::<RetryLabels, Counter>::default();
         let queue_jobs = Family::<QueueLabels, Gauge>::default();
+        // 1, 2, 4 … 2048 requests.
+        let group_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let group_wait = seconds_histogram();
         let (pool_size, pool_available, pool_waiting) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
@@ -128,6 +135,16 @@ impl Metrics {
             pool_waiting.clone(),
         );
         registry.register("queue_jobs", "Jobs by queue and state", queue_jobs.clone());
+        registry.register(
+            "group_size",
+            "Requests that shared one group-commit transaction",
+            group_size.clone(),
+        );
+        registry.register(
+            "group_wait_seconds",
+            "Time a request waited in rowlock before its group's transaction began",
+            group_wait.clone(),
+        );
         Self {
             registry,
             requests,
@@ -139,6 +156,16 @@ impl Metrics {
             pool_available,
             pool_waiting,
             queue_jobs,
+            group_size,
+            group_wait,
+        }
+    }
+
+    /// Records one group as it starts: its size and how long each of its requests waited.
+    pub fn group(&self, waits: impl ExactSizeIterator<Item = Duration>) {
+        self.group_size.observe(waits.len() as f64);
+        for waited in waits {
+            self.group_wait.observe(waited.as_secs_f64());
         }
     }
 

@@ -15,6 +15,7 @@ use deadpool_postgres::Pool;
 
 use crate::cli::{DatabaseArgs, ServeArgs};
 use crate::db::admission::Admission;
+use crate::db::group::{self, GroupCommit};
 use crate::db::notify::Wakeups;
 use crate::db::{self, Db};
 use crate::local_cluster::{Durability, LocalCluster};
@@ -44,11 +45,27 @@ impl Application {
         let (url, cluster) = resolve_database(&args.database).await?;
         migrate(&url).await?;
         let pool = db::build_pool(&url, &args.pool)?;
+        let metrics = Arc::new(Metrics::new());
+        let group = args.group.group_commit.then(|| {
+            GroupCommit::new(
+                pool.clone(),
+                metrics.clone(),
+                group::Settings {
+                    max_ops: args.group.group_max_ops as usize,
+                    concurrency: args.group.group_concurrency as usize,
+                    max_retries: args.pool.max_retries,
+                    default_lock_timeout: Duration::from_millis(args.pool.lock_timeout_ms),
+                    idempotency_retention: Duration::from_secs(args.idempotency_retention_secs),
+                    resolve_timeout: args.pool.wait_timeout(),
+                },
+            )
+        });
         let db = Db {
             pool: pool.clone(),
             max_retries: args.pool.max_retries,
             idempotency_retention: Duration::from_secs(args.idempotency_retention_secs),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            group,
             admission: Admission::new(args.pool.row_concurrency),
             lock_timeout: Duration::from_millis(args.pool.lock_timeout_ms),
         };

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod counters;
 pub mod fencing;
+pub mod group;
 pub mod housekeeping;
 pub mod idempotency;
 pub mod introspection;
@@ -13,6 +14,7 @@ pub mod listener;
 pub mod locking;
 pub mod migrate;
 pub mod notify;
+mod plan;
 pub mod queues;
 pub mod transactions;
 pub mod tx;

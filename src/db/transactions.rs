@@ -21,6 +21,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 
 use super::counters::{self, Counter};
+use super::idempotency::Reply;
 use super::locking::{LockStatements, RowLock, WaitPolicy};
 use super::tx::Tx;
 use crate::error::{ApiError, Problem};
@@ -55,6 +56,13 @@ pub struct Committed {
     pub id: i64,
     pub atomic: bool,
     pub results: Vec<OpResult>,
+}
+
+impl Committed {
+    /// The answer to `POST /transactions` (and what an idempotency key stores).
+    pub fn reply(&self) -> Result<Reply, ApiError> {
+        Reply::json(200, self)
+    }
 }
 
 const LOCK: LockStatements = lock_statements!(
@@ -203,13 +211,13 @@ pub async fn run_atomic(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed,
 
 /// Why an atomic transaction was refused: the index of the op, and what was wrong with it.
 #[derive(Debug)]
-enum Refused {
+pub(crate) enum Refused {
     Missing(usize),
     Bound(usize, ApiError),
 }
 
 /// Applies `ops` one after another to the locked values: each op's result, or the first refusal.
-fn replay(ops: &[Op], mut current: BTreeMap<String, Counter>) -> Result<Vec<OpResult>, Refused> {
+pub(crate) fn replay(ops: &[Op], mut current: BTreeMap<String, Counter>) -> Result<Vec<OpResult>, Refused> {
     let mut results = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let counter = current.get_mut(&op.counter).ok_or(Refused::Missing(i))?;
@@ -332,7 +340,7 @@ fn refused(op: &Op, why: ApiError) -> OpResult {
 }
 
 /// Prefixes the error's detail with the op it belongs to (ops are numbered from 1).
-fn name_op(index: usize, e: ApiError) -> ApiError {
+pub(crate) fn name_op(index: usize, e: ApiError) -> ApiError {
     let at = |detail: String| format!("op {}: {detail}", index + 1);
     match e {
         ApiError::NotFound(d) => ApiError::NotFound(at(d)),

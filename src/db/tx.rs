@@ -52,6 +52,9 @@ pub struct TxOptions {
     /// step against the row's newer version (EvalPlanQual), which on a hot row costs more than
     /// the round trip saved; two statements in one transaction give the write a fresh snapshot.
     pub one_statement: bool,
+    /// The client lets the request share a group-commit transaction (it did not say
+    /// `group=off`); [`super::plan`] decides whether it does.
+    pub group: bool,
 }
 
 /// The database handle the routes share: the pool and the policies of the transaction path.
@@ -66,6 +69,8 @@ pub struct Db {
     pub admission: Arc<Admission>,
     /// The connections' default `lock_timeout`: also bounds the wait for admission.
     pub lock_timeout: Duration,
+    /// The group-commit executor; `None` with `--group-commit off`.
+    pub group: Option<Arc<super::group::GroupCommit>>,
 }
 
 /// An open transaction, handed to the body of [`Db::transact`].
@@ -310,7 +315,7 @@ pub async fn warm_up(
 }
 
 /// Full jitter over an exponential ceiling: 10 ms, 20 ms, 40 ms … capped at 320 ms.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let ceiling_ms = 10u64 << attempt.min(5);
     Duration::from_millis(rand::thread_rng().gen_range(1..=ceiling_ms))
 }

@@ -7,8 +7,7 @@ use serde::Deserialize;
 
 use super::extract::{int64, FencingTokens, IdempotencyKey, IfMatch, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
-use crate::db::counters::{self, Concurrency, Counter, CounterSpec, Increment};
-use crate::db::locking::{LockMode, WaitPolicy};
+use crate::db::counters::{self, Counter, CounterSpec, Increment};
 use crate::db::{Db, Reply};
 use crate::error::ApiError;
 
@@ -184,21 +183,8 @@ pub async fn increment(
     opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
     opts.fences = fences.0;
     let mode = params.concurrency(if_match.0);
-    opts.one_statement =
-        matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::SkipLocked);
-    let name = name.0;
-    // Requests that would wait for the row lock wait for their turn in rowlock first.
-    if !matches!(params.lock, LockMode::Nowait | LockMode::SkipLocked) {
-        opts.admit = Some(format!("counter '{name}'"));
-    }
     let reply = db
-        .transact(opts, move |tx| {
-            let name = name.clone();
-            Box::pin(async move {
-                let done = counters::increment(tx, &name, by, mode).await?;
-                Ok(Reply::json(200, &done)?.header("etag", etag(done.version)))
-            })
-        })
+        .increment(name.0, by, mode, params.strength, opts)
         .await?;
     Ok(respond(reply))
 }

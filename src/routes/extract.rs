@@ -126,6 +126,21 @@ pub struct LockParams {
     #[serde(default)]
     #[param(inline)]
     pub isolation: Isolation,
+    /// `off`: never share a group-commit transaction with other requests.
+    #[serde(default)]
+    #[param(inline)]
+    pub group: GroupParam,
+}
+
+/// `group=`: whether a counter change may share a group-commit transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupParam {
+    /// Share one when the request qualifies (`lock=wait|none`, read committed, no fencing).
+    #[default]
+    On,
+    /// Run as its own transaction.
+    Off,
 }
 
 /// Longest `lock_timeout_ms` a request may ask for.
@@ -151,6 +166,7 @@ impl LockParams {
             isolation: self.isolation,
             lock_timeout_ms: self.lock_timeout_ms,
             idempotency: None,
+            group: self.group == GroupParam::On,
             ..TxOptions::default()
         })
     }

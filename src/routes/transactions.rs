@@ -6,9 +6,8 @@ use serde::Deserialize;
 
 use super::extract::{int64, validate_name, FencingTokens, IdempotencyKey, JsonBody, LockParams};
 use super::{method_not_allowed, respond};
-use crate::db::locking::{RowLock, WaitPolicy};
 use crate::db::transactions::{self, Committed, Op, StoredTransaction, MAX_OPS};
-use crate::db::{Db, Reply};
+use crate::db::Db;
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -98,27 +97,17 @@ pub async fn create(
     body: JsonBody<TransactionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ops = body.value.ops()?;
-    let atomic = body.value.atomic;
     let mut opts = params.tx_options()?;
     opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
     opts.fences = fences.0;
-    opts.one_statement = atomic;
-    // lock=none still locks: several rows changed together must hold still until COMMIT.
-    let lock = params.row_lock().unwrap_or(RowLock {
-        wait: WaitPolicy::Wait,
-        strength: params.strength,
-    });
     let reply = db
-        .transact(opts, move |tx| {
-            let ops = ops.clone();
-            Box::pin(async move {
-                let committed = match atomic {
-                    true => transactions::run_atomic(tx, &ops, lock).await?,
-                    false => transactions::run_each(tx, &ops, lock).await?,
-                };
-                Reply::json(200, &committed)
-            })
-        })
+        .transaction(
+            ops,
+            body.value.atomic,
+            params.row_lock(),
+            params.strength,
+            opts,
+        )
         .await?;
     Ok(respond(reply))
 }

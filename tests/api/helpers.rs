@@ -131,6 +131,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut ServeArgs)) -> TestApp {
         completed_job_retention_secs: 604_800,
         lock_max_ttl_ms: 3_600_000,
         pool: PoolArgs::default(),
+        group: Default::default(),
         auth: Default::default(),
     };
     tune(&mut args);

@@ -19,6 +19,7 @@ use super::{
     LOCK,
 };
 use crate::db::locking::{LockStatements, RowLock, WaitPolicy};
+use crate::db::idempotency::Reply;
 use crate::db::tx::Tx;
 use crate::error::ApiError;
 use crate::lock_statements;
@@ -30,6 +31,13 @@ pub struct Increment {
     pub value: i64,
     pub previous: i64,
     pub version: i64,
+}
+
+impl Increment {
+    /// The answer to `POST /counters/{name}/increment` (and what an idempotency key stores).
+    pub fn reply(&self) -> Result<Reply, ApiError> {
+        Ok(Reply::json(200, self)?.header("etag", format!("\"{}\"", self.version)))
+    }
 }
 
 /// How an increment protects itself against concurrent writers.

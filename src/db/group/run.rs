@@ -1,0 +1,361 @@
+//! One group's transaction, in two round trips:
+//!
+//! 1. `BEGIN`, the session's settings (and `txid_current()`, so the transaction's id is in hand
+//!    before `COMMIT` is ever sent), the idempotency keys' advisory locks and stored answers, one
+//!    `SELECT … WHERE name = ANY($1) ORDER BY name FOR UPDATE` over every row of the group (in
+//!    key order, so groups never deadlock with each other or with single transactions), and the
+//!    versions and transaction ids the group may hand out — reserved while its rows are locked,
+//!    so they are larger than any a row has seen;
+//! 2. after [`apply`] ran every request on the locked values in memory: one statement writing
+//!    every changed row once, the `transactions` records and the idempotency records, with
+//!    `COMMIT` right behind it.
+//!
+//! Only after `COMMIT` succeeded is any request answered. If the connection breaks after
+//! `COMMIT` was sent, the outcome is asked of the database on another connection
+//! (`txid_status`): committed → the answers rowlock holds; aborted → 503 (nothing applied);
+//! unknown → 504 `outcome_unknown`.
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Row;
+
+use super::apply::{apply, Applied, Keys, Reserved, Writes};
+use super::{timed_out, GroupCommit, Lane, Member, Work};
+use crate::db::counters::counter;
+use crate::db::idempotency::Reply;
+use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
+use crate::db::tx::backoff;
+use crate::error::ApiError;
+use crate::lock_statements;
+
+/// `SET LOCAL` of the group's session name and lock timeout, and the transaction's id.
+const SETTINGS: &str = "SELECT set_config('application_name', $1, true), \
+     set_config('lock_timeout', $2, true), txid_current()";
+const LOCK_KEYS: &str = "SELECT k, pg_try_advisory_xact_lock(hashtextextended(k, 0))
+       FROM unnest((SELECT $1::text[])) AS t(k)";
+/// Read after the advisory locks are held (a statement of its own, so with a snapshot taken
+/// after them): an answer committed by the key's previous holder is seen.
+const STORED_KEYS: &str = "SELECT key, request_hash, status, headers, body FROM idempotency_keys
+      WHERE key = ANY((SELECT $1::text[])::text[]) AND expires_at > now()";
+const LOCK: LockStatements = lock_statements!(
+    "SELECT name, value, min, max, version FROM counters
+      WHERE name = ANY((SELECT $1::text[])::text[]) ORDER BY name"
+);
+const RESERVE: &str = "SELECT
+       ARRAY(SELECT nextval('counter_versions') FROM generate_series(1, $1::int)),
+       ARRAY(SELECT nextval('transactions_id_seq') FROM generate_series(1, $2::int))";
+/// Every changed row once, the group's transactions and its idempotency records.
+const WRITE: &str = "WITH written AS (
+        UPDATE counters c SET value = w.value, version = w.version, updated_at = now()
+          FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[]), (SELECT $3::bigint[]))
+               AS w(name, value, version)
+         WHERE c.name = w.name
+    ), recorded AS (
+        INSERT INTO transactions (id, atomic, ops, results) OVERRIDING SYSTEM VALUE
+        SELECT t.id, true, t.ops::jsonb, t.results::jsonb
+          FROM unnest((SELECT $4::bigint[]), (SELECT $5::text[]), (SELECT $6::text[]))
+               AS t(id, ops, results)
+    ), remembered AS (
+        INSERT INTO idempotency_keys (key, request_hash, status, headers, body, expires_at)
+        SELECT i.key, i.hash, i.status, i.headers::jsonb, i.body,
+               now() + make_interval(secs => $12)
+          FROM unnest((SELECT $7::text[]), (SELECT $8::bytea[]), (SELECT $9::smallint[]),
+                      (SELECT $10::text[]), (SELECT $11::bytea[]))
+               AS i(key, hash, status, headers, body)
+        ON CONFLICT (key) DO UPDATE
+           SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
+               headers = EXCLUDED.headers, body = EXCLUDED.body,
+               created_at = now(), expires_at = EXCLUDED.expires_at
+    )
+    SELECT 1";
+const STATUS: &str = "SELECT txid_status($1)";
+
+/// Why an attempt at the group's transaction failed (nothing of it was applied).
+enum Failed {
+    /// The group's lock timeout ran out: its members past their deadline are answered 423, the
+    /// others try again.
+    LockTimeout,
+    /// 40001 / 40P01: the whole group runs again (bounded, with jitter).
+    Retryable(ApiError),
+    /// Every member gets this answer.
+    Final(ApiError),
+}
+
+impl From<tokio_postgres::Error> for Failed {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.code() {
+            Some(&SqlState::LOCK_NOT_AVAILABLE) => Self::LockTimeout,
+            _ => match ApiError::from(e) {
+                retry if retry.is_retryable() => Self::Retryable(retry),
+                other => Self::Final(other),
+            },
+        }
+    }
+}
+
+impl From<ApiError> for Failed {
+    fn from(e: ApiError) -> Self {
+        Self::Final(e)
+    }
+}
+
+/// Runs one group to its end and answers every member; dropping `lane` lets the next start.
+pub(super) async fn group(lane: Lane, mut members: Vec<Member>) {
+    let executor = lane.executor.clone();
+    let started = Instant::now();
+    executor
+        .metrics
+        .group(members.iter().map(|m| started - m.enqueued));
+    let application_name = format!("rowlock/group-{}", lane.id);
+    let (mut retries, mut timeouts) = (0, 0);
+    loop {
+        members = expire(members);
+        if members.is_empty() {
+            break;
+        }
+        match attempt(&executor, &application_name, &members).await {
+            Ok(answers) => {
+                for (member, answer) in members.into_iter().zip(answers) {
+                    let _ = member.answer.send(answer);
+                }
+                break;
+            }
+            // The timeout was the shortest member's remaining budget: it has expired now. The
+            // bound only guards against a lock timeout that came from elsewhere.
+            Err(Failed::LockTimeout) if timeouts < members.len() + 2 => timeouts += 1,
+            Err(Failed::Retryable(e)) if retries < executor.max_retries => {
+                tracing::debug!(retries, code = e.code(), "retrying group");
+                executor.metrics.retry(e.code());
+                tokio::time::sleep(backoff(retries)).await;
+                retries += 1;
+            }
+            Err(failed) => {
+                let error = match failed {
+                    Failed::LockTimeout => ApiError::LockNotAvailable(
+                        "the rows stayed locked by other transactions".into(),
+                    ),
+                    Failed::Retryable(e) | Failed::Final(e) => e,
+                };
+                for member in members {
+                    let _ = member.answer.send(Err(error.duplicate()));
+                }
+                break;
+            }
+        }
+    }
+    drop(lane);
+}
+
+/// Answers 423 to the members whose lock timeout has run out; returns the others.
+fn expire(members: Vec<Member>) -> Vec<Member> {
+    let now = Instant::now();
+    let (expired, alive): (Vec<_>, Vec<_>) = members.into_iter().partition(|m| m.deadline <= now);
+    for member in expired {
+        let error = timed_out(&member.work.describe(), member.timeout);
+        let _ = member.answer.send(Err(error));
+    }
+    alive
+}
+
+/// One attempt at the group's transaction: each member's answer, once committed.
+async fn attempt(
+    executor: &GroupCommit,
+    application_name: &str,
+    members: &[Member],
+) -> Result<Vec<Result<Reply, ApiError>>, Failed> {
+    let client = executor.pool.get().await.map_err(ApiError::from)?;
+    let (txid, applied) = match lock_and_apply(&client, application_name, members).await {
+        Ok(done) => done,
+        Err(failed) => {
+            if client.batch_execute("ROLLBACK").await.is_err() {
+                let _ = Object::take(client);
+            }
+            return Err(failed);
+        }
+    };
+    let Applied { answers, writes } = applied;
+    let write = async {
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        let stmt = client.prepare_cached(WRITE).await?;
+        client.execute(&stmt, &write_params(&writes, executor)).await
+    };
+    let (written, committed) = futures_util::join!(write, client.batch_execute("COMMIT"));
+    match (written, committed) {
+        (Ok(_), Ok(())) => Ok(answers),
+        // The write failed in the database: the transaction was aborted and COMMIT rolled it
+        // back, so nothing was applied.
+        (Err(e), _) if e.code().is_some() => Err(e.into()),
+        _ => {
+            let _ = Object::take(client);
+            match resolve(&executor.pool, txid, executor.resolve_timeout).await {
+                Some(true) => Ok(answers),
+                Some(false) => Err(Failed::Final(ApiError::Unavailable(
+                    "the database connection was lost before the change committed; \
+                     nothing was applied"
+                        .into(),
+                ))),
+                None => Err(Failed::Final(ApiError::OutcomeUnknown(
+                    "the database connection was lost after COMMIT was sent and the outcome \
+                     could not be learned; the change may or may not have been applied"
+                        .into(),
+                ))),
+            }
+        }
+    }
+}
+
+/// Round 1 and [`apply`]: the transaction's id and what the group will write and answer.
+async fn lock_and_apply(
+    client: &Object,
+    application_name: &str,
+    members: &[Member],
+) -> Result<(i64, Applied), Failed> {
+    let now = Instant::now();
+    let remaining = members
+        .iter()
+        .map(|m| m.deadline.saturating_duration_since(now))
+        .min()
+        .unwrap_or_default();
+    let lock_timeout = format!("{}ms", remaining.as_micros().div_ceil(1000).max(1));
+    let mut names: Vec<&str> = members.iter().flat_map(|m| m.work.rows()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut keys: Vec<&str> = members
+        .iter()
+        .filter_map(|m| m.idempotency.as_ref().map(|i| i.key.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    // The strongest lock any member asked for.
+    let strength = match members.iter().any(|m| m.strength == Strength::Update) {
+        true => Strength::Update,
+        false => Strength::NoKeyUpdate,
+    };
+    let lock = RowLock {
+        wait: WaitPolicy::Wait,
+        strength,
+    };
+    let versions: usize = members.iter().map(|m| m.work.ops()).sum();
+    let transactions = members
+        .iter()
+        .filter(|m| matches!(m.work, Work::Transaction { .. }))
+        .count();
+    let (versions, transactions) = (count(versions)?, count(transactions)?);
+    let settings = client.prepare_cached(SETTINGS).await?;
+    let lock_stmt = client.prepare_cached(lock.pick(&LOCK)).await?;
+    let reserve = client.prepare_cached(RESERVE).await?;
+    let (lock_keys, stored_keys) = match keys.is_empty() {
+        true => (None, None),
+        false => (
+            Some(client.prepare_cached(LOCK_KEYS).await?),
+            Some(client.prepare_cached(STORED_KEYS).await?),
+        ),
+    };
+    let optional = |stmt: Option<tokio_postgres::Statement>| async {
+        match stmt {
+            Some(stmt) => client.query(&stmt, &[&keys]).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let set_params = [&application_name as _, &lock_timeout as _];
+    let (lock_params, reserve_params) = ([&names as _], [&versions as _, &transactions as _]);
+    // Polled in this order, so sent in this order, without waiting for each other.
+    let (begun, set, key_locks, stored, locked, reserved) = futures_util::join!(
+        client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+        client.query_one(&settings, &set_params),
+        optional(lock_keys),
+        optional(stored_keys),
+        client.query(&lock_stmt, &lock_params),
+        client.query_one(&reserve, &reserve_params),
+    );
+    // The first failure is the cause; the later ones only say "transaction aborted".
+    begun?;
+    let txid: i64 = set?.get(2);
+    let keys = read_keys(key_locks?, stored?)?;
+    let rows = locked?.iter().map(counter).collect();
+    let reserved = reserved?;
+    let applied = apply(
+        members,
+        rows,
+        &keys,
+        Reserved::new(reserved.get(0)),
+        Reserved::new(reserved.get(1)),
+    )?;
+    Ok((txid, applied))
+}
+
+fn count(n: usize) -> Result<i32, ApiError> {
+    i32::try_from(n).map_err(|_| ApiError::Internal(anyhow::anyhow!("a group of {n} ops")))
+}
+
+fn read_keys(locks: Vec<Row>, stored: Vec<Row>) -> Result<Keys, ApiError> {
+    let mut keys = Keys::default();
+    for row in locks {
+        keys.locked.insert(row.get(0), row.get(1));
+    }
+    for row in stored {
+        let status: i16 = row.get(2);
+        let headers: serde_json::Value = row.get(3);
+        let reply = Reply {
+            status: status as u16,
+            headers: serde_json::from_value(headers).map_err(anyhow::Error::from)?,
+            body: row.get(4),
+            replayed: true,
+        };
+        keys.stored.insert(row.get(0), (row.get(1), reply));
+    }
+    Ok(keys)
+}
+
+fn write_params<'a>(
+    w: &'a Writes,
+    executor: &'a GroupCommit,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 12] {
+    let retention: &'a f64 = &executor.idempotency_retention_secs;
+    [
+        &w.names,
+        &w.values,
+        &w.versions,
+        &w.transaction_ids,
+        &w.transaction_ops,
+        &w.transaction_results,
+        &w.keys,
+        &w.hashes,
+        &w.statuses,
+        &w.headers,
+        &w.bodies,
+        retention,
+    ]
+}
+
+/// What became of transaction `txid` after its connection broke: `Some(true)` committed,
+/// `Some(false)` rolled back, `None` when that could not be learned within `timeout`.
+async fn resolve(pool: &Pool, txid: i64, timeout: Duration) -> Option<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(client) = pool.get().await {
+            match client.query_one(STATUS, &[&txid]).await {
+                Ok(row) => match row.get::<_, Option<String>>(0).as_deref() {
+                    Some("committed") => return Some(true),
+                    Some("aborted") => return Some(false),
+                    // The old session has not noticed yet that its client is gone.
+                    Some("in progress") => {}
+                    _ => return None,
+                },
+                // A pooled connection broken by the same failure: it is dropped, try another.
+                Err(_) => {
+                    let _ = Object::take(client);
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            tracing::error!(txid, "cannot learn whether a group's COMMIT succeeded");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,109 @@
+//! The one place that decides how a counter mutation runs. Routes extract, call one of these,
+//! and respond; nothing below recomputes the decision.
+//!
+//! - **In a group** ([`super::group`]): `lock=wait` and `lock=none` increments and atomic
+//!   transactions, read committed, without a `Fencing-Token`, unless the request said
+//!   `group=off` or the server runs with `--group-commit off`.
+//! - **Alone, as one statement** without `BEGIN`/`COMMIT` ([`TxOptions::one_statement`]):
+//!   `wait`/`nowait` increments and atomic transactions that were not grouped, when nothing
+//!   else shares their transaction.
+//! - **Alone, as a pipelined transaction**: everything else (`skip_locked`, `If-Match`,
+//!   `isolation=repeatable_read|serializable`, fencing tokens, idempotency keys outside a
+//!   group, `"atomic": false`). Requests that would wait for a counter's row lock wait their
+//!   turn in rowlock first ([`super::admission`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::counters::{self, Concurrency};
+use super::group::{GroupCommit, Request, Work};
+use super::locking::{Isolation, RowLock, Strength, WaitPolicy};
+use super::transactions::{self, Op};
+use super::{Db, Reply, TxOptions};
+use crate::error::ApiError;
+
+impl Db {
+    /// `POST /counters/{name}/increment`.
+    pub async fn increment(
+        &self,
+        name: String,
+        by: i64,
+        mode: Concurrency,
+        strength: Strength,
+        mut opts: TxOptions,
+    ) -> Result<Reply, ApiError> {
+        let waits = match mode {
+            Concurrency::Locked(lock) => lock.wait == WaitPolicy::Wait,
+            Concurrency::Atomic => true,
+            Concurrency::Optimistic { .. } => false,
+        };
+        if let Some(group) = self.group_for(&opts).filter(|_| waits) {
+            let work = Work::Increment { name, by };
+            return group.submit(grouped(work, strength, opts)).await;
+        }
+        opts.one_statement =
+            matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::SkipLocked);
+        // Requests that would wait for the row lock wait for their turn in rowlock first.
+        let never_waits = matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::Wait);
+        if !never_waits {
+            opts.admit = Some(format!("counter '{name}'"));
+        }
+        self.transact(opts, move |tx| {
+            let name = name.clone();
+            Box::pin(async move { counters::increment(tx, &name, by, mode).await?.reply() })
+        })
+        .await
+    }
+
+    /// `POST /transactions`. `lock` is the row lock asked for (`None` for `lock=none`, which
+    /// still locks the rows: several rows changed together must hold still until `COMMIT`).
+    pub async fn transaction(
+        &self,
+        ops: Vec<Op>,
+        atomic: bool,
+        lock: Option<RowLock>,
+        strength: Strength,
+        mut opts: TxOptions,
+    ) -> Result<Reply, ApiError> {
+        let waits = lock.is_none_or(|l| l.wait == WaitPolicy::Wait);
+        if let Some(group) = self.group_for(&opts).filter(|_| atomic && waits) {
+            let work = Work::Transaction { ops };
+            return group.submit(grouped(work, strength, opts)).await;
+        }
+        let lock = lock.unwrap_or(RowLock {
+            wait: WaitPolicy::Wait,
+            strength,
+        });
+        opts.one_statement = atomic;
+        self.transact(opts, move |tx| {
+            let ops = ops.clone();
+            Box::pin(async move {
+                match atomic {
+                    true => transactions::run_atomic(tx, &ops, lock).await?.reply(),
+                    false => transactions::run_each(tx, &ops, lock).await?.reply(),
+                }
+            })
+        })
+        .await
+    }
+
+    /// The group executor, when a request with `opts` may share a group.
+    fn group_for(&self, opts: &TxOptions) -> Option<&Arc<GroupCommit>> {
+        let alone = !opts.group
+            || opts.isolation != Isolation::ReadCommitted
+            || !opts.fences.is_empty();
+        self.group.as_ref().filter(|_| !alone)
+    }
+}
+
+fn grouped(work: Work, strength: Strength, opts: TxOptions) -> Request {
+    Request {
+        work,
+        strength,
+        lock_timeout: opts
+            .lock_timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms))),
+        idempotency: opts.idempotency,
+        request_id: crate::routes::current_request_id(),
+    }
+}
