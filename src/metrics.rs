@@ -72,6 +72,8 @@ pub struct Metrics {
     group_size: Histogram,
     /// How long a request waited in rowlock before its group started.
     group_wait: Histogram,
+    /// Requests waiting in rowlock for a group to take them.
+    group_queued: Gauge,
 }
 
 impl Default for Metrics {
@@ -92,6 +94,7 @@ impl Metrics {
         // 1, 2, 4 … 2048 requests.
         let group_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let group_wait = seconds_histogram();
+        let group_queued = Gauge::default();
         let (pool_size, pool_available, pool_waiting) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
@@ -145,6 +148,12 @@ impl Metrics {
             "Time a request waited in rowlock before its group's transaction began",
             group_wait.clone(),
         );
+        registry.register(
+            "group_queued",
+            "Requests waiting in rowlock for a group to take them (their rows are in a group in \
+             the database, or every group slot is busy)",
+            group_queued.clone(),
+        );
         Self {
             registry,
             requests,
@@ -158,7 +167,13 @@ impl Metrics {
             queue_jobs,
             group_size,
             group_wait,
+            group_queued,
         }
+    }
+
+    /// Sets how many requests wait for a group.
+    pub fn group_queued(&self, n: usize) {
+        self.group_queued.set(n as i64);
     }
 
     /// Records one group as it starts: its size and how long each of its requests waited.

@@ -9,8 +9,11 @@ use crate::error::ApiError;
 #[derive(Debug, Serialize)]
 pub struct Waiter {
     pub pid: i32,
-    /// The rowlock request the backend is serving, when it is one of rowlock's.
+    /// The rowlock request the backend is serving, when it is one of rowlock's (the first one
+    /// when it serves a group).
     pub request_id: Option<String>,
+    /// Every rowlock request the backend is serving: several when it runs a group commit.
+    pub request_ids: Vec<String>,
     pub application_name: String,
     pub waiting_ms: f64,
     pub lock: WaitedLock,
@@ -33,6 +36,7 @@ pub struct WaitedLock {
 pub struct Blocker {
     pub pid: i32,
     pub request_id: Option<String>,
+    pub request_ids: Vec<String>,
     pub application_name: String,
     pub state: Option<String>,
     pub transaction_age_ms: Option<f64>,
@@ -59,17 +63,32 @@ const BLOCKERS: &str = "
            (extract(epoch FROM now() - xact_start) * 1000)::float8
       FROM pg_stat_activity WHERE pid = ANY($1)";
 
-/// Every backend of this database waiting for a lock, with who blocks it.
-pub async fn waiters(client: &tokio_postgres::Client) -> Result<Vec<Waiter>, ApiError> {
+/// Every backend of this database waiting for a lock, with who blocks it. `group_requests`
+/// names the requests of a group-commit session (`rowlock/group-<id>`).
+pub async fn waiters(
+    client: &tokio_postgres::Client,
+    group_requests: impl Fn(u64) -> Option<Vec<String>>,
+) -> Result<Vec<Waiter>, ApiError> {
+    let request_ids = |name: &str| -> Vec<String> {
+        let Some(id) = name.strip_prefix("rowlock/") else {
+            return Vec::new();
+        };
+        match id.strip_prefix("group-").and_then(|g| g.parse().ok()) {
+            Some(group) => group_requests(group).unwrap_or_default(),
+            None => vec![id.to_owned()],
+        }
+    };
     let rows = client.query(WAITERS, &[]).await?;
     let blocking: Vec<i32> = rows.iter().flat_map(|r| r.get::<_, Vec<i32>>(7)).collect();
     let blockers = client.query(BLOCKERS, &[&blocking]).await?;
     let blocker = |pid: i32| {
         let row = blockers.iter().find(|b| b.get::<_, i32>(0) == pid);
         let name: String = row.map(|r| r.get(1)).unwrap_or_default();
+        let ids = request_ids(&name);
         Blocker {
             pid,
-            request_id: request_id(&name),
+            request_id: ids.first().cloned(),
+            request_ids: ids,
             application_name: name,
             state: row.and_then(|r| r.get(2)),
             transaction_age_ms: row.and_then(|r| r.get(3)),
@@ -79,9 +98,11 @@ pub async fn waiters(client: &tokio_postgres::Client) -> Result<Vec<Waiter>, Api
         .iter()
         .map(|r| {
             let name: String = r.get(1);
+            let ids = request_ids(&name);
             Waiter {
                 pid: r.get(0),
-                request_id: request_id(&name),
+                request_id: ids.first().cloned(),
+                request_ids: ids,
                 application_name: name,
                 waiting_ms: r.get(2),
                 lock: WaitedLock {
@@ -94,11 +115,6 @@ pub async fn waiters(client: &tokio_postgres::Client) -> Result<Vec<Waiter>, Api
             }
         })
         .collect())
-}
-
-/// rowlock names its sessions `rowlock/<request id>` while they serve a request.
-fn request_id(application_name: &str) -> Option<String> {
-    application_name.strip_prefix("rowlock/").map(str::to_owned)
 }
 
 /// Unfinished jobs by queue and state (`queued`, `running`, `dead`), for the metrics.

@@ -32,19 +32,20 @@ impl Db {
         strength: Strength,
         mut opts: TxOptions,
     ) -> Result<Reply, ApiError> {
-        let waits = match mode {
-            Concurrency::Locked(lock) => lock.wait == WaitPolicy::Wait,
-            Concurrency::Atomic => true,
-            Concurrency::Optimistic { .. } => false,
+        let grouped_mode = match mode {
+            Concurrency::Locked(lock) if lock.wait == WaitPolicy::Wait => Some("wait"),
+            Concurrency::Atomic => Some("none"),
+            _ => None,
         };
-        if let Some(group) = self.group_for(&opts).filter(|_| waits) {
+        if let Some((group, mode)) = self.group_for(&opts).zip(grouped_mode) {
             let work = Work::Increment { name, by };
-            return group.submit(grouped(work, strength, opts)).await;
+            return group.submit(grouped(work, strength, mode, opts)).await;
         }
         opts.one_statement =
             matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::SkipLocked);
         // Requests that would wait for the row lock wait for their turn in rowlock first.
-        let never_waits = matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::Wait);
+        let never_waits =
+            matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::Wait);
         if !never_waits {
             opts.admit = Some(format!("counter '{name}'"));
         }
@@ -68,7 +69,8 @@ impl Db {
         let waits = lock.is_none_or(|l| l.wait == WaitPolicy::Wait);
         if let Some(group) = self.group_for(&opts).filter(|_| atomic && waits) {
             let work = Work::Transaction { ops };
-            return group.submit(grouped(work, strength, opts)).await;
+            let mode = if lock.is_some() { "wait" } else { "none" };
+            return group.submit(grouped(work, strength, mode, opts)).await;
         }
         let lock = lock.unwrap_or(RowLock {
             wait: WaitPolicy::Wait,
@@ -89,17 +91,17 @@ impl Db {
 
     /// The group executor, when a request with `opts` may share a group.
     fn group_for(&self, opts: &TxOptions) -> Option<&Arc<GroupCommit>> {
-        let alone = !opts.group
-            || opts.isolation != Isolation::ReadCommitted
-            || !opts.fences.is_empty();
+        let alone =
+            !opts.group || opts.isolation != Isolation::ReadCommitted || !opts.fences.is_empty();
         self.group.as_ref().filter(|_| !alone)
     }
 }
 
-fn grouped(work: Work, strength: Strength, opts: TxOptions) -> Request {
+fn grouped(work: Work, strength: Strength, mode: &'static str, opts: TxOptions) -> Request {
     Request {
         work,
         strength,
+        mode,
         lock_timeout: opts
             .lock_timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms))),

@@ -217,7 +217,10 @@ pub(crate) enum Refused {
 }
 
 /// Applies `ops` one after another to the locked values: each op's result, or the first refusal.
-pub(crate) fn replay(ops: &[Op], mut current: BTreeMap<String, Counter>) -> Result<Vec<OpResult>, Refused> {
+pub(crate) fn replay(
+    ops: &[Op],
+    mut current: BTreeMap<String, Counter>,
+) -> Result<Vec<OpResult>, Refused> {
     let mut results = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let counter = current.get_mut(&op.counter).ok_or(Refused::Missing(i))?;

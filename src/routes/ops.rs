@@ -39,6 +39,7 @@ pub async fn metrics(db: Data<Db>) -> Result<HttpResponse, ApiError> {
     responses((status = 200, description = "Waiting backends", body = Object)))]
 pub async fn debug_locks(db: Data<Db>) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
-    let waiting = introspection::waiters(&client).await?;
+    let group = db.group.clone();
+    let waiting = introspection::waiters(&client, |id| group.as_ref()?.request_ids(id)).await?;
     Ok(HttpResponse::Ok().json(json!({ "waiting": waiting })))
 }

@@ -199,7 +199,11 @@ async fn with_every_pooled_connection_stuck_behind_a_lock_the_next_request_is_50
 
     let stuck: Vec<_> = (0..2)
         .map(|_| {
-            let (http, url) = (app.http.clone(), app.url("/counters/hot/increment"));
+            // Alone (not grouped): each holds a connection of its own while it waits.
+            let (http, url) = (
+                app.http.clone(),
+                app.url("/counters/hot/increment?group=off"),
+            );
             tokio::spawn(async move { http.post(url).send().await.unwrap().status().as_u16() })
         })
         .collect();
@@ -298,14 +302,19 @@ async fn beyond_the_row_concurrency_waiters_queue_in_rowlock_not_in_postgres() {
 
     let waiting: Vec<_> = (0..4)
         .map(|_| {
-            let (http, url) = (app.http.clone(), app.url("/counters/hot/increment"));
+            // Alone (not grouped): each holds a connection of its own while it waits.
+            let (http, url) = (
+                app.http.clone(),
+                app.url("/counters/hot/increment?group=off"),
+            );
             tokio::spawn(async move { http.post(url).send().await.unwrap().status().as_u16() })
         })
         .collect();
     app.wait_for_lock_waiters(2).await;
     // A fifth, impatient request waits its turn inside rowlock and gives up there.
     let problem = assert_problem(
-        app.increment("hot", "lock_timeout_ms=300", 1).await,
+        app.increment("hot", "lock_timeout_ms=300&group=off", 1)
+            .await,
         423,
         "lock_not_available",
     )

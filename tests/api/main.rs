@@ -2,6 +2,8 @@
 
 mod counters;
 mod errors;
+mod group_commit;
+mod group_commit_faults;
 mod hammer;
 mod hammer_transfers;
 mod helpers;

@@ -18,8 +18,8 @@ use super::{
     bound_violation, counter, get, lock_row, locked_error, not_found, overflow, within, Counter,
     LOCK,
 };
-use crate::db::locking::{LockStatements, RowLock, WaitPolicy};
 use crate::db::idempotency::Reply;
+use crate::db::locking::{LockStatements, RowLock, WaitPolicy};
 use crate::db::tx::Tx;
 use crate::error::ApiError;
 use crate::lock_statements;

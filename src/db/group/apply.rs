@@ -63,9 +63,9 @@ impl Reserved {
     }
 
     fn next(&mut self, what: &str) -> Result<i64, ApiError> {
-        self.0.next().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("the group reserved too few {what}"))
-        })
+        self.0
+            .next()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the group reserved too few {what}")))
     }
 }
 
@@ -109,10 +109,9 @@ pub(super) fn apply(
         };
         let reply = match &member.work {
             Work::Increment { name, by } => step.increment(name, *by).and_then(|i| i.reply()),
-            Work::Transaction { ops } => {
-                step.transaction(ops, &mut transaction_ids, &mut writes)
-                    .and_then(|c| c.reply())
-            }
+            Work::Transaction { ops } => step
+                .transaction(ops, &mut transaction_ids, &mut writes)
+                .and_then(|c| c.reply()),
         };
         if let (Ok(reply), Some(idem)) = (&reply, &member.idempotency) {
             writes.keys.push(idem.key.clone());
@@ -195,7 +194,9 @@ impl Step<'_> {
         };
         writes.transaction_ids.push(committed.id);
         writes.transaction_ops.push(to_json(&ops)?);
-        writes.transaction_results.push(to_json(&committed.results)?);
+        writes
+            .transaction_results
+            .push(to_json(&committed.results)?);
         Ok(committed)
     }
 }

@@ -88,6 +88,14 @@ impl Work {
         }
     }
 
+    /// The resource label of the lock-wait metric.
+    fn resource(&self) -> &'static str {
+        match self {
+            Self::Increment { .. } => "counter",
+            Self::Transaction { .. } => "transaction",
+        }
+    }
+
     fn ops(&self) -> usize {
         match self {
             Self::Increment { .. } => 1,
@@ -113,6 +121,8 @@ impl Work {
 pub struct Request {
     pub work: Work,
     pub strength: Strength,
+    /// `lock=` as asked (`wait` or `none`), for the lock-wait metric.
+    pub mode: &'static str,
     /// The request's own `lock_timeout_ms`, if it gave one.
     pub lock_timeout: Option<Duration>,
     pub idempotency: Option<Idempotency>,
@@ -127,6 +137,7 @@ const ABANDONED: u8 = 2;
 struct Member {
     work: Work,
     strength: Strength,
+    mode: &'static str,
     deadline: Instant,
     /// The lock timeout `deadline` came from (for the 423's detail).
     timeout: Duration,
@@ -204,6 +215,7 @@ impl GroupCommit {
             state.queue.push_back(Member {
                 work: request.work,
                 strength: request.strength,
+                mode: request.mode,
                 deadline,
                 timeout,
                 idempotency: request.idempotency,
@@ -240,13 +252,16 @@ impl GroupCommit {
         while state.running < self.concurrency {
             let members = self.form(state);
             if members.is_empty() {
-                return;
+                break;
             }
             let id = self.next_group.fetch_add(1, Ordering::Relaxed);
             let rows: Vec<String> = rows_of(&members);
             state.busy.extend(rows.iter().cloned());
             state.running += 1;
-            let ids = members.iter().filter_map(|m| m.request_id.clone()).collect();
+            let ids = members
+                .iter()
+                .filter_map(|m| m.request_id.clone())
+                .collect();
             state.sessions.insert(id, ids);
             let lane = Lane {
                 executor: self.clone(),
@@ -255,6 +270,7 @@ impl GroupCommit {
             };
             tokio::spawn(run::group(lane, members));
         }
+        self.metrics.group_queued(state.queue.len());
     }
 
     /// Takes the next group off the queue: requests in arrival order whose rows are free, up to

@@ -29,6 +29,7 @@ use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
 use crate::db::tx::backoff;
 use crate::error::ApiError;
 use crate::lock_statements;
+use crate::metrics::Metrics;
 
 /// `SET LOCAL` of the group's session name and lock timeout, and the transaction's id.
 const SETTINGS: &str = "SELECT set_config('application_name', $1, true), \
@@ -166,22 +167,25 @@ async fn attempt(
     members: &[Member],
 ) -> Result<Vec<Result<Reply, ApiError>>, Failed> {
     let client = executor.pool.get().await.map_err(ApiError::from)?;
-    let (txid, applied) = match lock_and_apply(&client, application_name, members).await {
-        Ok(done) => done,
-        Err(failed) => {
-            if client.batch_execute("ROLLBACK").await.is_err() {
-                let _ = Object::take(client);
+    let (txid, applied) =
+        match lock_and_apply(&executor.metrics, &client, application_name, members).await {
+            Ok(done) => done,
+            Err(failed) => {
+                if client.batch_execute("ROLLBACK").await.is_err() {
+                    let _ = Object::take(client);
+                }
+                return Err(failed);
             }
-            return Err(failed);
-        }
-    };
+        };
     let Applied { answers, writes } = applied;
     let write = async {
         if writes.is_empty() {
             return Ok(0);
         }
         let stmt = client.prepare_cached(WRITE).await?;
-        client.execute(&stmt, &write_params(&writes, executor)).await
+        client
+            .execute(&stmt, &write_params(&writes, executor))
+            .await
     };
     let (written, committed) = futures_util::join!(write, client.batch_execute("COMMIT"));
     match (written, committed) {
@@ -210,6 +214,7 @@ async fn attempt(
 
 /// Round 1 and [`apply`]: the transaction's id and what the group will write and answer.
 async fn lock_and_apply(
+    metrics: &Metrics,
     client: &Object,
     application_name: &str,
     members: &[Member],
@@ -277,6 +282,9 @@ async fn lock_and_apply(
     let txid: i64 = set?.get(2);
     let keys = read_keys(key_locks?, stored?)?;
     let rows = locked?.iter().map(counter).collect();
+    for m in members {
+        metrics.lock_wait(m.work.resource(), m.mode, m.enqueued.elapsed());
+    }
     let reserved = reserved?;
     let applied = apply(
         members,

@@ -1,0 +1,140 @@
+//! Group commit under a real fault: `rowlock serve` (the binary) killed with SIGKILL in the
+//! middle of a grouped load, restarted, and every request whose answer never came retried with
+//! its `Idempotency-Key`.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `rowlock serve` on `database_url`; returns once `/readyz` answers 200.
+#[allow(clippy::zombie_processes)] // every caller kills and waits for it
+async fn serve(database_url: &str, port: u16) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rowlock"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("ROWLOCK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rowlock serve");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return child;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rowlock serve never became ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn increment(http: &reqwest::Client, base: &str, key: &str) -> reqwest::Result<(u16, Value)> {
+    let r = http
+        .post(format!("{base}/counters/hot/increment"))
+        .header("idempotency-key", key)
+        .json(&json!({"by": 1}))
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    Ok((status, r.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn after_kill_9_during_grouped_load_retrying_unanswered_keys_applies_each_key_once() {
+    let app = spawn_app().await;
+    app.create_counter("hot", 0).await;
+    let port = free_port();
+    let mut first = serve(&app.db_url, port).await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let unanswered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..32)
+        .map(|client| {
+            let (answered, unanswered, acknowledged) =
+                (answered.clone(), unanswered.clone(), acknowledged.clone());
+            let base = base.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for i in 0.. {
+                    let key = format!("c{client}-{i}");
+                    match increment(&http, &base, &key).await {
+                        Ok((200, _)) => {
+                            answered.lock().unwrap().push(key);
+                            acknowledged.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(other) => panic!("unexpected answer {other:?}"),
+                        // The server died with this request in flight.
+                        Err(_) => {
+                            unanswered.lock().unwrap().push(key);
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.load(Ordering::Relaxed) < 2_000 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(first.id() as libc::pid_t, libc::SIGKILL);
+    }
+    first.wait().expect("reap the killed rowlock");
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let port = free_port();
+    let mut second = serve(&app.db_url, port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let retries = unanswered.lock().unwrap().clone();
+    assert_eq!(retries.len(), 32, "every client lost one request");
+    for key in &retries {
+        // The killed server's sessions may still hold the key for a moment (409 in flight).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match increment(&http, &base, key).await.unwrap() {
+                (200, _) => break,
+                (409, body) if body["code"] == "idempotency_in_flight" => {
+                    assert!(Instant::now() < deadline, "key {key} stayed in flight");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => panic!("retry of {key}: unexpected answer {other:?}"),
+            }
+        }
+    }
+    let _ = second.kill();
+    second.wait().expect("reap rowlock");
+
+    let distinct_keys = answered.lock().unwrap().len() + retries.len();
+    assert_eq!(app.db_value("hot").await, Some(distinct_keys as i64));
+}
