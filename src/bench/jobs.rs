@@ -27,10 +27,7 @@ const HAMMER_JOBS: u64 = 30_000;
 
 /// Runs the job benchmark and prints its table; fails if a verification failed.
 pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
-    let binary = match &args.rowlock_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe().context("cannot locate the rowlock binary")?,
-    };
+    let binary = super::rowlock_binary(args)?;
     let work_dir = std::env::temp_dir().join(format!("rowlock-bench-jobs-{}", std::process::id()));
     std::fs::create_dir_all(&work_dir)?;
     eprintln!("starting a throwaway PostgreSQL …");
@@ -67,7 +64,8 @@ async fn run_on(
         eprintln!("pgbench  jobs {clients:>3} clients …");
         let pgbench = pgbench(cluster.port(), clients, args, dir).await?;
         let log = dir.join(format!("serve-{clients}.log"));
-        let server = Server::start(binary, &url, pool, args.workers, &log).await?;
+        let group_commit = super::first_group_setting(args);
+        let server = Server::start(binary, &url, pool, args.workers, group_commit, &log).await?;
         let mut reports = Vec::new();
         for limit in [1, 10] {
             settle(&admin).await?;

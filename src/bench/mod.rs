@@ -2,18 +2,24 @@
 //! of the same database, in one run on this machine.
 //!
 //! It starts a throwaway, durable PostgreSQL (the module the tests use), creates one hot counter
-//! and 10,000 spread ones, starts `rowlock serve` on it, and for each workload and client count
-//! runs pgbench with rowlock's own transaction and then `rowlock hammer` (in-process) with the
-//! same workload, concurrency and duration. Before every run the table is vacuumed and a
-//! checkpoint taken, so that neither side inherits the other's dead rows or pays for its
-//! checkpoint.
+//! and 10,000 spread ones, starts `rowlock serve` on it (one per pool size and group-commit
+//! setting), and for each workload and client count runs pgbench with rowlock's own transaction
+//! (once), then `rowlock hammer` (in-process) and then `wrk` with the same workload, concurrency
+//! and duration. Before every run the table is vacuumed and a checkpoint taken, so that neither
+//! side inherits the other's dead rows or pays for its checkpoint.
 
+mod counters;
 pub mod cpu;
+pub mod groups;
 pub mod jobs;
+pub mod measure;
 pub mod pgbench;
 pub mod server;
 pub mod table;
+pub mod targets;
 pub mod transfer;
+mod transfer_table;
+pub mod wrk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,9 +29,8 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::hammer::{self, HammerArgs, LockArg, Verdict};
-use crate::local_cluster::{Durability, LocalCluster, SUPERUSER};
-use server::Server;
+use crate::hammer::{self, Verdict};
+use crate::local_cluster::{Durability, LocalCluster};
 use table::Row;
 
 const DATABASE: &str = "rowlock_bench";
@@ -52,6 +57,19 @@ impl Workload {
     }
 }
 
+/// `rowlock serve --group-commit on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum GroupSetting {
+    On,
+    Off,
+}
+
+impl GroupSetting {
+    pub fn enabled(self) -> bool {
+        self == Self::On
+    }
+}
+
 /// Options of `rowlock bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -66,6 +84,10 @@ pub struct BenchArgs {
     /// rowlock pool sizes; each gets its own `rowlock serve` (a sweep when several are given).
     #[arg(long, value_delimiter = ',', default_value = "32")]
     pub pool_size: Vec<usize>,
+    /// Group-commit settings of `rowlock serve`; each (pool size × setting) gets its own server
+    /// (pgbench still runs once per workload and client count).
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "on,off")]
+    pub group_commit: Vec<GroupSetting>,
     /// HTTP workers of `rowlock serve` (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
@@ -95,11 +117,19 @@ struct Results {
     cpus: usize,
     workers: usize,
     rows: Vec<Row>,
-    targets: Vec<table::Target>,
-    /// VmHWM of each `rowlock serve`, by pool size, at its end.
-    rowlock_peak_rss_mib: Vec<(usize, f64)>,
+    targets: Vec<targets::Target>,
+    /// VmHWM of each `rowlock serve` at its end.
+    rowlock_peak_rss_mib: Vec<Peak>,
     /// How busy the machine was just before the benchmark started.
     background_busy_pct: f64,
+}
+
+/// The peak resident memory of one `rowlock serve`.
+#[derive(Debug, Serialize)]
+struct Peak {
+    pool_size: usize,
+    group_commit: bool,
+    vm_hwm_mib: f64,
 }
 
 /// Runs the whole benchmark and prints the table; fails if any verification failed.
@@ -110,10 +140,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     if args.transfers {
         return transfer::run(&args).await;
     }
-    let binary = match &args.rowlock_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe().context("cannot locate the rowlock binary")?,
-    };
+    let binary = rowlock_binary(&args)?;
     std::fs::create_dir_all(&args.out)?;
     let background = cpu::background_busy(Duration::from_secs(2)).await;
     if background > 0.10 {
@@ -128,7 +155,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
             .await??;
     let url = cluster.url(DATABASE);
-    let outcome = run_on(&args, &binary, &cluster, &url, &work_dir).await;
+    let outcome = counters::run_on(&args, &binary, &cluster, &url, &work_dir).await;
     tokio::task::spawn_blocking(move || cluster.stop()).await?;
     let _ = std::fs::remove_dir_all(&work_dir);
     let mut results = outcome?;
@@ -137,12 +164,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     println!("\n{}", table::render(&results.rows));
     println!("{}", table::render_cpu(&results.rows));
     for t in &results.targets {
-        println!(
-            "[{}] {}: {}",
-            if t.met { "met" } else { "NOT MET" },
-            t.name,
-            t.measured
-        );
+        println!("{}", t.line());
     }
     let path = args.out.join(format!("bench-{}.json", results.unix_time));
     let json = serde_json::to_string_pretty(&results)? + "\n";
@@ -156,166 +178,6 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     })
 }
 
-async fn run_on(
-    args: &BenchArgs,
-    binary: &std::path::Path,
-    cluster: &LocalCluster,
-    url: &str,
-    work_dir: &std::path::Path,
-) -> Result<Results> {
-    crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
-    crate::startup::migrate(url).await?;
-    let admin = crate::db::connect(url).await?;
-    admin
-        .batch_execute(&format!(
-            "INSERT INTO counters (name, value) VALUES ('{HOT}', 0);
-             INSERT INTO counters (name, value)
-               SELECT '{SPREAD_PREFIX}-' || g, 0 FROM generate_series(0, {}) g;",
-            SPREAD - 1
-        ))
-        .await
-        .context("cannot create the counters")?;
-    // VACUUM cannot share a batch (an implicit transaction) with anything else.
-    admin.batch_execute("VACUUM ANALYZE counters").await?;
-    let target = pgbench::Target {
-        port: cluster.port(),
-        user: SUPERUSER,
-        database: DATABASE,
-    };
-
-    let mut rows = Vec::new();
-    let mut peaks = Vec::new();
-    let mut baseline = std::collections::HashMap::new();
-    for &pool_size in &args.pool_size {
-        let log = work_dir.join(format!("serve-{pool_size}.log"));
-        let server = Server::start(binary, url, pool_size, args.workers, &log).await?;
-        for &workload in &args.workloads {
-            for &clients in &args.clients {
-                let key = (workload, clients);
-                if !args.skip_pgbench && !baseline.contains_key(&key) {
-                    settle(&admin).await?;
-                    eprintln!("pgbench  {:<6} {clients:>3} clients …", workload.name());
-                    let before = total(&admin).await?;
-                    let cpu_before = cpu::Snapshot::take(Some(server.pid()));
-                    let mut result =
-                        pgbench::run(&target, workload, clients, args.duration, work_dir).await?;
-                    result.cpu = cpu::Snapshot::take(Some(server.pid())).since(
-                        &cpu_before,
-                        result.transactions,
-                        true,
-                    );
-                    result.delta = total(&admin).await? - before;
-                    baseline.insert(key, result);
-                }
-                settle(&admin).await?;
-                eprintln!(
-                    "rowlock  {:<6} {clients:>3} clients, pool {pool_size} …",
-                    workload.name()
-                );
-                let rss = server.sample_rss();
-                let cpu_before = cpu::Snapshot::take(Some(server.pid()));
-                let report =
-                    hammer::execute(&hammer_args(&server.url, workload, clients, args)).await;
-                let cpu_after = cpu::Snapshot::take(Some(server.pid()));
-                let rss_kib = rss.finish().await;
-                let report = report?;
-                // Per HTTP request: the increments and the hammer's reads of every counter
-                // before and after the run (10,000 each for spread) all cost CPU.
-                let reads = 2 * report.verification.sum.counters;
-                let cpu = cpu_after.since(&cpu_before, report.requests + reads, false);
-                let mut row = row(
-                    workload,
-                    clients,
-                    pool_size,
-                    baseline.get(&key),
-                    report,
-                    rss_kib,
-                );
-                row.rowlock_cpu = cpu;
-                rows.push(row);
-            }
-        }
-        peaks.push((pool_size, mib(server.memory().hwm_kib)));
-        server.stop().await?;
-    }
-    let max_clients = args.clients.iter().copied().max().unwrap_or(0);
-    let peak = peaks.first().map_or(0.0, |p| p.1);
-    let targets = table::targets(&rows, max_clients, peak);
-    Ok(Results {
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        duration_secs: args.duration.as_secs_f64(),
-        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        workers: args.workers,
-        rows,
-        targets,
-        rowlock_peak_rss_mib: peaks,
-        background_busy_pct: 0.0,
-    })
-}
-
-fn hammer_args(url: &str, workload: Workload, clients: usize, args: &BenchArgs) -> HammerArgs {
-    let mut h = HammerArgs::new(url);
-    h.concurrency = clients;
-    h.duration = Some(args.duration);
-    h.lock = LockArg::Wait;
-    match workload {
-        Workload::Hot => {
-            h.counter = HOT.into();
-            h.check_linearizable = true;
-        }
-        Workload::Spread => {
-            h.counter = SPREAD_PREFIX.into();
-            h.spread = SPREAD;
-        }
-    }
-    h
-}
-
-fn row(
-    workload: Workload,
-    clients: usize,
-    pool_size: usize,
-    pgbench: Option<&pgbench::PgbenchResult>,
-    report: hammer::Report,
-    rss_kib: u64,
-) -> Row {
-    Row {
-        workload: workload.name().into(),
-        clients,
-        pool_size,
-        ratio: pgbench.map(|p| report.throughput / p.tps),
-        pgbench: pgbench.cloned(),
-        rowlock_rps: report.throughput,
-        rowlock_p50_ms: report.latency_ms.p50,
-        rowlock_p99_ms: report.latency_ms.p99,
-        verification: report.verification.verdict.to_string(),
-        rowlock_errors: report.requests - report.statuses.ok,
-        rowlock_rss_mib: mib(rss_kib),
-        rowlock_cpu: cpu::PerTransaction::default(),
-        hammer: hammer::Report {
-            // The per-second timeline is noise in the table's JSON.
-            timeline: Vec::new(),
-            ..report
-        },
-    }
-}
-
-/// Leaves no dead rows and no pending checkpoint to the next run.
-async fn settle(admin: &tokio_postgres::Client) -> Result<()> {
-    admin.batch_execute("VACUUM counters").await?;
-    admin.batch_execute("CHECKPOINT").await?;
-    Ok(())
-}
-
-async fn total(admin: &tokio_postgres::Client) -> Result<i64> {
-    let row = admin
-        .query_one("SELECT sum(value)::bigint FROM counters", &[])
-        .await?;
-    Ok(row.get(0))
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -326,8 +188,23 @@ fn tempdir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Whether every row's verification passed.
+/// Whether every row's verifications (the hammer's and wrk's) passed.
 pub fn all_passed(rows: &[Row]) -> bool {
-    rows.iter()
-        .all(|r| r.verification == Verdict::Pass.to_string())
+    rows.iter().all(|r| {
+        r.verification == Verdict::Pass.to_string()
+            && r.wrk.as_ref().is_none_or(|w| w.verification == "PASS")
+    })
+}
+
+/// The rowlock binary to serve with: `--rowlock-bin`, else this one.
+pub fn rowlock_binary(args: &BenchArgs) -> Result<PathBuf> {
+    match &args.rowlock_bin {
+        Some(b) => Ok(b.clone()),
+        None => std::env::current_exe().context("cannot locate the rowlock binary"),
+    }
+}
+
+/// The group-commit setting of servers that do not sweep it (the jobs benchmark): the first.
+pub fn first_group_setting(args: &BenchArgs) -> bool {
+    args.group_commit.first().is_none_or(|g| g.enabled())
 }

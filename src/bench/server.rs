@@ -32,13 +32,14 @@ pub struct Memory {
 }
 
 impl Server {
-    /// Starts `binary serve` against `database_url` with `pool_size` connections and `workers`
-    /// HTTP workers (0: actix's default), logging to `log`.
+    /// Starts `binary serve` against `database_url` with `pool_size` connections, `workers`
+    /// HTTP workers (0: actix's default) and group commit on or off, logging to `log`.
     pub async fn start(
         binary: &Path,
         database_url: &str,
         pool_size: usize,
         workers: usize,
+        group_commit: bool,
         log: &Path,
     ) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -50,6 +51,7 @@ impl Server {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--pool-size", &pool_size.to_string()])
             .args(["--workers", &workers.to_string()])
+            .args(["--group-commit", if group_commit { "on" } else { "off" }])
             .env("DATABASE_URL", database_url)
             // Per-request logs would measure the terminal, not rowlock.
             .env("RUST_LOG", "warn")

@@ -1,19 +1,24 @@
-//! The benchmark's one table — printed, and written as JSON under `bench/results/` — and the
-//! targets of issue 3 checked against it.
+//! The benchmark's one table — printed, and written as JSON under `bench/results/` — and where
+//! the CPU went. The targets checked against it are in [`super::targets`].
 
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use super::cpu::PerTransaction;
+use super::groups::{self, GroupSizes};
 use super::pgbench::PgbenchResult;
+use super::wrk::WrkResult;
 use crate::hammer::Report;
 
-/// One workload at one client count (and one rowlock pool size).
+/// One workload at one client count (and one rowlock pool size and group-commit setting).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub workload: String,
     pub clients: usize,
     pub pool_size: usize,
+    /// `rowlock serve --group-commit on` (true) or `off`.
+    pub group_commit: bool,
     pub pgbench: Option<PgbenchResult>,
     pub rowlock_rps: f64,
     pub rowlock_p50_ms: f64,
@@ -26,16 +31,31 @@ pub struct Row {
     /// Largest VmRSS of `rowlock serve` sampled during this run.
     pub rowlock_rss_mib: f64,
     /// CPU per request during the rowlock run.
-    pub rowlock_cpu: super::cpu::PerTransaction,
+    pub rowlock_cpu: PerTransaction,
+    /// Requests per group during the hammer run, from `/metrics` (none: no group ended).
+    pub group_size: Option<GroupSizes>,
+    /// wrk against the same server, after the hammer run (none: wrk is not installed).
+    pub wrk: Option<WrkResult>,
     pub hammer: Report,
 }
 
-/// A target of the issue and whether the measured figures meet it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Target {
-    pub name: String,
-    pub measured: String,
-    pub met: bool,
+/// `-` for nothing, else `digits` decimals.
+pub fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// `on` / `off`.
+pub fn on_off(group_commit: bool) -> &'static str {
+    if group_commit {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// The wrk run's verdict, `-` when there was none.
+pub fn wrk_verdict(wrk: Option<&WrkResult>) -> &str {
+    wrk.map_or("-", |w| w.verification.as_str())
 }
 
 /// The rows as a fixed-width text table.
@@ -43,34 +63,45 @@ pub fn render(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:>5} {:>12} {:>13} {:>6} {:>13} {:>13} {:>8} {:>8} {:>9}",
+        "{:<8} {:>7} {:>4} {:>5} {:>11} {:>13} {:>6} {:>9} {:>11} {:>11} {:>10} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7}",
         "workload",
         "clients",
         "pool",
+        "group",
         "pgbench tps",
         "rowlock req/s",
         "ratio",
+        "wrk req/s",
         "pgbench p99",
         "rowlock p99",
+        "wrk p99",
+        "grp p50",
+        "grp p99",
         "verify",
+        "wrk",
         "errors",
         "RSS MiB"
     );
     for r in rows {
-        let opt =
-            |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2} ms"));
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>5} {:>12} {:>13.0} {:>6} {:>10} ms {:>10.2} ms {:>8} {:>8} {:>9.1}",
+            "{:<8} {:>7} {:>4} {:>5} {:>11} {:>13.0} {:>6} {:>9} {:>11} {:>11} {:>10} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7.1}",
             r.workload,
             r.clients,
             r.pool_size,
+            on_off(r.group_commit),
             opt(r.pgbench.as_ref().map(|p| p.tps), 0),
             r.rowlock_rps,
             opt(r.ratio, 2),
-            opt(r.pgbench.as_ref().map(|p| p.p99_ms), 2),
-            r.rowlock_p99_ms,
+            opt(r.wrk.as_ref().map(|w| w.rps), 0),
+            ms(r.pgbench.as_ref().map(|p| p.p99_ms)),
+            ms(Some(r.rowlock_p99_ms)),
+            ms(r.wrk.as_ref().map(|w| w.p99_ms)),
+            groups::show(r.group_size.map(|g| g.p50)),
+            groups::show(r.group_size.map(|g| g.p99)),
             r.verification,
+            wrk_verdict(r.wrk.as_ref()),
             r.rowlock_errors,
             r.rowlock_rss_mib
         );
@@ -79,76 +110,41 @@ pub fn render(rows: &[Row]) -> String {
 }
 
 /// Where the CPU went, in microseconds per transaction (PostgreSQL's share includes anything
-/// else running on the machine).
+/// else running on the machine): one line per row, and under it one for its wrk run.
 pub fn render_cpu(rows: &[Row]) -> String {
     let mut out = String::from(
-        "CPU µs per transaction   pgbench: postgres + pgbench   |   rowlock: postgres + serve + hammer\n",
+        "CPU µs per transaction   pgbench: postgres + pgbench   |   rowlock: postgres + serve + hammer\n\
+         \x20                                                            wrk: postgres + serve + wrk\n",
     );
     for r in rows {
         let pg = r.pgbench.as_ref().map(|p| p.cpu).unwrap_or_default();
         let c = r.rowlock_cpu;
         let _ = writeln!(
             out,
-            "{:<8} {:>3} clients pool {:>3}   {:>5.0} + {:>4.0} = {:>5.0}   |   {:>5.0} + {:>4.0} + {:>4.0} = {:>5.0}",
+            "{:<8} {:>3} clients pool {:>3} group {:<3}   {:>5.0} + {:>4.0} = {:>5.0}   |   {}",
             r.workload,
             r.clients,
             r.pool_size,
+            on_off(r.group_commit),
             pg.postgres_us,
             pg.client_us,
             pg.postgres_us + pg.client_us,
-            c.postgres_us,
-            c.server_us,
-            c.client_us,
-            c.postgres_us + c.server_us + c.client_us
+            three(&c)
         );
+        if let Some(w) = &r.wrk {
+            let _ = writeln!(out, "{:>59}wrk: {}", "", three(&w.cpu));
+        }
     }
     out
 }
 
-/// The issue's targets, for the rows that measure them (the default pool size's rows).
-pub fn targets(rows: &[Row], max_clients: usize, rss_peak_mib: f64) -> Vec<Target> {
-    let mut targets = Vec::new();
-    let find = |workload: &str| {
-        rows.iter()
-            .find(|r| r.workload == workload && r.clients == max_clients && r.pgbench.is_some())
-    };
-    if let Some(r) = find("hot") {
-        let pg = r.pgbench.as_ref().map_or(0.0, |p| p.p99_ms);
-        let ratio = r.ratio.unwrap_or(0.0);
-        targets.push(Target {
-            name: format!("hot, lock=wait, {max_clients} clients: rowlock >= 1.5x pgbench tps, p99 below pgbench's"),
-            measured: format!(
-                "{ratio:.2}x ({:.0} vs {:.0}); p99 {:.2} ms vs {pg:.2} ms",
-                r.rowlock_rps,
-                r.pgbench.as_ref().map_or(0.0, |p| p.tps),
-                r.rowlock_p99_ms
-            ),
-            met: ratio >= 1.5 && r.rowlock_p99_ms < pg,
-        });
-    }
-    if let Some(r) = find("spread") {
-        let ratio = r.ratio.unwrap_or(0.0);
-        targets.push(Target {
-            name: format!("spread, {max_clients} clients: rowlock >= 0.8x pgbench tps"),
-            measured: format!(
-                "{ratio:.2}x ({:.0} vs {:.0})",
-                r.rowlock_rps,
-                r.pgbench.as_ref().map_or(0.0, |p| p.tps)
-            ),
-            met: ratio >= 0.8,
-        });
-    }
-    let rss_64 = rows
-        .iter()
-        .filter(|r| r.clients == max_clients)
-        .map(|r| r.rowlock_rss_mib)
-        .fold(0.0, f64::max);
-    targets.push(Target {
-        name: format!("rowlock resident memory under {max_clients} clients <= 64 MiB"),
-        measured: format!(
-            "max VmRSS {rss_64:.1} MiB during the {max_clients}-client runs; VmHWM {rss_peak_mib:.1} MiB over the whole benchmark"
-        ),
-        met: rss_64 > 0.0 && rss_64 <= 64.0,
-    });
-    targets
+/// `postgres + serve + client = total`.
+pub fn three(c: &PerTransaction) -> String {
+    format!(
+        "{:>5.0} + {:>4.0} + {:>4.0} = {:>5.0}",
+        c.postgres_us,
+        c.server_us,
+        c.client_us,
+        c.postgres_us + c.server_us + c.client_us
+    )
 }

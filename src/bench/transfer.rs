@@ -7,20 +7,29 @@
 //! --workload transfer --accounts 1000` runs the same for the same duration. Balances are reset
 //! and the tables vacuumed and checkpointed before each run. Both are measured in transactions
 //! that ran to completion per second (refusals of the `min: 0` bound included: they lock and
-//! check just the same), and both are verified: the balances' sum must not move.
+//! check just the same), and both are verified: the balances' sum must not move. Each
+//! group-commit setting gets its own `rowlock serve`; pgbench runs once per client count. After
+//! each hammer run, `wrk` posts the same transfers to the same server (verified the same way).
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::measure::{self, GroupWindow};
 use super::pgbench::{self, PgbenchResult};
 use super::server::Server;
-use super::{cpu, BenchArgs};
+use super::table::on_off;
+use super::targets::Target;
+use super::transfer_table::{self as table, Row};
+use super::wrk::{self, Script};
+use super::{cpu, mib, BenchArgs};
 use crate::hammer::jobs::Workload;
-use crate::hammer::transfer::{self, TransferReport};
-use crate::hammer::{HammerArgs, Verdict};
+use crate::hammer::transfer;
+use crate::hammer::HammerArgs;
 use crate::local_cluster::{Durability, LocalCluster, SUPERUSER};
 
 const DATABASE: &str = "rowlock_bench_transfers";
@@ -28,27 +37,6 @@ const SCRIPT: &str = include_str!("../../bench/transfer.sql");
 /// `bench/transfer.sql` picks `random(0, 999)`.
 const ACCOUNTS: u32 = 1_000;
 const INITIAL: i64 = 1_000;
-/// The target: rowlock ≥ this × pgbench at the largest client count.
-const TARGET_RATIO: f64 = 0.8;
-
-/// One client count, both sides.
-#[derive(Debug, Serialize)]
-struct Row {
-    clients: usize,
-    pool_size: usize,
-    pgbench: PgbenchResult,
-    /// pgbench's transfers that committed (the rest were refused by the bound).
-    pgbench_committed: i64,
-    /// The balances' sum did not move and none went negative during pgbench's run.
-    pgbench_verified: bool,
-    /// rowlock transactions answered 200 or 409 `bound_violation`, per second.
-    rowlock_tps: f64,
-    ratio: f64,
-    verification: Verdict,
-    rowlock_rss_mib: f64,
-    rowlock_cpu: cpu::PerTransaction,
-    hammer: TransferReport,
-}
 
 /// The JSON written to `bench/results/transfers-<unix time>.json`.
 #[derive(Debug, Serialize)]
@@ -59,16 +47,19 @@ struct Results {
     /// `/proc/loadavg` when the benchmark started: others' work depresses the figures.
     load_average_at_start: String,
     rows: Vec<Row>,
-    target: String,
+    targets: Vec<Target>,
+    /// Every target met.
     target_met: bool,
+    /// VmHWM of each `rowlock serve` (one per group-commit setting) at its end, in MiB.
+    rowlock_peak_rss_mib: Vec<(bool, f64)>,
 }
+
+/// pgbench's run at one client count: its result, transfers committed, verified.
+type Baseline = (PgbenchResult, i64, bool);
 
 /// Runs the transfer benchmark, prints its table and writes its JSON; fails if a check failed.
 pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
-    let binary = match &args.rowlock_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe().context("cannot locate the rowlock binary")?,
-    };
+    let binary = super::rowlock_binary(args)?;
     std::fs::create_dir_all(&args.out)?;
     let load_average_at_start = load_average();
     let dir = std::env::temp_dir().join(format!("rowlock-bench-tx-{}", std::process::id()));
@@ -80,21 +71,16 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
     let outcome = run_on(args, &binary, &cluster, &dir).await;
     tokio::task::spawn_blocking(move || cluster.stop()).await?;
     let _ = std::fs::remove_dir_all(&dir);
-    let rows = outcome?;
+    let (rows, peaks) = outcome?;
 
-    println!("\n{}", render(&rows));
-    let max = rows.iter().max_by_key(|r| r.clients);
-    let target_met = max.is_some_and(|r| r.ratio >= TARGET_RATIO);
-    let target = max.map_or("no rows".into(), |r| {
-        format!(
-            "transfer, {} clients: rowlock >= {TARGET_RATIO}x pgbench tps: {:.2}x ({:.0} vs {:.0}); p99 {:.2} ms vs {:.2} ms",
-            r.clients, r.ratio, r.rowlock_tps, r.pgbench.tps, r.hammer.latency_ms.p99, r.pgbench.p99_ms
-        )
-    });
-    println!("[{}] {target}", if target_met { "met" } else { "NOT MET" });
-    let passed = rows
-        .iter()
-        .all(|r| r.verification == Verdict::Pass && r.pgbench_verified);
+    println!("\n{}", table::render(&rows));
+    println!("{}", table::render_cpu(&rows));
+    let peak = peaks.iter().map(|p| p.1).fold(0.0, f64::max);
+    let targets = table::targets(&rows, peak);
+    for t in &targets {
+        println!("{}", t.line());
+    }
+    let passed = rows.iter().all(Row::passed);
     let results = Results {
         unix_time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -103,8 +89,9 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average_at_start,
         rows,
-        target,
-        target_met,
+        target_met: targets.iter().all(|t| t.met),
+        targets,
+        rowlock_peak_rss_mib: peaks,
     };
     let json = serde_json::to_string_pretty(&results)? + "\n";
     let path = args
@@ -120,12 +107,13 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
     })
 }
 
+/// The rows, and each server's (group commit, VmHWM MiB).
 async fn run_on(
     args: &BenchArgs,
     binary: &Path,
     cluster: &LocalCluster,
     dir: &Path,
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, Vec<(bool, f64)>)> {
     let url = cluster.url(DATABASE);
     crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
     crate::startup::migrate(&url).await?;
@@ -143,49 +131,107 @@ async fn run_on(
         user: SUPERUSER,
         database: DATABASE,
     };
+    let wrk = measure::find_wrk();
     let pool_size = args.pool_size.first().copied().unwrap_or(32);
-    let log = dir.join("serve.log");
-    let server = Server::start(binary, &url, pool_size, args.workers, &log).await?;
-    let mut rows = Vec::new();
-    for &clients in &args.clients {
-        reset(&admin).await?;
-        eprintln!("pgbench  transfer {clients:>3} clients …");
-        let (sum, committed) = (state(&admin).await?, recorded(&admin).await?);
-        let cpu_before = cpu::Snapshot::take(Some(server.pid()));
-        let mut pg =
-            pgbench::run_script(&target, "transfer", SCRIPT, clients, args.duration, dir).await?;
-        pg.cpu = cpu::Snapshot::take(Some(server.pid())).since(&cpu_before, pg.transactions, true);
-        let after = state(&admin).await?;
-        let pgbench_committed = recorded(&admin).await? - committed;
-        pg.delta = after.0 - sum.0;
-        let pgbench_verified = pg.delta == 0 && after.1 == 0 && pg.failed == 0;
+    let mut baseline: HashMap<usize, Baseline> = HashMap::new();
+    let (mut rows, mut peaks) = (Vec::new(), Vec::new());
+    for &group in &args.group_commit {
+        let group_commit = group.enabled();
+        let log = dir.join(format!("serve-{}.log", on_off(group_commit)));
+        let server =
+            Server::start(binary, &url, pool_size, args.workers, group_commit, &log).await?;
+        for &clients in &args.clients {
+            if let Entry::Vacant(slot) = baseline.entry(clients) {
+                slot.insert(pgbench(&admin, &target, &server, clients, args, dir).await?);
+            }
+            let (pg, pgbench_committed, pgbench_verified) = baseline[&clients].clone();
 
-        reset(&admin).await?;
-        eprintln!("rowlock  transfer {clients:>3} clients, pool {pool_size} …");
-        let rss = server.sample_rss();
-        let cpu_before = cpu::Snapshot::take(Some(server.pid()));
-        let report = transfer::execute(&hammer_args(&server.url, clients, args)).await;
-        let cpu_after = cpu::Snapshot::take(Some(server.pid()));
-        let rss_kib = rss.finish().await;
-        let report = report?;
-        let done = report.statuses.ok + report.refusals;
-        rows.push(Row {
-            clients,
-            pool_size,
-            pgbench_committed,
-            pgbench_verified,
-            rowlock_tps: report.completed_per_sec,
-            ratio: report.completed_per_sec / pg.tps.max(1e-9),
-            verification: report.verdict,
-            rowlock_rss_mib: rss_kib as f64 / 1024.0,
-            // Per HTTP request, including the hammer's resets and reads before and after.
-            rowlock_cpu: cpu_after.since(&cpu_before, done, false),
-            pgbench: pg,
-            hammer: report,
-        });
+            reset(&admin).await?;
+            eprintln!(
+                "rowlock  transfer {clients:>3} clients, pool {pool_size}, group {} …",
+                on_off(group_commit)
+            );
+            let window = GroupWindow::open(&server).await;
+            let rss = server.sample_rss();
+            let cpu_before = cpu::Snapshot::take(Some(server.pid()));
+            let report = transfer::execute(&hammer_args(&server.url, clients, args)).await;
+            let cpu_after = cpu::Snapshot::take(Some(server.pid()));
+            let rss_kib = rss.finish().await;
+            let group_size = window.close().await;
+            let report = report?;
+            let done = report.statuses.ok + report.refusals;
+            let wrk = match &wrk {
+                Some(wrk) => Some(wrk_run(&admin, wrk, &server, clients, args, dir).await?),
+                None => None,
+            };
+            rows.push(Row {
+                clients,
+                pool_size,
+                group_commit,
+                pgbench_committed,
+                pgbench_verified,
+                rowlock_tps: report.completed_per_sec,
+                ratio: report.completed_per_sec / pg.tps.max(1e-9),
+                verification: report.verdict,
+                rowlock_rss_mib: mib(rss_kib),
+                // Per HTTP request, including the hammer's resets and reads before and after.
+                rowlock_cpu: cpu_after.since(&cpu_before, done, false),
+                group_size,
+                wrk,
+                pgbench: pg,
+                hammer: report,
+            });
+        }
+        peaks.push((group_commit, mib(server.memory().hwm_kib)));
+        server.stop().await?;
     }
-    server.stop().await?;
-    Ok(rows)
+    Ok((rows, peaks))
+}
+
+/// pgbench's run at `clients`, verified: the balances' sum did not move, none is negative.
+async fn pgbench(
+    admin: &tokio_postgres::Client,
+    target: &pgbench::Target<'_>,
+    server: &Server,
+    clients: usize,
+    args: &BenchArgs,
+    dir: &Path,
+) -> Result<Baseline> {
+    reset(admin).await?;
+    eprintln!("pgbench  transfer {clients:>3} clients …");
+    let (sum, committed) = (state(admin).await?, recorded(admin).await?);
+    let cpu_before = cpu::Snapshot::take(Some(server.pid()));
+    let mut pg =
+        pgbench::run_script(target, "transfer", SCRIPT, clients, args.duration, dir).await?;
+    pg.cpu = cpu::Snapshot::take(Some(server.pid())).since(&cpu_before, pg.transactions, true);
+    let after = state(admin).await?;
+    let pgbench_committed = recorded(admin).await? - committed;
+    pg.delta = after.0 - sum.0;
+    let verified = pg.delta == 0 && after.1 == 0 && pg.failed == 0;
+    Ok((pg, pgbench_committed, verified))
+}
+
+/// wrk posting random transfers, verified like pgbench's run.
+async fn wrk_run(
+    admin: &tokio_postgres::Client,
+    wrk: &Path,
+    server: &Server,
+    clients: usize,
+    args: &BenchArgs,
+    dir: &Path,
+) -> Result<wrk::WrkResult> {
+    reset(admin).await?;
+    eprintln!("wrk      transfer {clients:>3} connections …");
+    let before = state(admin).await?;
+    let mut result =
+        measure::wrk_run(wrk, server, Script::Transfer, clients, args.duration, dir).await?;
+    // Wait for the transfers still in flight when wrk stopped.
+    measure::settled(|| recorded(admin)).await?;
+    let after = state(admin).await?;
+    result.delta = after.0 - before.0;
+    let passed = result.delta == 0 && after.1 == 0;
+    result.verification = if passed { "PASS" } else { "FAIL" }.into();
+    Ok(result)
 }
 
 fn hammer_args(url: &str, clients: usize, args: &BenchArgs) -> HammerArgs {
@@ -233,33 +279,4 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-fn render(rows: &[Row]) -> String {
-    use std::fmt::Write;
-    let mut out = format!(
-        "{:<8} {:>7} {:>5} {:>12} {:>12} {:>6} {:>13} {:>13} {:>8} {:>9} {:>8}\n",
-        "workload",
-        "clients",
-        "pool",
-        "pgbench tps",
-        "rowlock tps",
-        "ratio",
-        "pgbench p99",
-        "rowlock p99",
-        "verify",
-        "refusals",
-        "RSS MiB"
-    );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{:<8} {:>7} {:>5} {:>12.0} {:>12.0} {:>6.2} {:>10.2} ms {:>10.2} ms {:>8} {:>9} {:>8.1}",
-            "transfer", r.clients, r.pool_size, r.pgbench.tps, r.rowlock_tps, r.ratio,
-            r.pgbench.p99_ms, r.hammer.latency_ms.p99,
-            if r.verification == Verdict::Pass && r.pgbench_verified { "PASS" } else { "FAIL" },
-            r.hammer.refusals, r.rowlock_rss_mib
-        );
-    }
-    out
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::counters::{self, Concurrency};
-use super::group::{GroupCommit, Request, Work};
+use super::group::{Alone, GroupCommit, Request, Work};
 use super::locking::{Isolation, RowLock, Strength, WaitPolicy};
 use super::transactions::{self, Op};
 use super::{Db, Reply, TxOptions};
@@ -60,24 +60,29 @@ impl Db {
     /// still locks the rows: several rows changed together must hold still until `COMMIT`).
     pub async fn transaction(
         &self,
-        ops: Vec<Op>,
+        mut ops: Vec<Op>,
         atomic: bool,
         lock: Option<RowLock>,
         strength: Strength,
         mut opts: TxOptions,
     ) -> Result<Reply, ApiError> {
         let waits = lock.is_none_or(|l| l.wait == WaitPolicy::Wait);
+        let mut alone = None;
         if let Some(group) = self.group_for(&opts).filter(|_| atomic && waits) {
             let work = Work::Transaction { ops };
-            let mode = if lock.is_some() { "wait" } else { "none" };
-            return group.submit(grouped(work, strength, mode, opts)).await;
+            alone = group.try_alone(&work);
+            if alone.is_none() {
+                let mode = if lock.is_some() { "wait" } else { "none" };
+                return group.submit(grouped(work, strength, mode, opts)).await;
+            }
+            ops = work.into_ops();
         }
         let lock = lock.unwrap_or(RowLock {
             wait: WaitPolicy::Wait,
             strength,
         });
         opts.one_statement = atomic;
-        self.transact(opts, move |tx| {
+        self.transact_holding(alone, opts, move |tx| {
             let ops = ops.clone();
             Box::pin(async move {
                 match atomic {
@@ -87,6 +92,34 @@ impl Db {
             })
         })
         .await
+    }
+
+    /// [`Db::transact`] for a request that runs alone while `alone` keeps its rows from groups:
+    /// released when the transaction has ended, even if the client left before.
+    async fn transact_holding<F>(
+        &self,
+        alone: Option<Alone>,
+        opts: TxOptions,
+        body: F,
+    ) -> Result<Reply, ApiError>
+    where
+        F: for<'t> Fn(
+                &'t super::Tx,
+            )
+                -> futures_util::future::LocalBoxFuture<'t, Result<Reply, ApiError>>
+            + 'static,
+    {
+        let Some(alone) = alone else {
+            return self.transact(opts, body).await;
+        };
+        let db = self.clone();
+        actix_web::rt::spawn(async move {
+            let reply = db.transact(opts, body).await;
+            drop(alone);
+            reply
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("transaction task failed: {e}")))?
     }
 
     /// The group executor, when a request with `opts` may share a group.

@@ -88,6 +88,14 @@ impl Work {
         }
     }
 
+    /// The ops of a transaction (none for an increment).
+    pub fn into_ops(self) -> Vec<Op> {
+        match self {
+            Self::Increment { .. } => Vec::new(),
+            Self::Transaction { ops } => ops,
+        }
+    }
+
     /// The resource label of the lock-wait metric.
     fn resource(&self) -> &'static str {
         match self {
@@ -242,6 +250,35 @@ impl GroupCommit {
         }
     }
 
+    /// Takes `work`'s rows for a request that runs alone, as one statement of its own, when it
+    /// would otherwise be a group of one: a group slot is free, and no group holds or waits
+    /// for its rows. Requests that arrive for those rows meanwhile queue behind it, as behind
+    /// a group. `None`: submit it instead.
+    pub fn try_alone(self: &Arc<Self>, work: &Work) -> Option<Alone> {
+        let rows = work.rows();
+        let mut state = self.lock();
+        let free = state.running < self.concurrency
+            && !rows.iter().any(|r| state.busy.contains(*r))
+            && !state
+                .queue
+                .iter()
+                .any(|m| m.work.rows().iter().any(|q| rows.contains(q)));
+        if !free {
+            return None;
+        }
+        let mut rows: Vec<String> = rows.into_iter().map(str::to_owned).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        state.busy.extend(rows.iter().cloned());
+        state.running += 1;
+        let id = self.next_group.fetch_add(1, Ordering::Relaxed);
+        Some(Alone(Lane {
+            executor: self.clone(),
+            id,
+            rows,
+        }))
+    }
+
     /// The request ids served by the group named `group-<id>` in `application_name`.
     pub fn request_ids(&self, group: u64) -> Option<Vec<String>> {
         self.lock().sessions.get(&group).cloned()
@@ -317,6 +354,10 @@ impl GroupCommit {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// The place of a request that runs alone (see [`GroupCommit::try_alone`]); dropping it lets
+/// the requests queued on its rows go.
+pub struct Alone(#[allow(dead_code)] Lane);
 
 /// A group's place in the database; leaving it (even by a panic) frees its rows and lets the
 /// next groups start.

@@ -1,0 +1,235 @@
+//! The counter benchmark's runs: for each `rowlock serve` (pool size × group-commit setting),
+//! workload and client count, pgbench (once per workload and client count), the hammer and wrk.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::measure::{self, GroupWindow};
+use super::pgbench::{self, PgbenchResult};
+use super::server::Server;
+use super::table::{on_off, Row};
+use super::wrk::{self, Script};
+use super::{cpu, mib, targets, BenchArgs, Peak, Results, Workload};
+use super::{DATABASE, HOT, SPREAD, SPREAD_PREFIX};
+use crate::hammer::{self, HammerArgs, LockArg};
+use crate::local_cluster::{LocalCluster, SUPERUSER};
+
+/// Creates the counters, then measures every server, workload and client count.
+pub(super) async fn run_on(
+    args: &BenchArgs,
+    binary: &Path,
+    cluster: &LocalCluster,
+    url: &str,
+    work_dir: &Path,
+) -> Result<Results> {
+    crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
+    crate::startup::migrate(url).await?;
+    let admin = crate::db::connect(url).await?;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO counters (name, value) VALUES ('{HOT}', 0);
+             INSERT INTO counters (name, value)
+               SELECT '{SPREAD_PREFIX}-' || g, 0 FROM generate_series(0, {}) g;",
+            SPREAD - 1
+        ))
+        .await
+        .context("cannot create the counters")?;
+    // VACUUM cannot share a batch (an implicit transaction) with anything else.
+    admin.batch_execute("VACUUM ANALYZE counters").await?;
+    let target = pgbench::Target {
+        port: cluster.port(),
+        user: SUPERUSER,
+        database: DATABASE,
+    };
+    let wrk = measure::find_wrk();
+
+    let mut rows = Vec::new();
+    let mut peaks = Vec::new();
+    let mut baseline = HashMap::new();
+    for &pool_size in &args.pool_size {
+        for &group in &args.group_commit {
+            let group_commit = group.enabled();
+            let log = work_dir.join(format!("serve-{pool_size}-{}.log", on_off(group_commit)));
+            let server =
+                Server::start(binary, url, pool_size, args.workers, group_commit, &log).await?;
+            let run = Run {
+                args,
+                admin: &admin,
+                server: &server,
+                dir: work_dir,
+                pool_size,
+                group_commit,
+            };
+            for &workload in &args.workloads {
+                for &clients in &args.clients {
+                    let key = (workload, clients);
+                    if !args.skip_pgbench && !baseline.contains_key(&key) {
+                        baseline.insert(key, run.pgbench(&target, workload, clients).await?);
+                    }
+                    let mut row = run.hammer(workload, clients, baseline.get(&key)).await?;
+                    if let Some(wrk) = &wrk {
+                        row.wrk = Some(run.wrk(wrk, workload, clients).await?);
+                    }
+                    rows.push(row);
+                }
+            }
+            peaks.push(Peak {
+                pool_size,
+                group_commit,
+                vm_hwm_mib: mib(server.memory().hwm_kib),
+            });
+            server.stop().await?;
+        }
+    }
+    let max_clients = args.clients.iter().copied().max().unwrap_or(0);
+    let peak = peaks.iter().map(|p| p.vm_hwm_mib).fold(0.0, f64::max);
+    let targets = targets::targets(&rows, max_clients, peak);
+    Ok(Results {
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        duration_secs: args.duration.as_secs_f64(),
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        workers: args.workers,
+        rows,
+        targets,
+        rowlock_peak_rss_mib: peaks,
+        background_busy_pct: 0.0,
+    })
+}
+
+/// The runs against one `rowlock serve`.
+struct Run<'a> {
+    args: &'a BenchArgs,
+    admin: &'a tokio_postgres::Client,
+    server: &'a Server,
+    dir: &'a Path,
+    pool_size: usize,
+    group_commit: bool,
+}
+
+impl Run<'_> {
+    /// pgbench with rowlock's own transaction, verified by the counters' total change.
+    async fn pgbench(
+        &self,
+        target: &pgbench::Target<'_>,
+        workload: Workload,
+        clients: usize,
+    ) -> Result<PgbenchResult> {
+        settle(self.admin).await?;
+        eprintln!("pgbench  {:<6} {clients:>3} clients …", workload.name());
+        let before = total(self.admin).await?;
+        let cpu_before = cpu::Snapshot::take(Some(self.server.pid()));
+        let duration = self.args.duration;
+        let mut result = pgbench::run(target, workload, clients, duration, self.dir).await?;
+        result.cpu = cpu::Snapshot::take(Some(self.server.pid())).since(
+            &cpu_before,
+            result.transactions,
+            true,
+        );
+        result.delta = total(self.admin).await? - before;
+        Ok(result)
+    }
+
+    /// `rowlock hammer` in-process, with the group sizes of its run.
+    async fn hammer(
+        &self,
+        workload: Workload,
+        clients: usize,
+        pgbench: Option<&PgbenchResult>,
+    ) -> Result<Row> {
+        settle(self.admin).await?;
+        eprintln!(
+            "rowlock  {:<6} {clients:>3} clients, pool {}, group {} …",
+            workload.name(),
+            self.pool_size,
+            on_off(self.group_commit)
+        );
+        let server = self.server;
+        let window = GroupWindow::open(server).await;
+        let rss = server.sample_rss();
+        let cpu_before = cpu::Snapshot::take(Some(server.pid()));
+        let report = hammer::execute(&hammer_args(&server.url, workload, clients, self.args)).await;
+        let cpu_after = cpu::Snapshot::take(Some(server.pid()));
+        let rss_kib = rss.finish().await;
+        let group_size = window.close().await;
+        let report = report?;
+        // Per HTTP request: the increments and the hammer's reads of every counter before and
+        // after the run (10,000 each for spread) all cost CPU.
+        let reads = 2 * report.verification.sum.counters;
+        Ok(Row {
+            workload: workload.name().into(),
+            clients,
+            pool_size: self.pool_size,
+            group_commit: self.group_commit,
+            ratio: pgbench.map(|p| report.throughput / p.tps),
+            pgbench: pgbench.cloned(),
+            rowlock_rps: report.throughput,
+            rowlock_p50_ms: report.latency_ms.p50,
+            rowlock_p99_ms: report.latency_ms.p99,
+            verification: report.verification.verdict.to_string(),
+            rowlock_errors: report.requests - report.statuses.ok,
+            rowlock_rss_mib: mib(rss_kib),
+            rowlock_cpu: cpu_after.since(&cpu_before, report.requests + reads, false),
+            group_size,
+            wrk: None,
+            hammer: hammer::Report {
+                // The per-second timeline is noise in the table's JSON.
+                timeline: Vec::new(),
+                ..report
+            },
+        })
+    }
+
+    /// wrk with the same workload, verified by the counters' total change.
+    async fn wrk(&self, wrk: &Path, workload: Workload, clients: usize) -> Result<wrk::WrkResult> {
+        settle(self.admin).await?;
+        eprintln!("wrk      {:<6} {clients:>3} connections …", workload.name());
+        let script = match workload {
+            Workload::Hot => Script::Hot,
+            Workload::Spread => Script::Spread,
+        };
+        let before = total(self.admin).await?;
+        let duration = self.args.duration;
+        let mut result =
+            measure::wrk_run(wrk, self.server, script, clients, duration, self.dir).await?;
+        result.delta = measure::settled(|| total(self.admin)).await? - before;
+        result.verification = wrk::verify_counters(&result, clients).into();
+        Ok(result)
+    }
+}
+
+fn hammer_args(url: &str, workload: Workload, clients: usize, args: &BenchArgs) -> HammerArgs {
+    let mut h = HammerArgs::new(url);
+    h.concurrency = clients;
+    h.duration = Some(args.duration);
+    h.lock = LockArg::Wait;
+    match workload {
+        Workload::Hot => {
+            h.counter = HOT.into();
+            h.check_linearizable = true;
+        }
+        Workload::Spread => {
+            h.counter = SPREAD_PREFIX.into();
+            h.spread = SPREAD;
+        }
+    }
+    h
+}
+
+/// Leaves no dead rows and no pending checkpoint to the next run.
+async fn settle(admin: &tokio_postgres::Client) -> Result<()> {
+    admin.batch_execute("VACUUM counters").await?;
+    admin.batch_execute("CHECKPOINT").await?;
+    Ok(())
+}
+
+/// The counters' total.
+async fn total(admin: &tokio_postgres::Client) -> Result<i64> {
+    let row = admin
+        .query_one("SELECT sum(value)::bigint FROM counters", &[])
+        .await?;
+    Ok(row.get(0))
+}

@@ -1,0 +1,168 @@
+//! The transfer benchmark's rows, its table, where the CPU went, and its targets.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::cpu::PerTransaction;
+use super::groups::{self, GroupSizes};
+use super::pgbench::PgbenchResult;
+use super::table::{on_off, opt, three, wrk_verdict};
+use super::targets::{self, Target};
+use super::wrk::WrkResult;
+use crate::hammer::transfer::TransferReport;
+use crate::hammer::Verdict;
+
+/// The issue's target: rowlock ≥ this × pgbench at the largest client count, group commit on.
+pub const TARGET_RATIO: f64 = 2.0;
+
+/// One client count and group-commit setting, both sides.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub clients: usize,
+    pub pool_size: usize,
+    /// `rowlock serve --group-commit on` (true) or `off`.
+    pub group_commit: bool,
+    pub pgbench: PgbenchResult,
+    /// pgbench's transfers that committed (the rest were refused by the bound).
+    pub pgbench_committed: i64,
+    /// The balances' sum did not move and none went negative during pgbench's run.
+    pub pgbench_verified: bool,
+    /// rowlock transactions answered 200 or 409 `bound_violation`, per second.
+    pub rowlock_tps: f64,
+    pub ratio: f64,
+    pub verification: Verdict,
+    pub rowlock_rss_mib: f64,
+    pub rowlock_cpu: PerTransaction,
+    /// Requests per group during the hammer run, from `/metrics` (none: no group ended).
+    pub group_size: Option<GroupSizes>,
+    /// wrk against the same server, after the hammer run (none: wrk is not installed); its
+    /// verification: the balances' sum did not move and none is negative.
+    pub wrk: Option<WrkResult>,
+    pub hammer: TransferReport,
+}
+
+impl Row {
+    /// pgbench's, the hammer's and wrk's verifications all passed.
+    pub fn passed(&self) -> bool {
+        self.verification == Verdict::Pass
+            && self.pgbench_verified
+            && self.wrk.as_ref().is_none_or(|w| w.verification == "PASS")
+    }
+}
+
+/// The rows as a fixed-width text table.
+pub fn render(rows: &[Row]) -> String {
+    let mut out = format!(
+        "{:<8} {:>7} {:>4} {:>5} {:>11} {:>11} {:>6} {:>9} {:>11} {:>11} {:>10} {:>7} {:>7} {:>6} {:>6} {:>8} {:>7}\n",
+        "workload",
+        "clients",
+        "pool",
+        "group",
+        "pgbench tps",
+        "rowlock tps",
+        "ratio",
+        "wrk tps",
+        "pgbench p99",
+        "rowlock p99",
+        "wrk p99",
+        "grp p50",
+        "grp p99",
+        "verify",
+        "wrk",
+        "refusals",
+        "RSS MiB"
+    );
+    for r in rows {
+        let verify = if r.verification == Verdict::Pass && r.pgbench_verified {
+            "PASS"
+        } else {
+            "FAIL"
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {:>7} {:>4} {:>5} {:>11.0} {:>11.0} {:>6.2} {:>9} {:>8.2} ms {:>8.2} ms {:>10} {:>7} {:>7} {:>6} {:>6} {:>8} {:>7.1}",
+            "transfer",
+            r.clients,
+            r.pool_size,
+            on_off(r.group_commit),
+            r.pgbench.tps,
+            r.rowlock_tps,
+            r.ratio,
+            opt(r.wrk.as_ref().map(|w| w.rps), 0),
+            r.pgbench.p99_ms,
+            r.hammer.latency_ms.p99,
+            r.wrk.as_ref().map_or("-".into(), |w| format!("{:.2} ms", w.p99_ms)),
+            groups::show(r.group_size.map(|g| g.p50)),
+            groups::show(r.group_size.map(|g| g.p99)),
+            verify,
+            wrk_verdict(r.wrk.as_ref()),
+            r.hammer.refusals,
+            r.rowlock_rss_mib
+        );
+    }
+    out
+}
+
+/// CPU per transfer: pgbench's run, the hammer's and, under it, wrk's.
+pub fn render_cpu(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "CPU µs per transfer   pgbench: postgres + pgbench   |   rowlock: postgres + serve + hammer\n\
+         \x20                                                     wrk: postgres + serve + wrk\n",
+    );
+    for r in rows {
+        let pg = r.pgbench.cpu;
+        let _ = writeln!(
+            out,
+            "transfer {:>3} clients group {:<3}   {:>5.0} + {:>4.0} = {:>5.0}   |   {}",
+            r.clients,
+            on_off(r.group_commit),
+            pg.postgres_us,
+            pg.client_us,
+            pg.postgres_us + pg.client_us,
+            three(&r.rowlock_cpu)
+        );
+        if let Some(w) = &r.wrk {
+            let _ = writeln!(out, "{:>51}wrk: {}", "", three(&w.cpu));
+        }
+    }
+    out
+}
+
+/// Transfers at the largest client count with group commit on, and memory throughout.
+pub fn targets(rows: &[Row], rss_peak_mib: f64) -> Vec<Target> {
+    let mut targets = Vec::new();
+    let max = rows
+        .iter()
+        .filter(|r| r.group_commit)
+        .max_by_key(|r| r.clients);
+    match max {
+        Some(r) => {
+            let mut t = targets::throughput(
+                "transfer",
+                r.clients,
+                TARGET_RATIO,
+                r.rowlock_tps,
+                r.pgbench.tps,
+                r.wrk.as_ref().map(|w| w.rps),
+            );
+            t.measured += &format!(
+                "; p99 {:.2} ms vs {:.2} ms",
+                r.hammer.latency_ms.p99, r.pgbench.p99_ms
+            );
+            targets.push(t);
+        }
+        None => targets.push(Target {
+            name: format!("transfer, group=on: rowlock >= {TARGET_RATIO}x pgbench tps"),
+            measured: "no group=on rows".into(),
+            met: false,
+        }),
+    }
+    let sampled = rows
+        .iter()
+        .flat_map(|r| [Some(r.rowlock_rss_mib), r.wrk.as_ref().map(|w| w.rss_mib)])
+        .flatten()
+        .fold(0.0, f64::max);
+    targets.push(targets::memory(sampled, rss_peak_mib));
+    targets
+}
