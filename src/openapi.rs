@@ -73,7 +73,12 @@ const API_PROBLEMS: &[(u16, &str)] = &[
     ),
     (
         503,
-        "Database unreachable or busy, or no pooled connection in time; has Retry-After",
+        "Database unreachable or busy, or no pooled connection in time; nothing was applied; \
+         has Retry-After",
+    ),
+    (
+        504,
+        "The connection was lost after COMMIT was sent and the outcome could not be learned",
     ),
 ];
 

@@ -51,8 +51,12 @@ impl Server {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--pool-size", &pool_size.to_string()])
             .args(["--workers", &workers.to_string()])
-            .args(["--group-commit", if group_commit { "on" } else { "off" }])
             .env("DATABASE_URL", database_url)
+            // `--group-commit` parses as a bare flag (it cannot say `off`); the variable can.
+            .env(
+                "ROWLOCK_GROUP_COMMIT",
+                if group_commit { "on" } else { "off" },
+            )
             // Per-request logs would measure the terminal, not rowlock.
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

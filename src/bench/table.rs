@@ -112,27 +112,53 @@ pub fn render(rows: &[Row]) -> String {
 /// Where the CPU went, in microseconds per transaction (PostgreSQL's share includes anything
 /// else running on the machine): one line per row, and under it one for its wrk run.
 pub fn render_cpu(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "CPU µs per transaction   pgbench: postgres + pgbench   |   rowlock: postgres + serve + hammer\n\
-         \x20                                                            wrk: postgres + serve + wrk\n",
+    let lines: Vec<CpuLine> = rows
+        .iter()
+        .map(|r| CpuLine {
+            label: format!(
+                "{:<8} {:>3} clients pool {:>3} group {:<3}",
+                r.workload,
+                r.clients,
+                r.pool_size,
+                on_off(r.group_commit)
+            ),
+            pgbench: r.pgbench.as_ref().map(|p| p.cpu).unwrap_or_default(),
+            rowlock: r.rowlock_cpu,
+            wrk: r.wrk.as_ref().map(|w| w.cpu),
+        })
+        .collect();
+    cpu_table("transaction", &lines)
+}
+
+/// One row of a CPU table.
+pub struct CpuLine {
+    pub label: String,
+    pub pgbench: PerTransaction,
+    pub rowlock: PerTransaction,
+    pub wrk: Option<PerTransaction>,
+}
+
+/// `label   pgbench   |   rowlock`, and under it `wrk   |   wrk's` when there was a wrk run.
+pub fn cpu_table(unit: &str, lines: &[CpuLine]) -> String {
+    let mut out = format!(
+        "CPU µs per {unit}: pgbench = postgres + pgbench   |   rowlock = postgres + serve + hammer \
+         (next line: wrk = postgres + serve + wrk)\n"
     );
-    for r in rows {
-        let pg = r.pgbench.as_ref().map(|p| p.cpu).unwrap_or_default();
-        let c = r.rowlock_cpu;
+    let width = lines.iter().map(|l| l.label.chars().count()).max();
+    let width = width.unwrap_or(0);
+    for l in lines {
+        let pg = l.pgbench;
         let _ = writeln!(
             out,
-            "{:<8} {:>3} clients pool {:>3} group {:<3}   {:>5.0} + {:>4.0} = {:>5.0}   |   {}",
-            r.workload,
-            r.clients,
-            r.pool_size,
-            on_off(r.group_commit),
+            "{:<width$}   {:>5.0} + {:>4.0} = {:>5.0}   |   {}",
+            l.label,
             pg.postgres_us,
             pg.client_us,
             pg.postgres_us + pg.client_us,
-            three(&c)
+            three(&l.rowlock)
         );
-        if let Some(w) = &r.wrk {
-            let _ = writeln!(out, "{:>59}wrk: {}", "", three(&w.cpu));
+        if let Some(w) = &l.wrk {
+            let _ = writeln!(out, "{:<width$}   {:>20}   |   {}", "", "wrk", three(w));
         }
     }
     out

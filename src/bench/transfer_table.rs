@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::cpu::PerTransaction;
 use super::groups::{self, GroupSizes};
 use super::pgbench::PgbenchResult;
-use super::table::{on_off, opt, three, wrk_verdict};
+use super::table::{cpu_table, on_off, opt, wrk_verdict, CpuLine};
 use super::targets::{self, Target};
 use super::wrk::WrkResult;
 use crate::hammer::transfer::TransferReport;
@@ -106,27 +106,21 @@ pub fn render(rows: &[Row]) -> String {
 
 /// CPU per transfer: pgbench's run, the hammer's and, under it, wrk's.
 pub fn render_cpu(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "CPU µs per transfer   pgbench: postgres + pgbench   |   rowlock: postgres + serve + hammer\n\
-         \x20                                                     wrk: postgres + serve + wrk\n",
-    );
-    for r in rows {
-        let pg = r.pgbench.cpu;
-        let _ = writeln!(
-            out,
-            "transfer {:>3} clients group {:<3}   {:>5.0} + {:>4.0} = {:>5.0}   |   {}",
-            r.clients,
-            on_off(r.group_commit),
-            pg.postgres_us,
-            pg.client_us,
-            pg.postgres_us + pg.client_us,
-            three(&r.rowlock_cpu)
-        );
-        if let Some(w) = &r.wrk {
-            let _ = writeln!(out, "{:>51}wrk: {}", "", three(&w.cpu));
-        }
-    }
-    out
+    let lines: Vec<CpuLine> = rows
+        .iter()
+        .map(|r| CpuLine {
+            label: format!(
+                "transfer {:>3} clients pool {:>3} group {:<3}",
+                r.clients,
+                r.pool_size,
+                on_off(r.group_commit)
+            ),
+            pgbench: r.pgbench.cpu,
+            rowlock: r.rowlock_cpu,
+            wrk: r.wrk.as_ref().map(|w| w.cpu),
+        })
+        .collect();
+    cpu_table("transfer", &lines)
 }
 
 /// Transfers at the largest client count with group commit on, and memory throughout.

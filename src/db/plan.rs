@@ -99,7 +99,7 @@ impl Db {
     async fn transact_holding<F>(
         &self,
         alone: Option<Alone>,
-        opts: TxOptions,
+        mut opts: TxOptions,
         body: F,
     ) -> Result<Reply, ApiError>
     where
@@ -112,6 +112,8 @@ impl Db {
         let Some(alone) = alone else {
             return self.transact(opts, body).await;
         };
+        // The task below does not see the request's task-locals.
+        opts.request_id = crate::routes::current_request_id();
         let db = self.clone();
         actix_web::rt::spawn(async move {
             let reply = db.transact(opts, body).await;

@@ -52,6 +52,9 @@ pub struct TxOptions {
     /// step against the row's newer version (EvalPlanQual), which on a hot row costs more than
     /// the round trip saved; two statements in one transaction give the write a fresh snapshot.
     pub one_statement: bool,
+    /// The request this transaction serves (it names the session); read from the request's
+    /// task when unset.
+    pub request_id: Option<String>,
     /// The client lets the request share a group-commit transaction (it did not say
     /// `group=off`); [`super::plan`] decides whether it does.
     pub group: bool,
@@ -152,7 +155,10 @@ impl Db {
         F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>> + 'static,
     {
         let db = self.clone();
-        let request_id = crate::routes::current_request_id();
+        let request_id = opts
+            .request_id
+            .clone()
+            .or_else(crate::routes::current_request_id);
         // Its own task: dropping the handler (client gone) must not drop an open transaction.
         actix_web::rt::spawn(async move {
             let turn = match &opts.admit {
