@@ -19,36 +19,14 @@ use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
 
 const HOLD: &str = "SELECT * FROM counters WHERE name = $1 FOR UPDATE";
 
-/// The value of one sample of rowlock's metrics (0 when absent).
 async fn metric(app: &TestApp, sample: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    app.metric(sample).await
 }
 
 /// Waits (bounded) until `n` requests wait in rowlock for a group.
 async fn wait_for_queued(app: &TestApp, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let queued = metric(app, "rowlock_group_queued").await;
-        if queued == n as f64 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited 10 s for {n} queued requests, there are {queued}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    app.wait_until_metric("rowlock_group_queued", n as f64)
+        .await;
 }
 
 /// Groups that carried more than one request.
@@ -550,4 +528,68 @@ async fn debug_locks_names_every_request_of_a_waiting_group() {
     assert_eq!(waiter["request_ids"], json!(["grouped-7"]), "{body}");
     holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(waiting.await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn groups_see_a_counter_replaced_or_deleted_concurrently_as_it_is_after_that_commit() {
+    let app = spawn_app().await;
+    app.create_counter("c", 0).await;
+    // Replaced (by an operator, in one transaction) while increments wait for it.
+    let operator = app.pg().await;
+    operator.batch_execute("BEGIN").await.unwrap();
+    operator
+        .execute(
+            "UPDATE counters SET value = 1000, min = 998, version = nextval('counter_versions')
+              WHERE name = 'c'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let first = send(&app, "/counters/c/increment", json!({"by": -1}), None);
+    app.wait_for_lock_waiters(1).await;
+    let queued: Vec<_> = (0..2)
+        .map(|_| send(&app, "/counters/c/increment", json!({"by": -1}), None))
+        .collect();
+    wait_for_queued(&app, 2).await;
+    let replaced_version: i64 = operator
+        .query_one("SELECT version FROM counters WHERE name = 'c'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    operator.batch_execute("COMMIT").await.unwrap();
+    let (status, body) = first.await.unwrap();
+    assert_eq!(
+        (status, body["previous"].as_i64()),
+        (200, Some(1000)),
+        "{body}"
+    );
+    assert!(body["version"].as_i64().unwrap() > replaced_version);
+    let mut answers = Vec::new();
+    for q in queued {
+        answers.push(q.await.unwrap());
+    }
+    // 999 → 998, and one more is below the new min.
+    answers.sort_by_key(|a| a.0);
+    assert_eq!(answers[0].0, 200, "{answers:?}");
+    assert_eq!(answers[1].0, 409, "{answers:?}");
+    assert_eq!(app.db_value("c").await, Some(998));
+
+    // Deleted while increments wait for it: 404 for each, nothing recreated.
+    operator.batch_execute("BEGIN").await.unwrap();
+    operator
+        .execute("DELETE FROM counters WHERE name = 'c'", &[])
+        .await
+        .unwrap();
+    let first = send(&app, "/counters/c/increment", json!({"by": 1}), None);
+    app.wait_for_lock_waiters(1).await;
+    let queued: Vec<_> = (0..2)
+        .map(|_| send(&app, "/counters/c/increment", json!({"by": 1}), None))
+        .collect();
+    wait_for_queued(&app, 2).await;
+    operator.batch_execute("COMMIT").await.unwrap();
+    for r in std::iter::once(first).chain(queued) {
+        let (status, body) = r.await.unwrap();
+        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    }
+    assert_eq!(app.db_value("c").await, None);
 }

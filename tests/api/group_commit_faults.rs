@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -137,4 +137,101 @@ async fn after_kill_9_during_grouped_load_retrying_unanswered_keys_applies_each_
 
     let distinct_keys = answered.lock().unwrap().len() + retries.len();
     assert_eq!(app.db_value("hot").await, Some(distinct_keys as i64));
+}
+
+#[tokio::test]
+async fn when_a_groups_session_is_killed_before_commit_every_request_is_503_and_nothing_applied() {
+    // One group at a time: three requests on `x` queue behind one waiting for `y`, then wait
+    // for `x` in PostgreSQL as one group.
+    let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
+    app.create_counter("x", 0).await;
+    app.create_counter("y", 0).await;
+    let hold = |name: &'static str| {
+        let app = &app;
+        async move {
+            let holder = app.pg().await;
+            holder.batch_execute("BEGIN").await.unwrap();
+            holder
+                .execute(
+                    "SELECT * FROM counters WHERE name = $1 FOR UPDATE",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+            holder
+        }
+    };
+    let (holds_x, holds_y) = (hold("x").await, hold("y").await);
+    let send = |name: &str| {
+        let request = app
+            .http
+            .post(app.url(&format!("/counters/{name}/increment")))
+            .json(&json!({"by": 1}));
+        tokio::spawn(async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    let on_y = send("y");
+    app.wait_for_lock_waiters(1).await;
+    let grouped: Vec<_> = (0..3).map(|_| send("x")).collect();
+    app.wait_until_metric("rowlock_group_queued", 3.0).await;
+    holds_y.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(on_y.await.unwrap().0, 200);
+    app.wait_for_lock_waiters(1).await;
+    let killed: i64 = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name LIKE 'rowlock/group-%'
+                AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+    for r in grouped {
+        let (status, body) = r.await.unwrap();
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("unavailable")),
+            "{body}"
+        );
+    }
+    holds_x.batch_execute("COMMIT").await.unwrap();
+    // 503 means nothing was applied.
+    assert_eq!(app.db_value("x").await, Some(0));
+}
+
+#[tokio::test]
+async fn the_outcome_of_a_transaction_is_learned_from_its_id() {
+    let app = spawn_app().await;
+    let pool = rowlock::db::build_pool(&app.db_url, &rowlock::cli::PoolArgs::default()).unwrap();
+    let pg = app.pg().await;
+    let txid = |sql: &'static str| {
+        let pg = &pg;
+        async move {
+            pg.batch_execute("BEGIN").await.unwrap();
+            let id: i64 = pg
+                .query_one("SELECT txid_current()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            pg.batch_execute(sql).await.unwrap();
+            id
+        }
+    };
+    let resolve = |id| rowlock::db::group::resolve(&pool, id, Duration::from_millis(300));
+    let committed = txid("COMMIT").await;
+    assert_eq!(resolve(committed).await, Some(true));
+    let rolled_back = txid("ROLLBACK").await;
+    assert_eq!(resolve(rolled_back).await, Some(false));
+    // Still open: not learnable within the bound, so unknown.
+    let open = txid("SELECT 1").await;
+    assert_eq!(resolve(open).await, None);
+    pg.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(resolve(open).await, Some(false));
 }

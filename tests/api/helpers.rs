@@ -262,6 +262,38 @@ impl TestApp {
         .await;
     }
 
+    /// The value of one sample of rowlock's `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Polls the metric `sample` until it equals `expected`, for at most 10 s.
+    pub async fn wait_until_metric(&self, sample: &str, expected: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.metric(sample).await;
+            if got == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 10 s for {sample} to be {expected}, it is {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Polls `sql` (returning one bigint) until it equals `expected`, for at most 10 s.
     pub async fn wait_until(&self, sql: &str, expected: i64) {
         let pg = self.pg().await;

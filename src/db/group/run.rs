@@ -341,8 +341,9 @@ fn write_params<'a>(
 }
 
 /// What became of transaction `txid` after its connection broke: `Some(true)` committed,
-/// `Some(false)` rolled back, `None` when that could not be learned within `timeout`.
-async fn resolve(pool: &Pool, txid: i64, timeout: Duration) -> Option<bool> {
+/// `Some(false)` rolled back (or never finished: the server crashed), `None` when that could
+/// not be learned within `timeout`.
+pub async fn resolve(pool: &Pool, txid: i64, timeout: Duration) -> Option<bool> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(client) = pool.get().await {
