@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The rowlock benchmark, in one command: rowlock vs pgbench on a throwaway PostgreSQL.
 #
-#   bench/run.sh                      # hot + spread at 1, 8, 64 clients, 10 s each, pool 32
+#   bench/run.sh                      # hot + spread at 1, 8, 64 clients, 10 s each, pool 32,
+#                                     # group commit on and off, each hammer run followed by wrk
 #   bench/run.sh --pool-size 4,8,16   # also sweep rowlock's pool size (pgbench runs once)
+#   bench/run.sh --group-commit on    # only group commit on
 #   bench/run.sh --help               # every option of the orchestrator (`rowlock bench`)
 #
 # Builds the release binary first (do not run it while something else is compiling: the

@@ -42,7 +42,8 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, clap::Args)]
 pub struct GroupArgs {
     /// Group concurrent lock=wait/none counter changes into shared transactions (on|off).
-    #[arg(long, env = "ROWLOCK_GROUP_COMMIT", default_value = "on", value_parser = parse_switch)]
+    #[arg(long, env = "ROWLOCK_GROUP_COMMIT", default_value = "on", value_parser = parse_switch,
+          action = clap::ArgAction::Set, value_name = "on|off")]
     pub group_commit: bool,
 
     /// Most ops (increments, transaction ops) one group may carry.
@@ -87,6 +88,14 @@ impl Work {
         match self {
             Self::Increment { name, .. } => vec![name.as_str()],
             Self::Transaction { ops } => ops.iter().map(|op| op.counter.as_str()).collect(),
+        }
+    }
+
+    /// Whether this work changes counter `row`.
+    fn touches(&self, row: &str) -> bool {
+        match self {
+            Self::Increment { name, .. } => name == row,
+            Self::Transaction { ops } => ops.iter().any(|op| op.counter == row),
         }
     }
 
@@ -264,7 +273,7 @@ impl GroupCommit {
             && !state
                 .queue
                 .iter()
-                .any(|m| m.work.rows().iter().any(|q| rows.contains(q)));
+                .any(|m| rows.iter().any(|r| m.work.touches(r)));
         if !free {
             return None;
         }

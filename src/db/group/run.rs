@@ -106,9 +106,11 @@ impl From<ApiError> for Failed {
 pub(super) async fn group(lane: Lane, mut members: Vec<Member>) {
     let executor = lane.executor.clone();
     let started = Instant::now();
-    executor
-        .metrics
-        .group(members.iter().map(|m| started - m.enqueued));
+    executor.metrics.group(
+        members
+            .iter()
+            .map(|m| started.saturating_duration_since(m.enqueued)),
+    );
     let application_name = format!("rowlock/group-{}", lane.id);
     let (mut retries, mut timeouts) = (0, 0);
     loop {
