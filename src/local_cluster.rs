@@ -39,6 +39,7 @@ pub struct LocalCluster {
     data_dir: PathBuf,
     port: u16,
     pid: u32,
+    durability: Durability,
     supervisor: Option<JoinHandle<()>>,
     remove_on_stop: bool,
 }
@@ -46,6 +47,27 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts (and on first use initialises) the cluster kept in `data_dir`.
     pub fn start(data_dir: &Path, durability: Durability) -> Result<Self> {
+        Self::start_on(data_dir, durability, None)
+    }
+
+    /// Stops the server the way a crash would (`-m immediate`: no checkpoint, open
+    /// transactions lost, connections dropped) and starts it again on the same port, after
+    /// crash recovery. For fault tests.
+    pub fn crash_and_restart(&mut self) -> Result<()> {
+        if let Some(supervisor) = self.supervisor.take() {
+            // SAFETY: plain kill(2) on the pid of our own child.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGQUIT);
+            }
+            let _ = supervisor.join();
+        }
+        let mut restarted = Self::start_on(&self.data_dir, self.durability, Some(self.port))?;
+        self.pid = restarted.pid;
+        self.supervisor = restarted.supervisor.take();
+        Ok(())
+    }
+
+    fn start_on(data_dir: &Path, durability: Durability, port: Option<u16>) -> Result<Self> {
         let bin = find_bin_dir()?;
         fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -79,7 +101,10 @@ impl LocalCluster {
             }
         }
 
-        let port = free_port()?;
+        let port = match port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let log_path = data_dir.join("rowlock-postgres.log");
         let log = fs::OpenOptions::new()
             .create(true)
@@ -139,6 +164,7 @@ impl LocalCluster {
             data_dir,
             port,
             pid,
+            durability,
             supervisor: Some(supervisor),
             remove_on_stop: false,
         };

@@ -14,6 +14,7 @@ pub mod listener;
 pub mod locking;
 pub mod migrate;
 pub mod notify;
+pub mod outcome;
 mod plan;
 pub mod queues;
 pub mod transactions;

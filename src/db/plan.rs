@@ -37,19 +37,23 @@ impl Db {
             Concurrency::Atomic => Some("none"),
             _ => None,
         };
-        if let Some((group, mode)) = self.group_for(&opts).zip(grouped_mode) {
-            let work = Work::Increment { name, by };
-            return group.submit(grouped(work, strength, mode, opts)).await;
-        }
         opts.one_statement =
             matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::SkipLocked);
-        // Requests that would wait for the row lock wait for their turn in rowlock first.
-        let never_waits =
-            matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::Wait);
-        if !never_waits {
+        let mut alone = None;
+        if let Some((group, lock_mode)) = self.group_for(&opts).zip(grouped_mode) {
+            let work = Work::Increment {
+                name: name.clone(),
+                by,
+            };
+            alone = group.try_alone(&work);
+            if alone.is_none() {
+                return group.submit(grouped(work, strength, lock_mode, opts)).await;
+            }
+        } else if !matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::Wait) {
+            // Requests that would wait for the row lock wait for their turn in rowlock first.
             opts.admit = Some(format!("counter '{name}'"));
         }
-        self.transact(opts, move |tx| {
+        self.transact_holding(alone, opts, move |tx| {
             let name = name.clone();
             Box::pin(async move { counters::increment(tx, &name, by, mode).await?.reply() })
         })

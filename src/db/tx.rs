@@ -26,6 +26,7 @@ use super::admission::{Admission, Permit};
 use super::fencing::{self, Fence};
 use super::idempotency::{self, Idempotency, Reply};
 use super::locking::Isolation;
+use super::outcome;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -79,8 +80,10 @@ pub struct Db {
 /// An open transaction, handed to the body of [`Db::transact`].
 pub struct Tx {
     client: Object,
-    /// Set once `COMMIT` has been sent by [`Tx::commit_with`].
+    /// Set once `COMMIT` has been sent by [`Tx::commit_with`] (from the start when implicit).
     finished: Cell<bool>,
+    /// The connection broke after `COMMIT` was sent by [`Tx::commit_with`], before its answer.
+    commit_unconfirmed: Cell<bool>,
     /// Something still has to be written after the body (the idempotency record), so the body
     /// must not commit early.
     defer_commit: bool,
@@ -141,8 +144,16 @@ impl Tx {
         let (result, commit) =
             futures_util::future::join(last, self.client.batch_execute("COMMIT")).await;
         let value = result?;
-        commit?;
-        Ok(value)
+        match commit {
+            Ok(()) => Ok(value),
+            // No SQLSTATE: the answer was lost with the connection, not refused. Whether it
+            // committed is learned after the transaction (see `Db::run_once`).
+            Err(e) if e.code().is_none() => {
+                self.commit_unconfirmed.set(true);
+                Ok(value)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -237,6 +248,7 @@ impl Db {
         let tx = Tx {
             client: self.pool.get().await?,
             finished: Cell::new(implicit),
+            commit_unconfirmed: Cell::new(false),
             defer_commit: opts.idempotency.is_some(),
             implicit,
             application_name: application_name.to_owned(),
@@ -245,7 +257,13 @@ impl Db {
             metrics: self.metrics.clone(),
         };
         if implicit {
-            return body(&tx).await;
+            let result = body(&tx).await;
+            // The statement was its own transaction: if the connection broke with it in flight,
+            // it may have committed, and without a transaction id there is no asking.
+            if result.is_err() && tx.client.is_closed() {
+                return Err(outcome::unknown());
+            }
+            return result;
         }
         let work = async {
             let Some(idem) = &opts.idempotency else {
@@ -265,8 +283,15 @@ impl Db {
         let begin = tx.client.batch_execute(opts.isolation.begin_sql());
         let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
         let (begun, set, result) = futures_util::join!(begin, settings, work);
+        let txid = set.as_ref().ok().copied();
         let result = begun.map_err(ApiError::from).and(set).and(result);
         if tx.finished.get() {
+            let lost = tx.commit_unconfirmed.get()
+                || (matches!(result, Err(ApiError::Unavailable(_))) && tx.client.is_closed());
+            if lost {
+                let _ = Object::take(tx.client);
+                return self.after_lost_commit(txid, result).await;
+            }
             return result;
         }
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -275,8 +300,30 @@ impl Db {
             Err(e) => {
                 // The connection is in an unknown state: never hand it to another request.
                 let _ = Object::take(tx.client);
+                if result.is_ok() && e.code().is_none() {
+                    return self.after_lost_commit(txid, result).await;
+                }
                 result.and(Err(e.into()))
             }
+        }
+    }
+
+    /// The answer for a transaction whose `COMMIT` was sent but whose connection broke before
+    /// it was confirmed: `result` if it committed (when rowlock holds it), 503 if it rolled
+    /// back, 504 `outcome_unknown` when that cannot be learned.
+    async fn after_lost_commit(
+        &self,
+        txid: Option<i64>,
+        result: Result<Reply, ApiError>,
+    ) -> Result<Reply, ApiError> {
+        let Some(txid) = txid else {
+            return Err(outcome::unknown());
+        };
+        let timeout = self.pool.timeouts().wait.unwrap_or(Duration::from_secs(5));
+        match outcome::resolve(&self.pool, txid, timeout).await {
+            Some(true) => result.map_err(|_| outcome::committed_without_answer()),
+            Some(false) => Err(outcome::rolled_back()),
+            None => Err(outcome::unknown()),
         }
     }
 }
@@ -284,16 +331,20 @@ impl Db {
 /// `SET LOCAL` of the request's settings, as parameters (`SET` cannot take one,
 /// `set_config(…, is_local => true)` can); they revert by themselves at COMMIT or ROLLBACK.
 /// Prepared on every new connection ([`warm_up`]), so they go out in the pipeline at once.
-pub const SET_APPLICATION_NAME: &str = "SELECT set_config('application_name', $1, true)";
-pub const SET_APPLICATION_NAME_AND_LOCK_TIMEOUT: &str =
-    "SELECT set_config('application_name', $1, true), set_config('lock_timeout', $2, true)";
+/// Both also read the transaction's id, ahead of every other statement, so that a `COMMIT`
+/// whose answer is lost can be looked up ([`outcome`]).
+pub const SET_APPLICATION_NAME: &str =
+    "SELECT txid_current(), set_config('application_name', $1, true)";
+pub const SET_APPLICATION_NAME_AND_LOCK_TIMEOUT: &str = "SELECT txid_current(), \
+     set_config('application_name', $1, true), set_config('lock_timeout', $2, true)";
 
+/// Applies the settings; returns the transaction's id.
 async fn set_local(
     tx: &Tx,
     application_name: &str,
     lock_timeout_ms: Option<u32>,
-) -> Result<(), ApiError> {
-    match lock_timeout_ms {
+) -> Result<i64, ApiError> {
+    let rows = match lock_timeout_ms {
         None => {
             let stmt = tx.prepare(SET_APPLICATION_NAME).await?;
             tx.client.query(&stmt, &[&application_name]).await?
@@ -306,7 +357,9 @@ async fn set_local(
                 .await?
         }
     };
-    Ok(())
+    rows.first().map(|row| row.get(0)).ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("the settings statement answered no row"))
+    })
 }
 
 /// Prepares, on a new connection, the statements that must never cost a round trip of their

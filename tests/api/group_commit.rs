@@ -495,15 +495,29 @@ async fn group_off_and_a_server_without_group_commit_run_each_request_alone() {
 
 #[tokio::test]
 async fn debug_locks_names_every_request_of_a_waiting_group() {
-    let app = spawn_app().await;
+    // One group at a time: two requests on `x` queue behind one waiting for `y`, then wait for
+    // `x` in PostgreSQL as one group.
+    let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
     app.create_counter("x", 0).await;
-    let holder = hold(&app, "x").await;
-    let request = app
-        .http
-        .post(app.url("/counters/x/increment"))
-        .header("x-request-id", "grouped-7")
-        .json(&json!({"by": 1}));
-    let waiting = tokio::spawn(async move { request.send().await.unwrap().status() });
+    app.create_counter("y", 0).await;
+    let holds_x = hold(&app, "x").await;
+    let holds_y = hold(&app, "y").await;
+    let on_y = send(&app, "/counters/y/increment", json!({"by": 1}), None);
+    app.wait_for_lock_waiters(1).await;
+    let grouped: Vec<_> = ["grouped-7", "grouped-8"]
+        .into_iter()
+        .map(|id| {
+            let request = app
+                .http
+                .post(app.url("/counters/x/increment"))
+                .header("x-request-id", id)
+                .json(&json!({"by": 1}));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    wait_for_queued(&app, 2).await;
+    holds_y.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(on_y.await.unwrap().0, 200);
     app.wait_for_lock_waiters(1).await;
     let body: Value = app
         .http
@@ -525,9 +539,18 @@ async fn debug_locks_names_every_request_of_a_waiting_group() {
                 .starts_with("rowlock/group-")
         })
         .unwrap_or_else(|| panic!("no group session waits: {body}"));
-    assert_eq!(waiter["request_ids"], json!(["grouped-7"]), "{body}");
-    holder.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(waiting.await.unwrap(), 200);
+    let mut ids: Vec<&str> = waiter["request_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec!["grouped-7", "grouped-8"], "{body}");
+    holds_x.batch_execute("COMMIT").await.unwrap();
+    for r in grouped {
+        assert_eq!(r.await.unwrap(), 200);
+    }
 }
 
 #[tokio::test]

@@ -224,7 +224,7 @@ async fn the_outcome_of_a_transaction_is_learned_from_its_id() {
             id
         }
     };
-    let resolve = |id| rowlock::db::group::resolve(&pool, id, Duration::from_millis(300));
+    let resolve = |id| rowlock::db::outcome::resolve(&pool, id, Duration::from_millis(300));
     let committed = txid("COMMIT").await;
     assert_eq!(resolve(committed).await, Some(true));
     let rolled_back = txid("ROLLBACK").await;

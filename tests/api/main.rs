@@ -1,6 +1,7 @@
 //! rowlock's black-box tests: a real server on port 0, a real PostgreSQL, one database per test.
 
 mod counters;
+mod database_crash;
 mod errors;
 mod group_commit;
 mod group_commit_faults;

@@ -22,8 +22,6 @@
 mod apply;
 mod run;
 
-pub use run::resolve;
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -15,9 +15,9 @@
 //! (`txid_status`): committed → the answers rowlock holds; aborted → 503 (nothing applied);
 //! unknown → 504 `outcome_unknown`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Object;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
@@ -26,6 +26,7 @@ use super::{timed_out, GroupCommit, Lane, Member, Work};
 use crate::db::counters::counter;
 use crate::db::idempotency::Reply;
 use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
+use crate::db::outcome;
 use crate::db::tx::backoff;
 use crate::error::ApiError;
 use crate::lock_statements;
@@ -71,7 +72,6 @@ const WRITE: &str = "WITH written AS (
                created_at = now(), expires_at = EXCLUDED.expires_at
     )
     SELECT 1";
-const STATUS: &str = "SELECT txid_status($1)";
 
 /// Why an attempt at the group's transaction failed (nothing of it was applied).
 enum Failed {
@@ -197,18 +197,10 @@ async fn attempt(
         (Err(e), _) if e.code().is_some() => Err(e.into()),
         _ => {
             let _ = Object::take(client);
-            match resolve(&executor.pool, txid, executor.resolve_timeout).await {
+            match outcome::resolve(&executor.pool, txid, executor.resolve_timeout).await {
                 Some(true) => Ok(answers),
-                Some(false) => Err(Failed::Final(ApiError::Unavailable(
-                    "the database connection was lost before the change committed; \
-                     nothing was applied"
-                        .into(),
-                ))),
-                None => Err(Failed::Final(ApiError::OutcomeUnknown(
-                    "the database connection was lost after COMMIT was sent and the outcome \
-                     could not be learned; the change may or may not have been applied"
-                        .into(),
-                ))),
+                Some(false) => Err(Failed::Final(outcome::rolled_back())),
+                None => Err(Failed::Final(outcome::unknown())),
             }
         }
     }
@@ -340,33 +332,4 @@ fn write_params<'a>(
         &w.bodies,
         retention,
     ]
-}
-
-/// What became of transaction `txid` after its connection broke: `Some(true)` committed,
-/// `Some(false)` rolled back (or never finished: the server crashed), `None` when that could
-/// not be learned within `timeout`.
-pub async fn resolve(pool: &Pool, txid: i64, timeout: Duration) -> Option<bool> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(client) = pool.get().await {
-            match client.query_one(STATUS, &[&txid]).await {
-                Ok(row) => match row.get::<_, Option<String>>(0).as_deref() {
-                    Some("committed") => return Some(true),
-                    Some("aborted") => return Some(false),
-                    // The old session has not noticed yet that its client is gone.
-                    Some("in progress") => {}
-                    _ => return None,
-                },
-                // A pooled connection broken by the same failure: it is dropped, try another.
-                Err(_) => {
-                    let _ = Object::take(client);
-                }
-            }
-        }
-        if Instant::now() >= deadline {
-            tracing::error!(txid, "cannot learn whether a group's COMMIT succeeded");
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

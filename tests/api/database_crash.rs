@@ -1,0 +1,132 @@
+//! PostgreSQL crashing (`-m immediate`) under load: rowlock must never answer 503 ("nothing was
+//! applied") for a change that committed. Each test runs its own durable cluster, since it
+//! crashes it.
+
+use std::time::{Duration, Instant};
+
+use rowlock::cli::{DatabaseArgs, PoolArgs, ServeArgs};
+use rowlock::db::group::GroupArgs;
+use rowlock::hammer::{self, HammerArgs, LockArg, Verdict};
+use rowlock::local_cluster::{Durability, LocalCluster};
+use rowlock::startup::Application;
+
+/// rowlock on `url`; its address and a handle to stop it.
+async fn serve_on(url: String, group_commit: bool) -> (String, actix_web::dev::ServerHandle) {
+    let args = ServeArgs {
+        database: DatabaseArgs {
+            database_url: Some(url),
+            data_dir: "unused".into(),
+        },
+        listen: "127.0.0.1:0".parse().expect("address"),
+        workers: 2,
+        idempotency_retention_secs: 86_400,
+        completed_job_retention_secs: 604_800,
+        lock_max_ttl_ms: 3_600_000,
+        pool: PoolArgs::default(),
+        group: GroupArgs {
+            group_commit,
+            ..GroupArgs::default()
+        },
+        auth: Default::default(),
+    };
+    let app = Application::build(args).await.expect("build rowlock");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    (address, handle)
+}
+
+/// Crashes PostgreSQL twice under a 16-client increment load and checks the hammer's sum:
+/// every 503 must have changed nothing, so the counters hold the acknowledged increments plus
+/// at most the ones of unknown outcome (504 or no answer).
+async fn crash_under_load(group_commit: bool, spread: u32) {
+    let cluster =
+        tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
+            .await
+            .expect("cluster thread")
+            .expect("start a throwaway PostgreSQL");
+    rowlock::db::ensure_database(&cluster.url("postgres"), "rowlock")
+        .await
+        .expect("create the database");
+    let url = cluster.url("rowlock");
+    let (address, handle) = serve_on(url.clone(), group_commit).await;
+
+    let mut args = HammerArgs::new(&address);
+    args.counter = "crash".into();
+    args.spread = spread;
+    args.concurrency = 16;
+    args.duration = Some(Duration::from_secs(6));
+    args.lock = LockArg::Wait;
+    args.no_progress = true;
+    let crashes = async {
+        let mut cluster = cluster;
+        for round in 1..=2 {
+            wait_for_increments(&url, 300 * round).await;
+            cluster = tokio::task::spawn_blocking(move || {
+                cluster.crash_and_restart().expect("restart PostgreSQL");
+                cluster
+            })
+            .await
+            .expect("restart thread");
+        }
+        cluster
+    };
+    let (report, cluster) = tokio::join!(hammer::execute(&args), crashes);
+    let report = report.expect("hammer runs");
+
+    assert_ne!(report.verification.verdict, Verdict::Fail, "{report}");
+    let s = &report.statuses;
+    assert!(
+        s.unavailable + s.unknown_outcomes + s.other > 0,
+        "the crashes met requests in flight: {report}"
+    );
+    assert!(s.ok > 600, "{report}");
+    handle.stop(false).await;
+    let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+}
+
+/// Waits (bounded) until the counters together went up by at least `n`.
+async fn wait_for_increments(url: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let total = async {
+            let pg = connect_quietly(url).await?;
+            pg.query_one(
+                "SELECT coalesce(sum(value), 0)::bigint FROM counters WHERE name LIKE 'crash%'",
+                &[],
+            )
+            .await
+            .ok()
+            .map(|r| r.get::<_, i64>(0))
+        }
+        .await;
+        if total.is_some_and(|t| t >= n) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the load never reached {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A plain connection, or `None` while the server is restarting.
+async fn connect_quietly(url: &str) -> Option<tokio_postgres::Client> {
+    match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Some(client)
+        }
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_crash_under_grouped_load_never_hides_an_applied_increment_behind_a_503() {
+    crash_under_load(true, 1).await;
+}
+
+#[tokio::test]
+async fn a_crash_under_load_of_single_transactions_never_hides_an_applied_increment_behind_a_503() {
+    crash_under_load(false, 64).await;
+}
