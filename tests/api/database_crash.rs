@@ -55,7 +55,7 @@ async fn crash_under_load(group_commit: bool, spread: u32) {
     args.counter = "crash".into();
     args.spread = spread;
     args.concurrency = 16;
-    args.duration = Some(Duration::from_secs(6));
+    args.duration = Some(Duration::from_secs(10));
     args.lock = LockArg::Wait;
     args.no_progress = true;
     let crashes = async {
@@ -80,7 +80,7 @@ async fn crash_under_load(group_commit: bool, spread: u32) {
         s.unavailable + s.unknown_outcomes + s.other > 0,
         "the crashes met requests in flight: {report}"
     );
-    assert!(s.ok > 600, "{report}");
+    assert!(s.ok > 500, "{report}");
     handle.stop(false).await;
     let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
 }
