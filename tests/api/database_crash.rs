@@ -4,31 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use rowlock::cli::{DatabaseArgs, PoolArgs, ServeArgs};
-use rowlock::db::group::GroupArgs;
 use rowlock::hammer::{self, HammerArgs, LockArg, Verdict};
 use rowlock::local_cluster::{Durability, LocalCluster};
 use rowlock::startup::Application;
 
+use crate::helpers::serve_args;
+
 /// rowlock on `url`; its address and a handle to stop it.
 async fn serve_on(url: String, group_commit: bool) -> (String, actix_web::dev::ServerHandle) {
-    let args = ServeArgs {
-        database: DatabaseArgs {
-            database_url: Some(url),
-            data_dir: "unused".into(),
-        },
-        listen: "127.0.0.1:0".parse().expect("address"),
-        workers: 2,
-        idempotency_retention_secs: 86_400,
-        completed_job_retention_secs: 604_800,
-        lock_max_ttl_ms: 3_600_000,
-        pool: PoolArgs::default(),
-        group: GroupArgs {
-            group_commit,
-            ..GroupArgs::default()
-        },
-        auth: Default::default(),
-    };
+    let mut args = serve_args(url);
+    args.group.group_commit = group_commit;
     let app = Application::build(args).await.expect("build rowlock");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

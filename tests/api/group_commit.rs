@@ -62,6 +62,47 @@ fn send(
     })
 }
 
+/// A server with one group slot, counters `x` and `y`, `x` held from a plain connection, and
+/// `requests` (sent in order) waiting for `x` in PostgreSQL as ONE group: they queue behind a
+/// request waiting for `y` (held too), and go together once `y` is released. Returns the
+/// connection holding `x` and the requests' answers to come.
+pub async fn one_group_waiting_for_x(
+    requests: Vec<reqwest::RequestBuilder>,
+    app: &TestApp,
+) -> (
+    tokio_postgres::Client,
+    Vec<tokio::task::JoinHandle<(u16, Value)>>,
+) {
+    let holds_x = hold(app, "x").await;
+    let holds_y = hold(app, "y").await;
+    let on_y = send(app, "/counters/y/increment", json!({"by": 1}), None);
+    app.wait_for_lock_waiters(1).await;
+    let n = requests.len();
+    let answers = requests
+        .into_iter()
+        .map(|request| {
+            tokio::spawn(async move {
+                let r = request.send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    wait_for_queued(app, n).await;
+    holds_y.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(on_y.await.unwrap().0, 200);
+    app.wait_for_lock_waiters(1).await;
+    (holds_x, answers)
+}
+
+/// A server with one group slot and the counters `x` and `y` at 0.
+pub async fn one_slot_app() -> TestApp {
+    let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
+    app.create_counter("x", 0).await;
+    app.create_counter("y", 0).await;
+    app
+}
+
 fn hot_args(app: &TestApp, lock: LockArg) -> HammerArgs {
     let mut args = HammerArgs::new(&app.address);
     args.counter = "hot".into();
@@ -354,31 +395,20 @@ async fn two_requests_with_one_key_in_one_group_apply_once() {
 
 #[tokio::test]
 async fn a_grouped_request_whose_lock_timeout_runs_out_is_423_and_the_rest_of_its_group_commits() {
-    // One group at a time, so that the two requests on `x` queue together behind the group
-    // waiting for `y`, and then wait for `x` in PostgreSQL as one group.
-    let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
-    app.create_counter("x", 0).await;
-    app.create_counter("y", 0).await;
-    let holds_x = hold(&app, "x").await;
-    let holds_y = hold(&app, "y").await;
-    let on_y = send(&app, "/counters/y/increment", json!({"by": 1}), None);
-    app.wait_for_lock_waiters(1).await;
-    let impatient = send(
-        &app,
-        "/counters/x/increment?lock_timeout_ms=200",
-        json!({"by": 100}),
-        None,
-    );
-    let patient = send(&app, "/counters/x/increment", json!({"by": 1}), None);
-    wait_for_queued(&app, 2).await;
-    holds_y.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(on_y.await.unwrap().0, 200);
-
+    let app = one_slot_app().await;
+    let increment = |query: &str, by: i64| {
+        app.http
+            .post(app.url(&format!("/counters/x/increment{query}")))
+            .json(&json!({ "by": by }))
+    };
     let started = Instant::now();
-    let (status, problem) = impatient.await.unwrap();
+    let requests = vec![increment("?lock_timeout_ms=200", 100), increment("", 1)];
+    let (holds_x, mut answers) = one_group_waiting_for_x(requests, &app).await;
+    let patient = answers.pop().unwrap();
+    let (status, problem) = answers.pop().unwrap().await.unwrap();
     assert_eq!(status, 423, "{problem}");
     assert_eq!(problem["code"], "lock_not_available");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(3));
     // The patient one went on waiting for `x` in PostgreSQL, as a group of its own.
     app.wait_for_lock_waiters(1).await;
     holds_x.batch_execute("COMMIT").await.unwrap();
@@ -495,30 +525,17 @@ async fn group_off_and_a_server_without_group_commit_run_each_request_alone() {
 
 #[tokio::test]
 async fn debug_locks_names_every_request_of_a_waiting_group() {
-    // One group at a time: two requests on `x` queue behind one waiting for `y`, then wait for
-    // `x` in PostgreSQL as one group.
-    let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
-    app.create_counter("x", 0).await;
-    app.create_counter("y", 0).await;
-    let holds_x = hold(&app, "x").await;
-    let holds_y = hold(&app, "y").await;
-    let on_y = send(&app, "/counters/y/increment", json!({"by": 1}), None);
-    app.wait_for_lock_waiters(1).await;
-    let grouped: Vec<_> = ["grouped-7", "grouped-8"]
+    let app = one_slot_app().await;
+    let requests = ["grouped-7", "grouped-8"]
         .into_iter()
         .map(|id| {
-            let request = app
-                .http
+            app.http
                 .post(app.url("/counters/x/increment"))
                 .header("x-request-id", id)
-                .json(&json!({"by": 1}));
-            tokio::spawn(async move { request.send().await.unwrap().status() })
+                .json(&json!({"by": 1}))
         })
         .collect();
-    wait_for_queued(&app, 2).await;
-    holds_y.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(on_y.await.unwrap().0, 200);
-    app.wait_for_lock_waiters(1).await;
+    let (holds_x, grouped) = one_group_waiting_for_x(requests, &app).await;
     let body: Value = app
         .http
         .get(app.url("/debug/locks"))
@@ -549,7 +566,7 @@ async fn debug_locks_names_every_request_of_a_waiting_group() {
     assert_eq!(ids, vec!["grouped-7", "grouped-8"], "{body}");
     holds_x.batch_execute("COMMIT").await.unwrap();
     for r in grouped {
-        assert_eq!(r.await.unwrap(), 200);
+        assert_eq!(r.await.unwrap().0, 200);
     }
 }
 

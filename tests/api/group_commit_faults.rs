@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::group_commit::{one_group_waiting_for_x, one_slot_app};
+use crate::helpers::spawn_app;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -141,45 +142,15 @@ async fn after_kill_9_during_grouped_load_retrying_unanswered_keys_applies_each_
 
 #[tokio::test]
 async fn when_a_groups_session_is_killed_before_commit_every_request_is_503_and_nothing_applied() {
-    // One group at a time: three requests on `x` queue behind one waiting for `y`, then wait
-    // for `x` in PostgreSQL as one group.
-    let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
-    app.create_counter("x", 0).await;
-    app.create_counter("y", 0).await;
-    let hold = |name: &'static str| {
-        let app = &app;
-        async move {
-            let holder = app.pg().await;
-            holder.batch_execute("BEGIN").await.unwrap();
-            holder
-                .execute(
-                    "SELECT * FROM counters WHERE name = $1 FOR UPDATE",
-                    &[&name],
-                )
-                .await
-                .unwrap();
-            holder
-        }
-    };
-    let (holds_x, holds_y) = (hold("x").await, hold("y").await);
-    let send = |name: &str| {
-        let request = app
-            .http
-            .post(app.url(&format!("/counters/{name}/increment")))
-            .json(&json!({"by": 1}));
-        tokio::spawn(async move {
-            let r = request.send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    let app = one_slot_app().await;
+    let requests = (0..3)
+        .map(|_| {
+            app.http
+                .post(app.url("/counters/x/increment"))
+                .json(&json!({"by": 1}))
         })
-    };
-    let on_y = send("y");
-    app.wait_for_lock_waiters(1).await;
-    let grouped: Vec<_> = (0..3).map(|_| send("x")).collect();
-    app.wait_until_metric("rowlock_group_queued", 3.0).await;
-    holds_y.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(on_y.await.unwrap().0, 200);
-    app.wait_for_lock_waiters(1).await;
+        .collect();
+    let (holds_x, grouped) = one_group_waiting_for_x(requests, &app).await;
     let killed: i64 = app
         .pg()
         .await

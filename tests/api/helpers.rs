@@ -106,6 +106,24 @@ pub struct TestApp {
     handle: actix_web::dev::ServerHandle,
 }
 
+/// `rowlock serve`'s settings for a test server on `database_url`, on a free port.
+pub fn serve_args(database_url: String) -> ServeArgs {
+    ServeArgs {
+        database: DatabaseArgs {
+            database_url: Some(database_url),
+            data_dir: "unused".into(),
+        },
+        listen: "127.0.0.1:0".parse().expect("address"),
+        workers: 2,
+        idempotency_retention_secs: 86_400,
+        completed_job_retention_secs: 604_800,
+        lock_max_ttl_ms: 3_600_000,
+        pool: PoolArgs::default(),
+        group: Default::default(),
+        auth: Default::default(),
+    }
+}
+
 /// Spawns rowlock with the default pool settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -120,20 +138,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let db_name = format!("rowlock_test_{:016x}", rand::random::<u64>());
     create_database_from_template(&cluster.admin_url, &db_name).await;
     let db_url = cluster.url(&db_name);
-    let mut args = ServeArgs {
-        database: DatabaseArgs {
-            database_url: Some(db_url.clone()),
-            data_dir: "unused".into(),
-        },
-        listen: "127.0.0.1:0".parse().expect("address"),
-        workers: 2,
-        idempotency_retention_secs: 86_400,
-        completed_job_retention_secs: 604_800,
-        lock_max_ttl_ms: 3_600_000,
-        pool: PoolArgs::default(),
-        group: Default::default(),
-        auth: Default::default(),
-    };
+    let mut args = serve_args(db_url.clone());
     tune(&mut args);
     let app = Application::build(args).await.expect("build rowlock");
     let address = format!("http://127.0.0.1:{}", app.port());
