@@ -131,6 +131,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns rowlock after `tune` adjusted its settings.
 pub async fn spawn_app_with(tune: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    spawn_app_via(tune, str::to_owned).await
+}
+
+/// The port of the test cluster's PostgreSQL.
+pub fn database_port() -> u16 {
+    let cfg: tokio_postgres::Config = cluster().admin_url.parse().expect("admin URL parses");
+    cfg.get_ports().first().copied().unwrap_or(5432)
+}
+
+/// Spawns rowlock with its `DATABASE_URL` rewritten by `route` (to reach PostgreSQL through a
+/// proxy); the test's own connections go straight to the database.
+pub async fn spawn_app_via(
+    tune: impl FnOnce(&mut ServeArgs),
+    route: impl FnOnce(&str) -> String,
+) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         rowlock::telemetry::init();
     }
@@ -138,7 +153,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let db_name = format!("rowlock_test_{:016x}", rand::random::<u64>());
     create_database_from_template(&cluster.admin_url, &db_name).await;
     let db_url = cluster.url(&db_name);
-    let mut args = serve_args(db_url.clone());
+    let mut args = serve_args(route(&db_url));
     tune(&mut args);
     let app = Application::build(args).await.expect("build rowlock");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -15,6 +15,7 @@ mod jobs_concurrency;
 mod jobs_hammer;
 mod leases;
 mod locking;
+mod lost_commit;
 mod observability;
 mod operations;
 mod transactions;

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use deadpool_postgres::Object;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 use super::apply::{apply, Applied, Keys, Reserved, Writes};
 use super::{timed_out, GroupCommit, Lane, Member, Work};
@@ -179,14 +179,15 @@ async fn attempt(
                 return Err(failed);
             }
         };
-    let Applied { answers, writes } = applied;
+    let (write_stmt, Applied { answers, writes }) = applied;
+    // Prepared in round 1: a statement still to be prepared here would go out after the
+    // `COMMIT` below, as a transaction of its own.
     let write = async {
         if writes.is_empty() {
             return Ok(0);
         }
-        let stmt = client.prepare_cached(WRITE).await?;
         client
-            .execute(&stmt, &write_params(&writes, executor))
+            .execute(&write_stmt, &write_params(&writes, executor))
             .await
     };
     let (written, committed) = futures_util::join!(write, client.batch_execute("COMMIT"));
@@ -206,13 +207,14 @@ async fn attempt(
     }
 }
 
-/// Round 1 and [`apply`]: the transaction's id and what the group will write and answer.
+/// Round 1 and [`apply`]: the transaction's id, the prepared write statement and what the
+/// group will write and answer.
 async fn lock_and_apply(
     metrics: &Metrics,
     client: &Object,
     application_name: &str,
     members: &[Member],
-) -> Result<(i64, Applied), Failed> {
+) -> Result<(i64, (Statement, Applied)), Failed> {
     let now = Instant::now();
     let remaining = members
         .iter()
@@ -247,6 +249,7 @@ async fn lock_and_apply(
     let settings = client.prepare_cached(SETTINGS).await?;
     let lock_stmt = client.prepare_cached(lock.pick(&LOCK)).await?;
     let reserve = client.prepare_cached(RESERVE).await?;
+    let write = client.prepare_cached(WRITE).await?;
     let (lock_keys, stored_keys) = match keys.is_empty() {
         true => (None, None),
         false => (
@@ -254,7 +257,7 @@ async fn lock_and_apply(
             Some(client.prepare_cached(STORED_KEYS).await?),
         ),
     };
-    let optional = |stmt: Option<tokio_postgres::Statement>| async {
+    let optional = |stmt: Option<Statement>| async {
         match stmt {
             Some(stmt) => client.query(&stmt, &[&keys]).await,
             None => Ok(Vec::new()),
@@ -287,7 +290,7 @@ async fn lock_and_apply(
         Reserved::new(reserved.get(0)),
         Reserved::new(reserved.get(1)),
     )?;
-    Ok((txid, applied))
+    Ok((txid, (write, applied)))
 }
 
 fn count(n: usize) -> Result<i32, ApiError> {
