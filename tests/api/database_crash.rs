@@ -23,7 +23,9 @@ async fn serve_on(url: String, group_commit: bool) -> (String, actix_web::dev::S
 
 /// Crashes PostgreSQL twice under a 16-client increment load and checks the hammer's sum:
 /// every 503 must have changed nothing, so the counters hold the acknowledged increments plus
-/// at most the ones of unknown outcome (504 or no answer).
+/// at most the ones of unknown outcome (504 or no answer). Whether a crash lands between a
+/// commit's WAL flush and its answer is up to chance; `lost_commit.rs` makes that happen on
+/// purpose.
 async fn crash_under_load(group_commit: bool, spread: u32) {
     let cluster =
         tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
@@ -60,10 +62,11 @@ async fn crash_under_load(group_commit: bool, spread: u32) {
     let report = report.expect("hammer runs");
 
     assert_ne!(report.verification.verdict, Verdict::Fail, "{report}");
+    // Never a 500 (a bug by contract): during the outage 503 (nothing applied) or 504.
     let s = &report.statuses;
     assert!(
-        s.unavailable + s.unknown_outcomes + s.other > 0,
-        "the crashes met requests in flight: {report}"
+        s.other_statuses.keys().all(|status| *status == 504),
+        "{report}"
     );
     assert!(s.ok > 500, "{report}");
     handle.stop(false).await;
