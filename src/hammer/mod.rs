@@ -102,7 +102,11 @@ pub async fn execute(args: &HammerArgs) -> Result<Report> {
         optimistic_retries: out.optimistic_retries,
         throughput: acknowledged as f64 / elapsed_secs.max(1e-9),
         latency_ms: Percentiles::of(&out.latency),
-        verification: Verification::new(sum, linearizability),
+        verification: Verification::new(
+            sum,
+            linearizability,
+            out.statuses.other_statuses.get(&500).copied().unwrap_or(0),
+        ),
         timeline: TimelinePoint::of(&out.timeline),
         statuses: out.statuses,
     })

@@ -150,8 +150,15 @@ pub struct Verification {
 }
 
 impl Verification {
-    pub fn new(sum: SumCheck, linearizability: Option<Linearizability>) -> Self {
+    /// `internal_errors`: 500 answers. A 500 is a bug in rowlock by contract, so any of them
+    /// fails the run whatever the sums say.
+    pub fn new(
+        sum: SumCheck,
+        linearizability: Option<Linearizability>,
+        internal_errors: u64,
+    ) -> Self {
         let verdict = match (&sum.verdict, &linearizability) {
+            _ if internal_errors > 0 => Verdict::Fail,
             (_, Some(l)) if !l.linearizable => Verdict::Fail,
             (v, _) => *v,
         };

@@ -227,3 +227,63 @@ async fn racy_increment(pool: Data<Pool>, name: Path<String>, body: Json<Value>)
         "name": *name, "value": read + by, "previous": read, "version": version
     }))
 }
+
+#[tokio::test]
+async fn a_run_with_a_500_never_passes_even_when_the_sums_add_up() {
+    let app = spawn_app().await;
+    app.create_counter("flaky", 0).await;
+    let pool = rowlock::db::build_pool(&app.db_url, &PoolArgs::default()).expect("pool");
+    let data = Data::new((pool, std::sync::atomic::AtomicU64::new(0)));
+    let flaky = TestServer::start(move |cfg| {
+        cfg.app_data(data.clone())
+            .route("/counters/{name}", web::get().to(flaky_get))
+            .route(
+                "/counters/{name}/increment",
+                web::post().to(flaky_increment),
+            );
+    });
+    let report = hammer::execute(&hammer_args(&flaky.address, "flaky", 4, 100))
+        .await
+        .expect("hammer runs");
+    flaky.stop().await;
+
+    // Every applied increment was acknowledged, so the sums agree; the 500s alone fail it.
+    assert_eq!(
+        report.verification.sum.observed_delta,
+        i128::from(report.acknowledged)
+    );
+    assert_eq!(
+        report.statuses.other_statuses.get(&500),
+        Some(&20),
+        "{report}"
+    );
+    assert_eq!(report.verification.verdict, Verdict::Fail, "{report}");
+}
+
+type Flaky = Data<(Pool, std::sync::atomic::AtomicU64)>;
+
+async fn flaky_get(state: Flaky, name: Path<String>) -> HttpResponse {
+    racy_get(Data::new(state.0.clone()), name).await
+}
+
+/// A correct atomic increment, except that every fifth request is a 500 that changes nothing.
+async fn flaky_increment(state: Flaky, name: Path<String>, body: Json<Value>) -> HttpResponse {
+    let n = state.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n % 5 == 4 {
+        return HttpResponse::InternalServerError().finish();
+    }
+    let by = body["by"].as_i64().unwrap_or(1);
+    let client = state.0.get().await.expect("connection");
+    let row = client
+        .query_one(
+            "UPDATE counters SET value = value + $2, version = version + 1 WHERE name = $1
+             RETURNING value, version",
+            &[&*name, &by],
+        )
+        .await
+        .expect("write");
+    let value: i64 = row.get(0);
+    HttpResponse::Ok().json(json!({
+        "name": *name, "value": value, "previous": value - by, "version": row.get::<_, i64>(1)
+    }))
+}

@@ -144,7 +144,9 @@ impl Checks {
         let negative = after.iter().filter(|v| **v < 0).count() as u64;
         let (sum_before, sum_after) = (sum(before), sum(after));
         let unknown_outcomes = out.statuses.unknown_outcomes;
+        // A 500 is a bug in rowlock by contract: it fails the run whatever the sums say.
         let broken = negative > 0
+            || out.statuses.other_statuses.contains_key(&500)
             || out.inconsistent > 0
             || (workload == Workload::Transfer && sum_before != sum_after);
         let explained = explained && unknown_outcomes > 0;
@@ -303,5 +305,13 @@ mod tests {
         // A refused order that still took item 0's stock.
         let c = Checks::new(Workload::Order, &names(2), &[9, 9], &[2, 4], &o);
         assert_eq!((c.verdict, c.mismatched), (Verdict::Fail, 1), "{c}");
+    }
+
+    #[test]
+    fn a_500_fails_the_run_even_when_every_balance_adds_up() {
+        let mut o = out(vec![-30, 30], vec![0, 0], vec![0, 0], 1);
+        o.statuses.other_statuses.insert(500, 1);
+        let c = Checks::new(Workload::Transfer, &names(2), &[100, 0], &[70, 30], &o);
+        assert_eq!(c.verdict, Verdict::Fail, "{c}");
     }
 }
