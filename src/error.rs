@@ -222,6 +222,12 @@ impl From<tokio_postgres::Error> for ApiError {
             SqlState::NUMERIC_VALUE_OUT_OF_RANGE => {
                 Self::Invalid("the change would overflow a signed 64-bit value".into())
             }
+            // Class 22 (data exception) and 54000 (program limit): a value the database cannot
+            // take, which only client input can bring. Logged in full, answered generically.
+            _ if code.code().starts_with("22") || *code == SqlState::PROGRAM_LIMIT_EXCEEDED => {
+                tracing::warn!(error = %e, "the database refused a value of the request");
+                Self::Invalid("a value in the request cannot be stored (data exception)".into())
+            }
             SqlState::ADMIN_SHUTDOWN
             | SqlState::CANNOT_CONNECT_NOW
             | SqlState::TOO_MANY_CONNECTIONS

@@ -68,12 +68,28 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for JsonBody
             };
             let value = serde_json::from_slice(text)
                 .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+            // PostgreSQL stores no NUL character in text or jsonb: refused here, before any SQL.
+            if has_nul_escape(text) {
+                return Err(ApiError::Invalid(
+                    "text in the body must not contain the NUL character (\\u0000)".into(),
+                ));
+            }
             Ok(JsonBody {
                 value,
                 raw: body.freeze(),
             })
         })
     }
+}
+
+/// Whether JSON text holds a `\u0000` escape (a NUL character in a string). `\\u0000` is an
+/// escaped backslash followed by the text `u0000`, which is fine: the escape counts only after
+/// an even number of backslashes.
+fn has_nul_escape(json: &[u8]) -> bool {
+    const NUL: &[u8] = b"\\u0000";
+    json.windows(NUL.len()).enumerate().any(|(i, w)| {
+        w == NUL && json[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+    })
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -339,4 +355,18 @@ pub struct FencingHeader {
     /// `<lock key>=<token>`: refuse the mutation if that lease has moved on.
     #[param(rename = "Fencing-Token")]
     fencing_token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_nul_escape;
+
+    #[test]
+    fn a_nul_escape_is_found_and_an_escaped_backslash_is_not_one() {
+        assert!(has_nul_escape(br#"{"a": "\u0000"}"#));
+        assert!(has_nul_escape(br#"{"a": "x\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a": "\\u0000"}"#));
+        assert!(has_nul_escape(br#"{"a": "\\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a": "u0000"}"#));
+    }
 }
