@@ -15,6 +15,7 @@ use actix_web::web::Data;
 use actix_web::ResponseError;
 use anyhow::{Context, Result};
 use clap::Args;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -55,7 +56,26 @@ impl Tokens {
                     .map(str::to_owned),
             );
         }
-        let ops = args.ops_token.iter().cloned().collect();
+        let ops: Vec<String> = args.ops_token.iter().cloned().collect();
+        // An empty token would open the door to `Authorization: Bearer ` with nothing after it.
+        if args
+            .api_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            anyhow::bail!(
+                "ROWLOCK_API_TOKEN (--api-token) is set but blank; set a token or unset it"
+            );
+        }
+        if args
+            .ops_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            anyhow::bail!(
+                "ROWLOCK_OPS_TOKEN (--ops-token) is set but blank; set a token or unset it"
+            );
+        }
         Ok(Self { api, ops })
     }
 
@@ -80,16 +100,21 @@ pub async fn authenticate(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let tokens = req.app_data::<Data<Tokens>>().cloned();
-    if let Some(accepted) = tokens.as_ref().and_then(|t| t.required_for(req.path())) {
+    // The path as the router sees it (percent-escapes of plain characters decoded), so that
+    // `/%6Detrics` is `/metrics` here too.
+    let path = req.match_info().as_str().to_owned();
+    if let Some(accepted) = tokens.as_ref().and_then(|t| t.required_for(&path)) {
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        // Compare against every token, without stopping at the first match.
+        // Compare digests (equal length whatever the token's), against every token, without
+        // stopping at the first match: the time taken says nothing about any token.
+        let presented = Sha256::digest(presented.as_bytes());
         let ok = accepted.iter().fold(subtle::Choice::from(0), |ok, t| {
-            ok | t.as_bytes().ct_eq(presented.as_bytes())
+            ok | Sha256::digest(t.as_bytes()).ct_eq(&presented)
         });
         if !bool::from(ok) {
             let error =
@@ -103,4 +128,26 @@ pub async fn authenticate(
         }
     }
     Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blank_token_is_refused_at_startup() {
+        for blank in ["", "  "] {
+            let args = AuthArgs {
+                api_token: Some(blank.into()),
+                ..AuthArgs::default()
+            };
+            let e = Tokens::load(&args).expect_err("blank API token");
+            assert!(e.to_string().contains("ROWLOCK_API_TOKEN"), "{e}");
+            let args = AuthArgs {
+                ops_token: Some(blank.into()),
+                ..AuthArgs::default()
+            };
+            assert!(Tokens::load(&args).is_err());
+        }
+    }
 }

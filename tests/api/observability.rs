@@ -253,3 +253,18 @@ async fn metrics_show_queue_depths_by_state() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_encoded_operator_path_still_needs_the_ops_token() {
+    let app = spawn_app_with(|args| {
+        args.auth.api_token = Some("api-secret".into());
+        args.auth.ops_token = Some("ops-only".into());
+    })
+    .await;
+    for path in ["/%6Detrics", "/%64ebug/locks", "/metrics"] {
+        let get = |token: &'static str| app.http.get(app.url(path)).bearer_auth(token).send();
+        let r = get("api-secret").await.unwrap();
+        assert_eq!(r.status(), 401, "{path} with the API token");
+        assert_eq!(get("ops-only").await.unwrap().status(), 200, "{path}");
+    }
+}
