@@ -228,7 +228,11 @@ impl FromRequest for IfMatch {
     }
 }
 
-/// Every `Fencing-Token: <key>=<token>` of the request (several headers, or comma-separated).
+/// Most `Fencing-Token` entries one request may carry.
+pub const MAX_FENCES: usize = 16;
+
+/// Every `Fencing-Token: <key>=<token>` of the request (several headers, or comma-separated),
+/// at most [`MAX_FENCES`].
 pub struct FencingTokens(pub Vec<Fence>);
 
 impl FromRequest for FencingTokens {
@@ -245,6 +249,11 @@ impl FromRequest for FencingTokens {
                 match parse_fence(pair) {
                     Ok(fence) => fences.push(fence),
                     Err(e) => return ready(Err(e)),
+                }
+                if fences.len() > MAX_FENCES {
+                    return ready(Err(ApiError::Invalid(format!(
+                        "at most {MAX_FENCES} Fencing-Token entries per request"
+                    ))));
                 }
             }
         }

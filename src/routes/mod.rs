@@ -123,7 +123,13 @@ pub async fn request_context(
             .and_then(|e| e.as_error::<ApiError>())
             .map(ApiError::code);
         let status = res.status().as_u16();
-        metrics.request(&route, method.as_str(), status, started.elapsed(), code);
+        metrics.request(
+            &route,
+            method_label(&method),
+            status,
+            started.elapsed(),
+            code,
+        );
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut()
@@ -137,6 +143,24 @@ pub async fn request_context(
         tracing::debug!(request_id = %id, %method, %path, status, elapsed_ms, "request");
     }
     Ok(res)
+}
+
+/// The `method` label of a request: one of the methods HTTP defines, or `other`, so that no
+/// client can grow the metrics with methods of its own making.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 fn ensure_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {

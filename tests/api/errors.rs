@@ -296,3 +296,52 @@ async fn a_nul_character_in_any_text_is_422_before_any_sql_and_changes_nothing()
         .get(0);
     assert_eq!(held, 0);
 }
+
+#[tokio::test]
+async fn methods_of_the_clients_making_share_one_metrics_label() {
+    let app = spawn_app().await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("BREW{i:0>200}").as_bytes()).unwrap();
+        let r = app
+            .http
+            .request(method, app.url("/counters/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("BREW"),
+        "a client's method became a label"
+    );
+    assert!(
+        metrics.contains(r#"method="other",status="405"} 20"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn more_than_16_fencing_tokens_are_422_and_change_nothing() {
+    let app = spawn_app().await;
+    app.create_counter("x", 0).await;
+    let fences: Vec<String> = (0..17).map(|i| format!("lock-{i}=1")).collect();
+    let r = app
+        .http
+        .post(app.url("/counters/x/increment"))
+        .header("fencing-token", fences.join(","))
+        .json(&json!({"by": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 422, "invalid").await;
+    assert_eq!(app.db_value("x").await, Some(0));
+}
