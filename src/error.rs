@@ -51,6 +51,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    CrossSite(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -75,6 +77,7 @@ impl ApiError {
             Self::OutcomeUnknown(_) => "outcome_unknown",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unauthorized(_) => "unauthorized",
+            Self::CrossSite(_) => "cross_site",
             Self::Internal(_) => "internal",
         }
     }
@@ -97,6 +100,7 @@ impl ApiError {
             Self::OutcomeUnknown(_) => "Outcome unknown",
             Self::MethodNotAllowed(_) => "Method not allowed",
             Self::Unauthorized(_) => "Unauthorized",
+            Self::CrossSite(_) => "Cross-site request",
             Self::Internal(_) => "Internal error",
         }
     }
@@ -126,6 +130,7 @@ impl ApiError {
             Self::OutcomeUnknown(d) => Self::OutcomeUnknown(d.clone()),
             Self::MethodNotAllowed(d) => Self::MethodNotAllowed(d.clone()),
             Self::Unauthorized(d) => Self::Unauthorized(d.clone()),
+            Self::CrossSite(d) => Self::CrossSite(d.clone()),
             Self::Internal(e) => Self::Internal(anyhow::anyhow!("{e:#}")),
         }
     }
@@ -178,6 +183,7 @@ impl ResponseError for ApiError {
             Self::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::CrossSite(_) => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

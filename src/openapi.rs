@@ -80,6 +80,10 @@ const API_PROBLEMS: &[(u16, &str)] = &[
         504,
         "The connection was lost after COMMIT was sent and the outcome could not be learned",
     ),
+    (
+        403,
+        "A browser's cross-site request (Origin not allowed, or Sec-Fetch-Site: cross-site)",
+    ),
 ];
 
 /// Adds the problem responses to every operation: all of them to API routes, 503 to `/readyz`

@@ -42,6 +42,9 @@ pub struct Application {
 impl Application {
     /// Resolves and migrates the database, then binds `args.listen`.
     pub async fn build(args: ServeArgs) -> Result<Self> {
+        // Refused before anything starts.
+        let tokens = routes::auth::Tokens::load(&args.auth)?;
+        refuse_open_exposure(&args, &tokens)?;
         let (url, cluster) = resolve_database(&args.database).await?;
         migrate(&url).await?;
         let pool = db::build_pool(&url, &args.pool)?;
@@ -74,7 +77,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         // The lock release listener (one connection, wakes waiting acquisitions).
         let leases = db::leases::Leases::new(args.lock_max_ttl_ms);
-        let tokens = Data::new(routes::auth::Tokens::load(&args.auth)?);
+        let tokens = Data::new(tokens);
         let retention = db::housekeeping::Retention {
             idempotency_keys: db.idempotency_retention,
             completed_jobs: Duration::from_secs(args.completed_job_retention_secs),
@@ -137,6 +140,21 @@ impl Application {
         tracing::info!("rowlock stopped");
         Ok(served?)
     }
+}
+
+/// Serving beyond loopback without any API token would let anyone on the network change
+/// every counter: refused unless asked for explicitly.
+fn refuse_open_exposure(args: &ServeArgs, tokens: &routes::auth::Tokens) -> Result<()> {
+    if args.listen.ip().is_loopback() || tokens.has_api_tokens() || args.auth.allow_unauthenticated
+    {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to listen on {} without an API token: set ROWLOCK_API_TOKEN (or \
+         ROWLOCK_API_TOKENS_FILE), listen on loopback, or pass --allow-unauthenticated \
+         (ROWLOCK_ALLOW_UNAUTHENTICATED=true)",
+        args.listen
+    )
 }
 
 /// HTTP worker threads: as asked, or by default half the cores (at least one). Each worker is

@@ -34,13 +34,23 @@ pub struct AuthArgs {
     /// Bearer token for /metrics and /debug/* (defaults to the API tokens).
     #[arg(long, env = "ROWLOCK_OPS_TOKEN", hide_env_values = true)]
     pub ops_token: Option<String>,
+
+    /// Browser origins allowed to call rowlock (comma-separated, e.g. https://ops.example.com);
+    /// other cross-site browser requests are 403.
+    #[arg(long, env = "ROWLOCK_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Serve on a non-loopback address without any API token (refused otherwise).
+    #[arg(long, env = "ROWLOCK_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
 }
 
-/// The accepted tokens, loaded once at startup.
+/// The accepted tokens and origins, loaded once at startup.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     api: Vec<String>,
     ops: Vec<String>,
+    origins: Vec<String>,
 }
 
 impl Tokens {
@@ -76,7 +86,47 @@ impl Tokens {
                 "ROWLOCK_OPS_TOKEN (--ops-token) is set but blank; set a token or unset it"
             );
         }
-        Ok(Self { api, ops })
+        let origins = args
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        Ok(Self { api, ops, origins })
+    }
+
+    /// Whether API routes need a token.
+    pub fn has_api_tokens(&self) -> bool {
+        !self.api.is_empty()
+    }
+
+    /// Refuses a browser's cross-site request: one whose `Origin` is neither rowlock's own nor an
+    /// allowed one, or that the browser marks `Sec-Fetch-Site: cross-site`. Clients that are not
+    /// browsers (curl, servers) send neither header and are not affected.
+    fn cross_site(&self, req: &ServiceRequest) -> Option<ApiError> {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let origin = header("origin").map(|o| o.trim_end_matches('/'));
+        let own = origin.is_some_and(|o| {
+            let host = req.connection_info().host().to_owned();
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(&host))
+        });
+        let allowed = origin.is_some_and(|o| own || self.origins.iter().any(|a| a == o));
+        let refused = match origin {
+            Some(_) => !allowed,
+            None => header("sec-fetch-site") == Some("cross-site"),
+        };
+        refused.then(|| {
+            ApiError::CrossSite(format!(
+                "cross-site request from origin '{}' refused (see --allowed-origins)",
+                origin
+                    .unwrap_or("unknown")
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ))
+        })
     }
 
     /// The tokens that open `path`, or `None` when it is open to all.
@@ -100,6 +150,9 @@ pub async fn authenticate(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let tokens = req.app_data::<Data<Tokens>>().cloned();
+    if let Some(error) = tokens.as_ref().and_then(|t| t.cross_site(&req)) {
+        return Ok(req.into_response(error.error_response()));
+    }
     // The path as the router sees it (percent-escapes of plain characters decoded), so that
     // `/%6Detrics` is `/metrics` here too.
     let path = req.match_info().as_str().to_owned();

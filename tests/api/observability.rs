@@ -268,3 +268,57 @@ async fn an_encoded_operator_path_still_needs_the_ops_token() {
         assert_eq!(get("ops-only").await.unwrap().status(), 200, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_browsers_cross_site_request_is_403_and_changes_nothing() {
+    let app = spawn_app_with(|args| {
+        args.auth.allowed_origins = vec!["https://ops.example.com".into()];
+    })
+    .await;
+    app.create_counter("x", 0).await;
+    let increment = || {
+        app.http
+            .post(app.url("/counters/x/increment"))
+            .json(&serde_json::json!({"by": 1}))
+    };
+    let refused = [
+        increment().header("origin", "https://evil.example"),
+        increment().header("sec-fetch-site", "cross-site"),
+        increment()
+            .header("origin", "https://evil.example")
+            .header("sec-fetch-site", "same-site"),
+    ];
+    for request in refused {
+        assert_problem(request.send().await.unwrap(), 403, "cross_site").await;
+    }
+    assert_eq!(app.db_value("x").await, Some(0));
+    // An allowed origin, rowlock's own origin, and clients that are not browsers go through.
+    let own = app.address.clone();
+    let allowed = [
+        increment().header("origin", "https://ops.example.com"),
+        increment().header("origin", own.as_str()),
+        increment().header("sec-fetch-site", "same-origin"),
+        increment(),
+    ];
+    for request in allowed {
+        assert_eq!(request.send().await.unwrap().status(), 200);
+    }
+    assert_eq!(app.db_value("x").await, Some(4));
+}
+
+#[tokio::test]
+async fn serving_beyond_loopback_without_a_token_is_refused_at_startup() {
+    let mut args = crate::helpers::serve_args("postgres://unused@127.0.0.1:1/unused".into());
+    args.listen = "0.0.0.0:0".parse().unwrap();
+    let refused = rowlock::startup::Application::build(args.clone()).await;
+    let message = refused.err().expect("refused").to_string();
+    assert!(message.contains("--allow-unauthenticated"), "{message}");
+    // A blank token is no token.
+    args.auth.api_token = Some(" ".into());
+    let message = rowlock::startup::Application::build(args)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(message.contains("blank"), "{message}");
+}
