@@ -65,8 +65,8 @@ const FAIL: &str = "WITH f AS (
         run_at = CASE WHEN attempt >= max_attempts THEN run_at ELSE now() + make_interval(
             secs => least(3600, 2 ^ least(attempt - 1, 20)) * (0.5 + random() / 2)) END,
         finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
-        errors = errors || jsonb_build_array(
-            jsonb_build_object('attempt', attempt, 'error', $3::jsonb, 'at', now())),
+        errors = rowlock_recent_errors(errors,
+            jsonb_build_object('attempt', attempt, 'error', $3::jsonb, 'at', now()), 20),
         token = NULL, lease_expires_at = NULL
       WHERE id = $1 AND state = 'running' AND token = $2
   RETURNING id, queue, state, attempt, run_at)

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "counter_versions",
         include_str!("../../sql/0007_counter_versions.sql"),
     ),
+    (
+        8,
+        "job_error_history",
+        include_str!("../../sql/0008_job_error_history.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

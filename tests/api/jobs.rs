@@ -325,3 +325,47 @@ async fn bad_claims_and_bad_jobs_are_4xx_problems_and_change_nothing() {
     assert_eq!(n, 1);
     assert_eq!(job_state(&app, id).await, ("queued".into(), 0));
 }
+
+#[tokio::test]
+async fn a_jobs_error_history_keeps_its_last_20_errors_each_capped() {
+    let app = spawn_app().await;
+    let id = enqueue(&app, "e", json!({}), json!({"max_attempts": 3})).await;
+    let claimed = claim(&app, "e", json!({})).await;
+    let token = claimed[0]["token"].as_str().unwrap();
+    let long = "x".repeat(10_000);
+    let r = post(
+        &app,
+        &format!("/jobs/{id}/fail"),
+        json!({"token": token, "error": long}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let errors: Value = app
+        .pg()
+        .await
+        .query_one("SELECT errors FROM jobs WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    let stored = errors[0]["error"].as_str().unwrap();
+    assert!(stored.len() < 4_200, "{} bytes kept", stored.len());
+    assert!(stored.starts_with("xxxx") && stored.ends_with("(cut at 4096 bytes)"));
+
+    // Appending to a history of 20 drops the oldest: 25 appends keep errors 6…25.
+    let kept: Value = app
+        .pg()
+        .await
+        .query_one(
+            "WITH RECURSIVE h(n, errors) AS (
+                 SELECT 0, '[]'::jsonb
+                 UNION ALL
+                 SELECT n + 1, rowlock_recent_errors(errors, to_jsonb(n + 1), 20) FROM h
+                  WHERE n < 25)
+             SELECT errors FROM h WHERE n = 25",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, json!((6..=25).collect::<Vec<i32>>()));
+}

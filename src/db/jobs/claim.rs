@@ -28,8 +28,8 @@ use crate::error::ApiError;
 const RESCUE: &str = "UPDATE jobs SET
         state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
         finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
-        errors = errors || jsonb_build_array(jsonb_build_object(
-            'attempt', attempt, 'error', 'lease expired', 'at', now())),
+        errors = rowlock_recent_errors(errors, jsonb_build_object(
+            'attempt', attempt, 'error', 'lease expired', 'at', now()), 20),
         run_at = now(), token = NULL, lease_expires_at = NULL
       WHERE id IN (SELECT id FROM jobs
                     WHERE queue = $1 AND state = 'running' AND lease_expires_at <= now()

@@ -145,7 +145,7 @@ impl TokenBody {
     pub fn fail(&self) -> Transition {
         Transition::Fail {
             token: self.token.clone(),
-            error: self.error.clone().unwrap_or(Value::Null),
+            error: capped_error(self.error.clone().unwrap_or(Value::Null)),
         }
     }
 
@@ -218,4 +218,30 @@ fn looks_like_rfc3339(s: &str) -> bool {
             && o[4..6].iter().all(u8::is_ascii_digit)
     };
     matches!(rest, [b'Z' | b'z']) || offset(rest)
+}
+
+/// Longest error a job keeps per attempt, in bytes of JSON; a job keeps its last 20.
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// `error` as stored: a longer one is kept as the start of its JSON text, marked as cut.
+fn capped_error(error: Value) -> Value {
+    let text = match &error {
+        Value::String(s) if s.len() <= MAX_ERROR_BYTES => return error,
+        Value::String(s) => s.clone(),
+        other => {
+            let json = other.to_string();
+            if json.len() <= MAX_ERROR_BYTES {
+                return error;
+            }
+            json
+        }
+    };
+    let mut end = MAX_ERROR_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Value::String(format!(
+        "{}… (cut at {MAX_ERROR_BYTES} bytes)",
+        &text[..end]
+    ))
 }
