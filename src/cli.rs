@@ -67,6 +67,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ROWLOCK_COMPLETED_JOB_RETENTION_SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..))]
     pub completed_job_retention_secs: u64,
 
+    /// How long the records of committed transactions (`GET /transactions/{id}`) are kept
+    /// before housekeeping deletes them (seconds).
+    #[arg(long, env = "ROWLOCK_TRANSACTION_RETENTION_SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub transaction_retention_secs: u64,
+
     /// Longest lease (`ttl_ms`) a lock may be granted or renewed for, in milliseconds.
     // At most a year: far beyond any sensible lease, and safely inside timestamp arithmetic.
     #[arg(long, env = "ROWLOCK_LOCK_MAX_TTL_MS", default_value_t = 3_600_000, value_parser = clap::value_parser!(u64).range(1..=31_536_000_000))]

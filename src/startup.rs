@@ -81,6 +81,7 @@ impl Application {
         let retention = db::housekeeping::Retention {
             idempotency_keys: db.idempotency_retention,
             completed_jobs: Duration::from_secs(args.completed_job_retention_secs),
+            transactions: Duration::from_secs(args.transaction_retention_secs),
         };
         let data = Data::new(db);
         let wakeups = Wakeups::default();

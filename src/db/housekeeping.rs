@@ -1,62 +1,96 @@
-//! Background housekeeping: expired idempotency keys and old completed jobs are deleted, in
-//! bounded batches so that no single statement holds locks on many rows for long.
+//! Background housekeeping: expired idempotency keys, old completed jobs and old transaction
+//! records are deleted, each in bounded batches so that no single statement holds locks on many
+//! rows for long, and each on its own, so that one failing does not keep the others from running.
 
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
-use super::idempotency;
-
 /// How often housekeeping runs, at most.
 const INTERVAL: Duration = Duration::from_secs(60);
-/// Most completed jobs one statement deletes.
-const JOB_BATCH: i64 = 10_000;
+/// Most rows one statement deletes.
+const BATCH: i64 = 10_000;
 
-const PURGE_JOBS: &str = "DELETE FROM jobs WHERE id IN (
-        SELECT id FROM jobs
-         WHERE state = 'completed' AND finished_at < now() - make_interval(secs => $1)
-         LIMIT $2)";
+/// One purge: what it deletes (for the log) and its batched `DELETE`: `$1` is the batch size,
+/// `$2` the retention in seconds for rows that do not carry their own expiry.
+struct Purge {
+    what: &'static str,
+    sql: &'static str,
+}
+
+const PURGES: [Purge; 3] = [
+    Purge {
+        what: "expired idempotency keys",
+        // Keys carry their own expiry.
+        sql: "DELETE FROM idempotency_keys WHERE key IN (
+                SELECT key FROM idempotency_keys WHERE expires_at <= now() LIMIT $1)",
+    },
+    Purge {
+        what: "old completed jobs",
+        sql: "DELETE FROM jobs WHERE id IN (
+                SELECT id FROM jobs
+                 WHERE state = 'completed' AND finished_at < now() - make_interval(secs => $2)
+                 LIMIT $1)",
+    },
+    Purge {
+        what: "old transaction records",
+        sql: "DELETE FROM transactions WHERE id IN (
+                SELECT id FROM transactions
+                 WHERE created_at < now() - make_interval(secs => $2) LIMIT $1)",
+    },
+];
 
 /// How long things are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
     pub idempotency_keys: Duration,
     pub completed_jobs: Duration,
+    pub transactions: Duration,
+}
+
+impl Retention {
+    /// The retention of each of [`PURGES`], in order.
+    fn of(&self) -> [Duration; 3] {
+        [
+            self.idempotency_keys,
+            self.completed_jobs,
+            self.transactions,
+        ]
+    }
 }
 
 /// Runs forever: once a minute, or once per retention period when that is shorter.
 pub async fn run(pool: Pool, retention: Retention) {
-    let every = INTERVAL
-        .min(retention.idempotency_keys)
-        .min(retention.completed_jobs);
+    let every = retention.of().into_iter().fold(INTERVAL, Duration::min);
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        match once(&pool, retention).await {
-            Ok((0, 0)) => {}
-            Ok((keys, jobs)) => {
-                tracing::info!(
-                    keys,
-                    jobs,
-                    "deleted expired idempotency keys and old completed jobs"
-                )
+        for (purge, keep) in PURGES.iter().zip(retention.of()) {
+            match once(&pool, purge, keep).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "deleted {}", purge.what),
+                Err(e) => {
+                    tracing::warn!(error = %e, "deleting {} failed; will try again", purge.what)
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "housekeeping failed; will try again"),
         }
     }
 }
 
-/// One round; returns (keys, jobs) deleted.
-async fn once(pool: &Pool, retention: Retention) -> anyhow::Result<(u64, u64)> {
+/// One purge, batch after batch; returns how many rows it deleted.
+async fn once(pool: &Pool, purge: &Purge, keep: Duration) -> anyhow::Result<u64> {
     let client = pool.get().await?;
-    let keys = idempotency::purge(&client).await?;
-    let secs = retention.completed_jobs.as_secs_f64();
-    let mut jobs = 0;
+    let secs = keep.as_secs_f64();
+    let stmt = client.prepare(purge.sql).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&BATCH, &secs];
+    // The keys' purge takes only the batch size.
+    let params = &params[..stmt.params().len()];
+    let mut rows = 0;
     loop {
-        let deleted = client.execute(PURGE_JOBS, &[&secs, &JOB_BATCH]).await?;
-        jobs += deleted;
-        if deleted < JOB_BATCH as u64 {
-            return Ok((keys, jobs));
+        let deleted = client.execute(&stmt, params).await?;
+        rows += deleted;
+        if deleted < BATCH as u64 {
+            return Ok(rows);
         }
     }
 }

@@ -94,7 +94,6 @@ const RECORD: &str =
         SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
             headers = EXCLUDED.headers, body = EXCLUDED.body,
             created_at = now(), expires_at = EXCLUDED.expires_at";
-const PURGE: &str = "DELETE FROM idempotency_keys WHERE expires_at <= now()";
 
 /// Claims the key for this transaction; returns the stored reply to replay, if there is one.
 pub async fn claim(tx: &Tx, idem: &Idempotency) -> Result<Option<Reply>, ApiError> {
@@ -124,8 +123,24 @@ pub async fn claim(tx: &Tx, idem: &Idempotency) -> Result<Option<Reply>, ApiErro
     }))
 }
 
+/// Largest reply stored under an idempotency key.
+pub const MAX_STORED_REPLY_BYTES: usize = 256 * 1024;
+/// The header that says a reply was too large to be stored under its key.
+pub const NOT_STORED_HEADER: &str = "idempotency-not-stored";
+
 /// Stores `reply` under the key, inside the transaction of the mutation it answers.
-pub async fn record(tx: &Tx, idem: &Idempotency, reply: &Reply) -> Result<(), ApiError> {
+///
+/// A reply over [`MAX_STORED_REPLY_BYTES`] is not stored (a job claim of many large payloads
+/// would otherwise sit in the table for the whole retention): the reply says so in an
+/// `idempotency-not-stored` header, and a retry with the key runs again.
+pub async fn record(tx: &Tx, idem: &Idempotency, reply: &mut Reply) -> Result<(), ApiError> {
+    if reply.body.len() > MAX_STORED_REPLY_BYTES {
+        reply.headers.push((
+            NOT_STORED_HEADER.to_owned(),
+            format!("the reply is over {MAX_STORED_REPLY_BYTES} bytes"),
+        ));
+        return Ok(());
+    }
     let stmt = tx.prepare(RECORD).await?;
     let headers = serde_json::to_value(&reply.headers).map_err(anyhow::Error::from)?;
     let status = reply.status as i16;
@@ -144,9 +159,4 @@ pub async fn record(tx: &Tx, idem: &Idempotency, reply: &Reply) -> Result<(), Ap
         )
         .await?;
     Ok(())
-}
-
-/// Deletes expired keys; returns how many.
-pub async fn purge(client: &tokio_postgres::Client) -> Result<u64, tokio_postgres::Error> {
-    client.execute(PURGE, &[]).await
 }

@@ -275,8 +275,8 @@ impl Db {
                 return Ok(stored);
             }
             fencing::check(&tx, &opts.fences).await?;
-            let reply = body(&tx).await?;
-            idempotency::record(&tx, idem, &reply).await?;
+            let mut reply = body(&tx).await?;
+            idempotency::record(&tx, idem, &mut reply).await?;
             Ok(reply)
         };
         // Polled in this order, so sent in this order, without waiting for each other.

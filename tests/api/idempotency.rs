@@ -140,3 +140,37 @@ async fn keys_expire_after_their_retention_and_are_purged_in_the_background() {
     assert!(!r.headers().contains_key("idempotent-replayed"));
     assert_eq!(app.db_value("c").await, Some(2));
 }
+
+#[tokio::test]
+async fn a_reply_too_large_to_store_under_its_key_says_so_and_a_small_one_is_stored() {
+    use crate::jobs::enqueue;
+    let app = spawn_app().await;
+    let blob = "x".repeat(200_000);
+    for _ in 0..2 {
+        enqueue(&app, "big", json!({ "blob": blob }), json!({})).await;
+    }
+    enqueue(&app, "small", json!({}), json!({})).await;
+    let claim = |queue: &str, key: &str| {
+        app.http
+            .post(app.url(&format!("/queues/{queue}/claim")))
+            .header("idempotency-key", key)
+            .json(&json!({"limit": 2}))
+            .send()
+    };
+    let big = claim("big", "big-claim").await.unwrap();
+    assert_eq!(big.status(), 200);
+    assert!(big.headers().contains_key("idempotency-not-stored"));
+    let small = claim("small", "small-claim").await.unwrap();
+    assert_eq!(small.status(), 200);
+    assert!(!small.headers().contains_key("idempotency-not-stored"));
+    let stored: Vec<String> = app
+        .pg()
+        .await
+        .query("SELECT key FROM idempotency_keys ORDER BY key", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored, vec!["small-claim".to_owned()]);
+}
