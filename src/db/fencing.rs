@@ -20,15 +20,33 @@ pub struct Fence {
 
 const CHECK: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
        FROM locks WHERE key = ANY($1) ORDER BY key FOR SHARE";
+/// For a lease route that changes lease `$2` itself: its row is locked `FOR UPDATE` with the
+/// fenced ones, all in key order. Taking it `FOR SHARE` here and `FOR UPDATE` later would let
+/// two such requests on one key each hold the share lock and wait for the other's.
+const CHECK_CHANGING: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
+       FROM locks WHERE key = ANY($1) OR key = $2 ORDER BY key FOR UPDATE";
 
 /// Refuses the transaction unless every fence is the live, current grant of its key.
-pub async fn check(tx: &Tx, fences: &[Fence]) -> Result<(), ApiError> {
+/// `changing`: the lease the transaction itself changes, if any.
+pub async fn check(tx: &Tx, fences: &[Fence], changing: Option<&str>) -> Result<(), ApiError> {
     if fences.is_empty() {
         return Ok(());
     }
     let keys: Vec<&str> = fences.iter().map(|f| f.key.as_str()).collect();
-    let stmt = tx.prepare(CHECK).await?;
-    let rows = tx.client().query(&stmt, &[&keys]).await?;
+    let rows = match changing {
+        None => {
+            let stmt = tx.prepare(CHECK).await?;
+            tx.client().query(&stmt, &[&keys]).await?
+        }
+        Some(own) => {
+            let stmt = tx.prepare(CHECK_CHANGING).await?;
+            tx.client().query(&stmt, &[&keys, &own]).await?
+        }
+    };
+    verify(fences, &rows)
+}
+
+fn verify(fences: &[Fence], rows: &[tokio_postgres::Row]) -> Result<(), ApiError> {
     for fence in fences {
         let row = rows.iter().find(|r| r.get::<_, &str>(0) == fence.key);
         let Some(row) = row else {

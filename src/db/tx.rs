@@ -40,6 +40,9 @@ pub struct TxOptions {
     pub idempotency: Option<Idempotency>,
     /// `Fencing-Token`s that must still be current for the mutation to go ahead.
     pub fences: Vec<Fence>,
+    /// The lease the transaction changes (the lock routes): locked with the fences, see
+    /// [`fencing::check`].
+    pub lease: Option<String>,
     /// The row this transaction waits its turn for before taking a connection (see
     /// [`super::admission`]); `None` for requests that must not wait (`nowait`, `skip_locked`).
     pub admit: Option<String>,
@@ -267,14 +270,14 @@ impl Db {
         }
         let work = async {
             let Some(idem) = &opts.idempotency else {
-                fencing::check(&tx, &opts.fences).await?;
+                fencing::check(&tx, &opts.fences, opts.lease.as_deref()).await?;
                 return body(&tx).await;
             };
             // A replay answers what was done when the fence was checked the first time.
             if let Some(stored) = idempotency::claim(&tx, idem).await? {
                 return Ok(stored);
             }
-            fencing::check(&tx, &opts.fences).await?;
+            fencing::check(&tx, &opts.fences, opts.lease.as_deref()).await?;
             let mut reply = body(&tx).await?;
             idempotency::record(&tx, idem, &mut reply).await?;
             Ok(reply)

@@ -89,6 +89,7 @@ pub async fn acquire(
     let opts = TxOptions {
         idempotency: idempotency.bind(&req, &body.raw, db.idempotency_retention),
         fences: fences.0,
+        lease: Some(request.key.clone()),
         ..TxOptions::default()
     };
     Ok(respond(
@@ -112,6 +113,7 @@ pub async fn renew(
     let ttl_ms = ttl_ms(body.value.ttl_ms.as_ref(), leases.max_ttl_ms)?;
     let opts = TxOptions {
         fences: fences.0,
+        lease: Some(key.0.clone()),
         ..TxOptions::default()
     };
     let key = key.0;
@@ -141,6 +143,7 @@ pub async fn release(
     let token = token(body.value.token.as_ref())?;
     let opts = TxOptions {
         fences: fences.0,
+        lease: Some(key.0.clone()),
         ..TxOptions::default()
     };
     let key = key.0;

@@ -633,3 +633,40 @@ async fn bad_lease_input_is_a_4xx_problem() {
         .get(0);
     assert_eq!(none, 0);
 }
+
+#[tokio::test]
+async fn lease_routes_fenced_with_their_own_key_never_deadlock() {
+    let app = spawn_app().await;
+    let token = app.granted("k", "w1", 60_000).await;
+    let renewals = (0..20).map(|_| {
+        app.http
+            .put(app.url("/locks/k"))
+            .header("fencing-token", format!("k={token}"))
+            .json(&json!({"token": token, "ttl_ms": 60_000}))
+            .send()
+    });
+    for r in join_all(renewals).await {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    let deadlocks: i64 = app
+        .pg()
+        .await
+        .query_one(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deadlocks, 0);
+    // Released under its own fence, too.
+    let r = app
+        .http
+        .delete(app.url("/locks/k"))
+        .header("fencing-token", format!("k={token}"))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
