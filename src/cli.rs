@@ -77,6 +77,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ROWLOCK_LOCK_MAX_TTL_MS", default_value_t = 3_600_000, value_parser = clap::value_parser!(u64).range(1..=31_536_000_000))]
     pub lock_max_ttl_ms: u64,
 
+    /// How long a request body may take to arrive, whole (milliseconds); then 408.
+    #[arg(long, env = "ROWLOCK_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
+
     #[command(flatten)]
     pub pool: PoolArgs,
 

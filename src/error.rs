@@ -53,6 +53,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     CrossSite(String),
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -78,6 +80,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unauthorized(_) => "unauthorized",
             Self::CrossSite(_) => "cross_site",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::Internal(_) => "internal",
         }
     }
@@ -101,6 +104,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "Method not allowed",
             Self::Unauthorized(_) => "Unauthorized",
             Self::CrossSite(_) => "Cross-site request",
+            Self::RequestTimeout(_) => "Request timeout",
             Self::Internal(_) => "Internal error",
         }
     }
@@ -131,6 +135,7 @@ impl ApiError {
             Self::MethodNotAllowed(d) => Self::MethodNotAllowed(d.clone()),
             Self::Unauthorized(d) => Self::Unauthorized(d.clone()),
             Self::CrossSite(d) => Self::CrossSite(d.clone()),
+            Self::RequestTimeout(d) => Self::RequestTimeout(d.clone()),
             Self::Internal(e) => Self::Internal(anyhow::anyhow!("{e:#}")),
         }
     }
@@ -184,6 +189,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::CrossSite(_) => StatusCode::FORBIDDEN,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

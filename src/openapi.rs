@@ -84,6 +84,10 @@ const API_PROBLEMS: &[(u16, &str)] = &[
         403,
         "A browser's cross-site request (Origin not allowed, or Sec-Fetch-Site: cross-site)",
     ),
+    (
+        408,
+        "The body did not arrive, whole, within the body timeout",
+    ),
 ];
 
 /// Adds the problem responses to every operation: all of them to API routes, 503 to `/readyz`

@@ -92,12 +92,15 @@ impl Application {
         ];
         let listener_task = tokio::spawn(db::listener::run(url.clone(), channels));
         let (wakeups, leases) = (Data::new(wakeups), Data::new(leases));
+        let body_deadline =
+            routes::extract::BodyDeadline(Duration::from_millis(args.body_timeout_ms));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(leases.clone())
                 .app_data(wakeups.clone())
                 .app_data(tokens.clone())
+                .app_data(body_deadline)
                 .wrap(from_fn(routes::auth::authenticate))
                 .wrap(from_fn(routes::request_context))
                 .configure(routes::configure)

@@ -19,6 +19,15 @@ use crate::db::locking::{Isolation, LockMode, RowLock, Strength};
 use crate::db::TxOptions;
 use crate::error::ApiError;
 
+/// How long a request body may take to arrive, whole (app data; [`BodyDeadline::DEFAULT`]
+/// when absent).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub std::time::Duration);
+
+impl BodyDeadline {
+    pub const DEFAULT: std::time::Duration = std::time::Duration::from_secs(10);
+}
+
 /// Largest JSON body accepted by default.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest resource name.
@@ -43,19 +52,32 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for JsonBody
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
+        let deadline = req
+            .app_data::<BodyDeadline>()
+            .map_or(BodyDeadline::DEFAULT, |d| d.0);
         Box::pin(async move {
             if declared.is_some_and(|n| n > LIMIT) {
                 return Err(too_large(LIMIT));
             }
             let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
-                if body.len() + chunk.len() > LIMIT {
-                    return Err(too_large(LIMIT));
+            let read = async {
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk
+                        .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+                    if body.len() + chunk.len() > LIMIT {
+                        return Err(too_large(LIMIT));
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
+                Ok(())
+            };
+            // A body that trickles in holds a connection and a worker's attention: bounded.
+            tokio::time::timeout(deadline, read).await.map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "the body did not arrive within {} ms",
+                    deadline.as_millis()
+                ))
+            })??;
             let text: &[u8] = match body.iter().find(|b| !b.is_ascii_whitespace()) {
                 None => b"{}",
                 // serde would also read a struct from an array (`[1]`): only objects are bodies.

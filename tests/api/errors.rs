@@ -345,3 +345,27 @@ async fn more_than_16_fencing_tokens_are_422_and_change_nothing() {
     assert_problem(r, 422, "invalid").await;
     assert_eq!(app.db_value("x").await, Some(0));
 }
+
+#[tokio::test]
+async fn a_body_that_trickles_in_past_the_deadline_is_408_and_changes_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app_with(|args| args.body_timeout_ms = 300).await;
+    app.create_counter("x", 0).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /counters/x/increment HTTP/1.1\r\nHost: {address}\r\n\
+         Content-Type: application/json\r\nContent-Length: 11\r\n\r\n{{\"by\""
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    // The rest of the body never comes; the answer must, by itself.
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut answer))
+        .await
+        .expect("answered within 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert_eq!(app.db_value("x").await, Some(0));
+}
