@@ -54,10 +54,20 @@ impl LocalCluster {
     /// transactions lost, connections dropped) and starts it again on the same port, after
     /// crash recovery. For fault tests.
     pub fn crash_and_restart(&mut self) -> Result<()> {
+        self.restart_with(libc::SIGQUIT)
+    }
+
+    /// `pg_ctl restart -m fast`: open transactions rolled back, connections closed, a
+    /// checkpoint, and the server started again on the same port. For fault tests.
+    pub fn restart_fast(&mut self) -> Result<()> {
+        self.restart_with(libc::SIGINT)
+    }
+
+    fn restart_with(&mut self, signal: libc::c_int) -> Result<()> {
         if let Some(supervisor) = self.supervisor.take() {
             // SAFETY: plain kill(2) on the pid of our own child.
             unsafe {
-                libc::kill(self.pid as libc::pid_t, libc::SIGQUIT);
+                libc::kill(self.pid as libc::pid_t, signal);
             }
             let _ = supervisor.join();
         }

@@ -118,3 +118,71 @@ async fn a_crash_under_grouped_load_never_hides_an_applied_increment_behind_a_50
 async fn a_crash_under_load_of_single_transactions_never_hides_an_applied_increment_behind_a_503() {
     crash_under_load(false, 64).await;
 }
+
+/// Restarts PostgreSQL (`fast`, or `immediate` like a crash) while rowlock serves, and checks
+/// that no request hangs or gets a 500, and that increments are answered 200 again within 5 s
+/// of the server being back.
+async fn back_within_five_seconds(immediate: bool) {
+    let cluster =
+        tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
+            .await
+            .expect("cluster thread")
+            .expect("start a throwaway PostgreSQL");
+    rowlock::db::ensure_database(&cluster.url("postgres"), "rowlock")
+        .await
+        .expect("create the database");
+    let (address, handle) = serve_on(cluster.url("rowlock"), true).await;
+    let http = reqwest::Client::new();
+    let increment = || {
+        http.post(format!("{address}/counters/back/increment"))
+            .json(&serde_json::json!({"by": 1}))
+            .timeout(Duration::from_secs(30))
+            .send()
+    };
+    let created = http
+        .put(format!("{address}/counters/back"))
+        .json(&serde_json::json!({"value": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(increment().await.unwrap().status(), 200);
+
+    let mut cluster = cluster;
+    cluster = tokio::task::spawn_blocking(move || {
+        match immediate {
+            true => cluster.crash_and_restart(),
+            false => cluster.restart_fast(),
+        }
+        .expect("restart PostgreSQL");
+        cluster
+    })
+    .await
+    .expect("restart thread");
+    let back = Instant::now();
+    loop {
+        let status = increment().await.expect("an answer, never a hang").status();
+        match status.as_u16() {
+            200 => break,
+            503 | 504 => {}
+            other => panic!("during recovery: {other}"),
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "still not serving 5 s after PostgreSQL came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.stop(false).await;
+    let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+}
+
+#[tokio::test]
+async fn after_a_fast_restart_of_postgres_increments_succeed_again_within_5_s() {
+    back_within_five_seconds(false).await;
+}
+
+#[tokio::test]
+async fn after_an_immediate_restart_of_postgres_increments_succeed_again_within_5_s() {
+    back_within_five_seconds(true).await;
+}
