@@ -206,3 +206,46 @@ async fn the_outcome_of_a_transaction_is_learned_from_its_id() {
     pg.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(resolve(open).await, Some(false));
 }
+
+#[tokio::test]
+async fn four_hundred_clients_that_give_up_behind_a_held_row_leave_nothing_behind() {
+    let app = spawn_app().await;
+    app.create_counter("x", 0).await;
+    let holder = app.pg().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute("SELECT * FROM counters WHERE name = 'x' FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let gave_up: Vec<_> = (0..400)
+        .map(|_| {
+            let request = app
+                .http
+                .post(app.url("/counters/x/increment"))
+                .json(&json!({"by": 1}))
+                .timeout(Duration::from_millis(500));
+            tokio::spawn(async move { request.send().await.is_err() })
+        })
+        .collect();
+    for client in gave_up {
+        assert!(
+            client.await.unwrap(),
+            "the client gave up (closed its socket)"
+        );
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    // What was asked is applied after all (a request ends its transaction even when its client
+    // left); then nothing is left open or waiting, and the row is free at once.
+    app.wait_until("SELECT value FROM counters WHERE name = 'x'", 400)
+        .await;
+    app.wait_until(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name LIKE 'rowlock%'
+            AND (state = 'idle in transaction' OR wait_event_type = 'Lock')",
+        0,
+    )
+    .await;
+    app.wait_until_metric("rowlock_group_queued", 0.0).await;
+    assert_eq!(app.increment("x", "lock=nowait", 1).await.status(), 200);
+    assert_eq!(app.db_value("x").await, Some(401));
+}
