@@ -20,7 +20,12 @@
 //!   group's `lock_timeout` is what is left of its members' shortest one.
 
 mod apply;
+mod args;
 mod run;
+mod work;
+
+pub use args::GroupArgs;
+pub use work::Work;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -32,107 +37,8 @@ use tokio::sync::oneshot;
 
 use super::idempotency::{Idempotency, Reply};
 use super::locking::Strength;
-use super::transactions::Op;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-
-/// `rowlock serve` options of group commit.
-#[derive(Debug, Clone, clap::Args)]
-pub struct GroupArgs {
-    /// Group concurrent lock=wait/none counter changes into shared transactions (on|off).
-    #[arg(long, env = "ROWLOCK_GROUP_COMMIT", default_value = "on", value_parser = parse_switch,
-          action = clap::ArgAction::Set, value_name = "on|off")]
-    pub group_commit: bool,
-
-    /// Most ops (increments, transaction ops) one group may carry.
-    #[arg(long, env = "ROWLOCK_GROUP_MAX_OPS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub group_max_ops: u64,
-
-    /// How many groups may be in the database at once (each holds one pooled connection).
-    #[arg(long, env = "ROWLOCK_GROUP_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    pub group_concurrency: u64,
-}
-
-impl Default for GroupArgs {
-    fn default() -> Self {
-        Self {
-            group_commit: true,
-            group_max_ops: 1000,
-            group_concurrency: 4,
-        }
-    }
-}
-
-fn parse_switch(text: &str) -> Result<bool, String> {
-    match text {
-        "on" | "true" | "1" => Ok(true),
-        "off" | "false" | "0" => Ok(false),
-        _ => Err(format!("expected on or off, not '{text}'")),
-    }
-}
-
-/// What one request asks of a group.
-#[derive(Debug, Clone)]
-pub enum Work {
-    /// `POST /counters/{name}/increment`.
-    Increment { name: String, by: i64 },
-    /// An atomic `POST /transactions`.
-    Transaction { ops: Vec<Op> },
-}
-
-impl Work {
-    /// The counters this work touches (with repeats).
-    fn rows(&self) -> Vec<&str> {
-        match self {
-            Self::Increment { name, .. } => vec![name.as_str()],
-            Self::Transaction { ops } => ops.iter().map(|op| op.counter.as_str()).collect(),
-        }
-    }
-
-    /// Whether this work changes counter `row`.
-    fn touches(&self, row: &str) -> bool {
-        match self {
-            Self::Increment { name, .. } => name == row,
-            Self::Transaction { ops } => ops.iter().any(|op| op.counter == row),
-        }
-    }
-
-    /// The ops of a transaction (none for an increment).
-    pub fn into_ops(self) -> Vec<Op> {
-        match self {
-            Self::Increment { .. } => Vec::new(),
-            Self::Transaction { ops } => ops,
-        }
-    }
-
-    /// The resource label of the lock-wait metric.
-    fn resource(&self) -> &'static str {
-        match self {
-            Self::Increment { .. } => "counter",
-            Self::Transaction { .. } => "transaction",
-        }
-    }
-
-    fn ops(&self) -> usize {
-        match self {
-            Self::Increment { .. } => 1,
-            Self::Transaction { ops } => ops.len(),
-        }
-    }
-
-    /// How a lock timeout names the rows.
-    fn describe(&self) -> String {
-        match self {
-            Self::Increment { name, .. } => format!("counter '{name}'"),
-            Self::Transaction { .. } => {
-                let mut names = self.rows();
-                names.sort_unstable();
-                names.dedup();
-                format!("counters '{}'", names.join("', '"))
-            }
-        }
-    }
-}
 
 /// A request as submitted by the planner.
 pub struct Request {
