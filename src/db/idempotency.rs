@@ -105,22 +105,33 @@ pub async fn claim(tx: &Tx, idem: &Idempotency) -> Result<Option<Reply>, ApiErro
     let Some(row) = tx.client().query_opt(&stored, &[&idem.key]).await? else {
         return Ok(None);
     };
-    let hash: Vec<u8> = row.get(0);
-    if hash != idem.request_hash {
+    let (hash, reply) = stored_reply(&row)?;
+    replay(idem, &hash, &reply).map(Some)
+}
+
+/// A stored answer as read by a statement selecting `request_hash, status, headers, body`:
+/// the fingerprint of the request that stored it, and the answer to replay.
+pub(crate) fn stored_reply(row: &tokio_postgres::Row) -> Result<(Vec<u8>, Reply), ApiError> {
+    let status: i16 = row.get("status");
+    let headers: serde_json::Value = row.get("headers");
+    let reply = Reply {
+        status: status as u16,
+        headers: serde_json::from_value(headers).map_err(anyhow::Error::from)?,
+        body: row.get("body"),
+        replayed: true,
+    };
+    Ok((row.get("request_hash"), reply))
+}
+
+/// The stored answer for a retry of the request that stored it (by `hash`); 422 for another.
+pub(crate) fn replay(idem: &Idempotency, hash: &[u8], stored: &Reply) -> Result<Reply, ApiError> {
+    if hash != idem.request_hash.as_slice() {
         return Err(ApiError::Invalid(format!(
             "Idempotency-Key '{}' was used for a different request",
             idem.key
         )));
     }
-    let status: i16 = row.get(1);
-    let headers: serde_json::Value = row.get(2);
-    let headers = serde_json::from_value(headers).map_err(anyhow::Error::from)?;
-    Ok(Some(Reply {
-        status: status as u16,
-        headers,
-        body: row.get(3),
-        replayed: true,
-    }))
+    Ok(stored.clone())
 }
 
 /// Largest reply stored under an idempotency key.

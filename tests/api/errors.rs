@@ -256,14 +256,7 @@ async fn a_nul_character_in_any_text_is_422_before_any_sql_and_changes_nothing()
         "invalid",
     )
     .await;
-    let jobs: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT count(*) FROM jobs", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(jobs, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM jobs").await, 0);
     // The text `\u0000` (an escaped backslash, then `u0000`) is not a NUL and is stored.
     let id = enqueue(&app, "q", json!({"a": "\\u0000"}), json!({})).await;
     let claimed = claim(&app, "q", json!({})).await;
@@ -287,14 +280,7 @@ async fn a_nul_character_in_any_text_is_422_before_any_sql_and_changes_nothing()
         "invalid",
     )
     .await;
-    let held: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT count(*) FROM locks", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(held, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM locks").await, 0);
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use rowlock::hammer::linearizable::{self, Op};
 use rowlock::hammer::{self, transfer, HammerArgs, LockArg, Verdict};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, DEADLOCKS};
 
 const HOLD: &str = "SELECT * FROM counters WHERE name = $1 FOR UPDATE";
 
@@ -271,28 +271,13 @@ async fn a_transfer_storm_through_groups_conserves_the_sum_without_deadlocks() {
     assert_eq!(report.verdict, Verdict::Pass, "{report}");
     assert_eq!(report.statuses.ok + report.refusals, 5_000, "{report}");
     assert_eq!(report.statuses.unavailable + report.statuses.other, 0);
-    let pg = app.pg().await;
-    let (sum, lowest): (i64, i64) = {
-        let row = pg
-            .query_one(
-                "SELECT sum(value)::bigint, min(value) FROM counters WHERE name LIKE 'account-%'",
-                &[],
-            )
-            .await
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
+    let accounts = "FROM counters WHERE name LIKE 'account-%'";
+    let sum = app
+        .scalar(&format!("SELECT sum(value)::bigint {accounts}"))
+        .await;
     assert_eq!(sum, 10_000);
-    assert!(lowest >= 0);
-    let deadlocks: i64 = pg
-        .query_one(
-            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(deadlocks, 0);
+    assert!(app.scalar(&format!("SELECT min(value) {accounts}")).await >= 0);
+    assert_eq!(app.scalar(DEADLOCKS).await, 0);
     assert!(shared_groups(&app).await > 0.0, "transfers were grouped");
 }
 

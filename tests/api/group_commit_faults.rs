@@ -2,7 +2,7 @@
 //! middle of a grouped load, restarted, and every request whose answer never came retried with
 //! its `Idempotency-Key`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,46 +10,16 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::group_commit::{one_group_waiting_for_x, one_slot_app};
-use crate::helpers::spawn_app;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::{free_port, serve_process, spawn_app};
 
 /// `rowlock serve` on `database_url`; returns once `/readyz` answers 200.
-#[allow(clippy::zombie_processes)] // every caller kills and waits for it
 async fn serve(database_url: &str, port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rowlock"))
-        .arg("serve")
-        .env("DATABASE_URL", database_url)
-        .env("ROWLOCK_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rowlock serve");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ready {
-            return child;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rowlock serve never became ready");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    serve_process(
+        port,
+        &[("DATABASE_URL", database_url)],
+        Duration::from_secs(30),
+    )
+    .await
 }
 
 async fn increment(http: &reqwest::Client, base: &str, key: &str) -> reqwest::Result<(u16, Value)> {

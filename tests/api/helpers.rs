@@ -14,6 +14,10 @@ use tokio_postgres::NoTls;
 
 const TEMPLATE: &str = "rowlock_test_template";
 
+/// Deadlocks PostgreSQL has detected in the test's database (for [`TestApp::scalar`]).
+pub const DEADLOCKS: &str =
+    "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()";
+
 struct TestCluster {
     admin_url: String,
     /// Kept alive for the whole run; its server dies with the test process.
@@ -284,6 +288,16 @@ impl TestApp {
         .await;
     }
 
+    /// One bigint read straight from the database (`SELECT count(*) …`).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        self.pg()
+            .await
+            .query_one(sql, &[])
+            .await
+            .expect("read a scalar")
+            .get(0)
+    }
+
     /// The value of one sample of rowlock's `/metrics` (0 when absent).
     pub async fn metric(&self, sample: &str) -> f64 {
         let text = self
@@ -379,5 +393,55 @@ impl TestServer {
 
     pub async fn stop(self) {
         self.handle.stop(false).await;
+    }
+}
+
+/// A free loopback port (for a `rowlock serve` process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// `rowlock serve` (the binary) on `port` with the environment `env` (`DATABASE_URL` removed
+/// unless `env` sets it); returns once `/readyz` answers 200 (within `ready_within`). The caller
+/// stops it and waits for it.
+#[allow(clippy::zombie_processes)] // every caller kills and waits for it
+pub async fn serve_process(
+    port: u16,
+    env: &[(&str, &str)],
+    ready_within: Duration,
+) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rowlock"));
+    command
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("ROWLOCK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("start rowlock serve");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + ready_within;
+    loop {
+        let ready = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return child;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rowlock serve never became ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, DEADLOCKS};
 
 /// Lease requests, as a client of the API makes them.
 trait LeaseApi {
@@ -648,17 +648,7 @@ async fn lease_routes_fenced_with_their_own_key_never_deadlock() {
     for r in join_all(renewals).await {
         assert_eq!(r.unwrap().status(), 200);
     }
-    let deadlocks: i64 = app
-        .pg()
-        .await
-        .query_one(
-            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(deadlocks, 0);
+    assert_eq!(app.scalar(DEADLOCKS).await, 0);
     // Released under its own fence, too.
     let r = app
         .http

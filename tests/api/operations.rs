@@ -1,9 +1,9 @@
 //! Health, readiness, request ids, and `rowlock serve` starting its own PostgreSQL.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{free_port, serve_process, spawn_app};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_200() {
@@ -29,45 +29,15 @@ async fn a_request_id_is_echoed_or_generated() {
     assert!(!r.headers()["x-request-id"].is_empty());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `rowlock serve` without DATABASE_URL, on `data_dir`; returns once /readyz answers 200.
-/// The caller waits for the returned child (see `terminate`).
-#[allow(clippy::zombie_processes)]
 async fn serve_locally(data_dir: &std::path::Path, port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rowlock"))
-        .arg("serve")
-        .env_remove("DATABASE_URL")
-        .env("ROWLOCK_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ROWLOCK_DATA_DIR", data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rowlock serve");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ready {
-            return child;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rowlock serve never became ready");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let data_dir = data_dir.to_str().expect("a UTF-8 temp path");
+    serve_process(
+        port,
+        &[("ROWLOCK_DATA_DIR", data_dir)],
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 fn terminate(mut child: Child) {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::Member;
 use crate::db::counters::{not_found, Counter, Increment};
-use crate::db::idempotency::Reply;
+use crate::db::idempotency::{self, Reply};
 use crate::db::transactions::{name_op, replay, Committed, Op, Refused};
 use crate::error::ApiError;
 
@@ -92,13 +92,7 @@ pub(super) fn apply(
                 continue;
             }
             if let Some((hash, stored)) = keys.stored.get(&idem.key) {
-                answers.push(match *hash == idem.request_hash {
-                    true => Ok(stored.clone()),
-                    false => Err(ApiError::Invalid(format!(
-                        "Idempotency-Key '{}' was used for a different request",
-                        idem.key
-                    ))),
-                });
+                answers.push(idempotency::replay(idem, hash, stored));
                 continue;
             }
         }

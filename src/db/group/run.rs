@@ -24,7 +24,7 @@ use tokio_postgres::{Row, Statement};
 use super::apply::{apply, Applied, Keys, Reserved, Writes};
 use super::{timed_out, GroupCommit, Lane, Member, Work};
 use crate::db::counters::counter;
-use crate::db::idempotency::Reply;
+use crate::db::idempotency::{stored_reply, Reply};
 use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
 use crate::db::outcome;
 use crate::db::tx::backoff;
@@ -303,15 +303,8 @@ fn read_keys(locks: Vec<Row>, stored: Vec<Row>) -> Result<Keys, ApiError> {
         keys.locked.insert(row.get(0), row.get(1));
     }
     for row in stored {
-        let status: i16 = row.get(2);
-        let headers: serde_json::Value = row.get(3);
-        let reply = Reply {
-            status: status as u16,
-            headers: serde_json::from_value(headers).map_err(anyhow::Error::from)?,
-            body: row.get(4),
-            replayed: true,
-        };
-        keys.stored.insert(row.get(0), (row.get(1), reply));
+        let key: String = row.get("key");
+        keys.stored.insert(key, stored_reply(&row)?);
     }
     Ok(keys)
 }
