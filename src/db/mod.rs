@@ -2,6 +2,7 @@
 //! of each table (one module per table).
 
 pub mod admission;
+pub(crate) mod conn;
 pub mod counters;
 pub mod fencing;
 pub mod group;

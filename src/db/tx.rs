@@ -17,12 +17,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Pool;
 use futures_util::future::LocalBoxFuture;
 use rand::Rng;
 use tokio_postgres::Statement;
 
 use super::admission::{Admission, Permit};
+use super::conn::TxConnection;
 use super::fencing::{self, Fence};
 use super::idempotency::{self, Idempotency, Reply};
 use super::locking::Isolation;
@@ -82,7 +83,8 @@ pub struct Db {
 
 /// An open transaction, handed to the body of [`Db::transact`].
 pub struct Tx {
-    client: Object,
+    /// Closed rather than pooled if dropped before the transaction is seen to end (a panic).
+    client: TxConnection,
     /// Set once `COMMIT` has been sent by [`Tx::commit_with`] (from the start when implicit).
     finished: Cell<bool>,
     /// The connection broke after `COMMIT` was sent by [`Tx::commit_with`], before its answer.
@@ -249,7 +251,7 @@ impl Db {
             .lock_timeout_ms
             .map_or(self.lock_timeout.as_millis(), u128::from);
         let tx = Tx {
-            client: self.pool.get().await?,
+            client: TxConnection::new(self.pool.get().await?),
             finished: Cell::new(implicit),
             commit_unconfirmed: Cell::new(false),
             defer_commit: opts.idempotency.is_some(),
@@ -266,6 +268,7 @@ impl Db {
             if result.is_err() && tx.client.is_closed() {
                 return Err(outcome::unknown());
             }
+            tx.client.ended();
             return result;
         }
         let work = async {
@@ -292,17 +295,21 @@ impl Db {
             let lost = tx.commit_unconfirmed.get()
                 || (matches!(result, Err(ApiError::Unavailable(_))) && tx.client.is_closed());
             if lost {
-                let _ = Object::take(tx.client);
+                tx.client.discard();
                 return self.after_lost_commit(txid, result).await;
             }
+            tx.client.ended();
             return result;
         }
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         match tx.client.batch_execute(end).await {
-            Ok(()) => result,
+            Ok(()) => {
+                tx.client.ended();
+                result
+            }
             Err(e) => {
                 // The connection is in an unknown state: never hand it to another request.
-                let _ = Object::take(tx.client);
+                tx.client.discard();
                 if result.is_ok() && e.code().is_none() {
                     return self.after_lost_commit(txid, result).await;
                 }

@@ -18,4 +18,5 @@ mod locking;
 mod lost_commit;
 mod observability;
 mod operations;
+mod panic_safety;
 mod transactions;

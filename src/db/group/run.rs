@@ -17,12 +17,13 @@
 
 use std::time::Instant;
 
-use deadpool_postgres::Object;
+use deadpool_postgres::ClientWrapper;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 
 use super::apply::{apply, Applied, Keys, Reserved, Writes};
 use super::{timed_out, GroupCommit, Lane, Member, Work};
+use crate::db::conn::TxConnection;
 use crate::db::counters::counter;
 use crate::db::idempotency::{stored_reply, Reply};
 use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
@@ -168,13 +169,14 @@ async fn attempt(
     application_name: &str,
     members: &[Member],
 ) -> Result<Vec<Result<Reply, ApiError>>, Failed> {
-    let client = executor.pool.get().await.map_err(ApiError::from)?;
+    // Closed rather than pooled if this ends (or panics) before the transaction did.
+    let client = TxConnection::new(executor.pool.get().await.map_err(ApiError::from)?);
     let (txid, applied) =
         match lock_and_apply(&executor.metrics, &client, application_name, members).await {
             Ok(done) => done,
             Err(failed) => {
-                if client.batch_execute("ROLLBACK").await.is_err() {
-                    let _ = Object::take(client);
+                if client.batch_execute("ROLLBACK").await.is_ok() {
+                    client.ended();
                 }
                 return Err(failed);
             }
@@ -192,12 +194,19 @@ async fn attempt(
     };
     let (written, committed) = futures_util::join!(write, client.batch_execute("COMMIT"));
     match (written, committed) {
-        (Ok(_), Ok(())) => Ok(answers),
+        (Ok(_), Ok(())) => {
+            client.ended();
+            Ok(answers)
+        }
         // The write failed in the database: the transaction was aborted and COMMIT rolled it
         // back, so nothing was applied.
+        (Err(e), Ok(())) if e.code().is_some() => {
+            client.ended();
+            Err(e.into())
+        }
         (Err(e), _) if e.code().is_some() => Err(e.into()),
         _ => {
-            let _ = Object::take(client);
+            client.discard();
             match outcome::resolve(&executor.pool, txid, executor.resolve_timeout).await {
                 Some(true) => Ok(answers),
                 Some(false) => Err(Failed::Final(outcome::rolled_back())),
@@ -211,7 +220,7 @@ async fn attempt(
 /// group will write and answer.
 async fn lock_and_apply(
     metrics: &Metrics,
-    client: &Object,
+    client: &ClientWrapper,
     application_name: &str,
     members: &[Member],
 ) -> Result<(i64, (Statement, Applied)), Failed> {
