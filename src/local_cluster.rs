@@ -7,6 +7,12 @@
 //! so that a rowlock that is killed outright does not leave a server behind. `initdb` and
 //! `postgres` refuse to run as root, so when rowlock runs as root the cluster runs as the
 //! unprivileged `postgres` OS user (configurable with `ROWLOCK_PG_OS_USER`).
+//!
+//! The server listens on loopback only, and even there it asks for a password: the superuser's
+//! is a random secret kept in `rowlock-password` (mode 0600) in the data directory, so another
+//! local user can neither connect as superuser nor run programs as the cluster's OS user. A data
+//! directory made by an earlier rowlock (which trusted every loopback connection) is given a
+//! password on its first start.
 
 use std::fs;
 use std::net::TcpListener;
@@ -20,8 +26,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// Superuser name created by `initdb`; connections from loopback are trusted.
+/// Superuser name created by `initdb`.
 pub const SUPERUSER: &str = "postgres";
+/// The superuser's password, in the data directory.
+pub const PASSWORD_FILE: &str = "rowlock-password";
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -38,6 +46,7 @@ pub enum Durability {
 pub struct LocalCluster {
     data_dir: PathBuf,
     port: u16,
+    password: String,
     pid: u32,
     durability: Durability,
     supervisor: Option<JoinHandle<()>>,
@@ -72,6 +81,7 @@ impl LocalCluster {
             let _ = supervisor.join();
         }
         let mut restarted = Self::start_on(&self.data_dir, self.durability, Some(self.port))?;
+        self.password = std::mem::take(&mut restarted.password);
         self.pid = restarted.pid;
         self.supervisor = restarted.supervisor.take();
         Ok(())
@@ -99,6 +109,7 @@ impl LocalCluster {
             initdb
                 .arg("-D")
                 .arg(&data_dir)
+                // No server runs until `require_password` below replaced `trust`.
                 .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-locale"])
                 .current_dir(&data_dir);
             run_as(&mut initdb, &os_user);
@@ -110,6 +121,7 @@ impl LocalCluster {
                 );
             }
         }
+        let password = require_password(&bin, &data_dir, &os_user)?;
 
         let port = match port {
             Some(port) => port,
@@ -173,6 +185,7 @@ impl LocalCluster {
         let cluster = Self {
             data_dir,
             port,
+            password,
             pid,
             durability,
             supervisor: Some(supervisor),
@@ -205,9 +218,17 @@ impl LocalCluster {
         self.port
     }
 
-    /// A connection URL for `database` as the superuser.
+    /// A connection URL for `database` as the superuser, with its password.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+
+    /// The superuser's password (for tools that take it from `PGPASSWORD`).
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// Fast shutdown: open transactions are rolled back, the server exits, the call waits for it.
@@ -295,6 +316,86 @@ fn remove_stale_throwaway_dirs() {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// The `pg_hba.conf` of a local cluster: password (SCRAM) authentication for everyone, on the
+/// loopback addresses the server listens on; no unix socket is opened.
+const HBA: &str = "# Written by rowlock: the local cluster asks every connection for a password.
+# The superuser's is in rowlock-password, readable by its owner only.
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+host replication all 127.0.0.1/32 scram-sha-256
+";
+
+/// The superuser's password, read from [`PASSWORD_FILE`]. A cluster without one (new, or made
+/// by an earlier rowlock that trusted loopback) gets one first: a random secret is set as the
+/// superuser's password in single-user mode (no server listens meanwhile), `pg_hba.conf` is
+/// replaced by [`HBA`], and only then is the file written, so an interrupted attempt is simply
+/// made again on the next start.
+fn require_password(bin: &Path, data_dir: &Path, os_user: &Option<OsUser>) -> Result<String> {
+    let path = data_dir.join(PASSWORD_FILE);
+    match fs::read_to_string(&path) {
+        Ok(password) if !password.trim().is_empty() => return Ok(password.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    tracing::info!(dir = %data_dir.display(), "giving the local PostgreSQL superuser a password");
+    let password = format!("{:032x}", rand::random::<u128>());
+    let mut single = Command::new(bin.join("postgres"));
+    single
+        .arg("--single")
+        .arg("-D")
+        .arg(data_dir)
+        .args(["-c", "exit_on_error=on", SUPERUSER])
+        .current_dir(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_as(&mut single, os_user);
+    let mut child = single.spawn().context("cannot run postgres --single")?;
+    {
+        use std::io::Write;
+        let mut stdin = child
+            .stdin
+            .take()
+            .context("postgres --single has no stdin")?;
+        // The secret is generated here (hex digits only), never taken from input.
+        writeln!(stdin, "ALTER ROLE {SUPERUSER} PASSWORD '{password}'")?;
+    }
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || stderr.contains("ERROR") {
+        bail!(
+            "cannot set the local PostgreSQL superuser's password: {}",
+            stderr.trim()
+        );
+    }
+    write_owned(&data_dir.join("pg_hba.conf"), HBA, 0o600, os_user)?;
+    write_owned(&path, &password, 0o600, os_user)?;
+    Ok(password)
+}
+
+/// Writes `contents` to `path` (through a temporary file and a rename, so a reader never sees
+/// half of it) with `mode`, owned by the cluster's OS user when rowlock runs as root.
+fn write_owned(path: &Path, contents: &str, mode: u32, os_user: &Option<OsUser>) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("rowlock-tmp");
+    let _ = fs::remove_file(&temporary);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    if let Some(user) = os_user {
+        std::os::unix::fs::chown(&temporary, Some(user.uid), Some(user.gid))?;
+    }
+    fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// Finds the directory holding `initdb`, `postgres` and `pg_isready`.

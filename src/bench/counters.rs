@@ -41,6 +41,7 @@ pub(super) async fn run_on(
     let target = pgbench::Target {
         port: cluster.port(),
         user: SUPERUSER,
+        password: cluster.password(),
         database: DATABASE,
     };
     let wrk = measure::find_wrk();

@@ -62,7 +62,7 @@ async fn run_on(
     for &clients in &args.clients {
         fill_for_pgbench(&admin).await?;
         eprintln!("pgbench  jobs {clients:>3} clients …");
-        let pgbench = pgbench(cluster.port(), clients, args, dir).await?;
+        let pgbench = pgbench(cluster, clients, args, dir).await?;
         let log = dir.join(format!("serve-{clients}.log"));
         let group_commit = super::first_group_setting(args);
         let server = Server::start(binary, &url, pool, args.workers, group_commit, &log).await?;
@@ -133,7 +133,12 @@ async fn settle(admin: &tokio_postgres::Client) -> Result<()> {
 
 /// Runs the claim script; returns jobs completed per second (its transactions per second, the
 /// queue never running dry).
-async fn pgbench(port: u16, clients: usize, args: &BenchArgs, dir: &Path) -> Result<f64> {
+async fn pgbench(
+    cluster: &LocalCluster,
+    clients: usize,
+    args: &BenchArgs,
+    dir: &Path,
+) -> Result<f64> {
     let script = dir.join("jobs_claim.sql");
     std::fs::write(&script, SCRIPT)?;
     let out = Command::new(super::pgbench::binary())
@@ -145,7 +150,15 @@ async fn pgbench(port: u16, clients: usize, args: &BenchArgs, dir: &Path) -> Res
             "-c",
             &clients.to_string(),
         ])
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", SUPERUSER])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            SUPERUSER,
+        ])
+        .env("PGPASSWORD", cluster.password())
         .arg("-f")
         .arg(&script)
         .arg(DATABASE)

@@ -36,6 +36,7 @@ pub struct PgbenchResult {
 pub struct Target<'a> {
     pub port: u16,
     pub user: &'a str,
+    pub password: &'a str,
     pub database: &'a str,
 }
 
@@ -94,6 +95,7 @@ pub async fn run_script(
         .arg("-f")
         .arg(&script)
         .arg(target.database)
+        .env("PGPASSWORD", target.password)
         .stdin(Stdio::null())
         .output()
         .await

@@ -129,6 +129,7 @@ async fn run_on(
     let target = pgbench::Target {
         port: cluster.port(),
         user: SUPERUSER,
+        password: cluster.password(),
         database: DATABASE,
     };
     let wrk = measure::find_wrk();

@@ -2,6 +2,15 @@
 //! connection: rowlock never answers 503 ("nothing was applied") for a change that may have
 //! committed. The transaction's id (`txid_current()`, read before `COMMIT` was sent) is looked
 //! up with `txid_status` on another connection once the database answers again.
+//!
+//! An id alone is not enough after a crash: PostgreSQL hands out transaction ids without
+//! writing them to WAL, so after crash recovery an id that was given to a transaction that never
+//! committed can be given again, to a new transaction that may commit. A transaction that did
+//! commit is safe (its commit record is in WAL, so its id is never handed out again). So the id
+//! is read together with a mark of the server's crash history — the time its shared statistics
+//! were last reset, which crash recovery does and a clean restart does not — and when that mark
+//! changed, "committed" cannot be trusted (504), while "aborted" and "in progress" still mean
+//! that this transaction did not commit (503).
 
 use std::time::{Duration, Instant};
 
@@ -9,23 +18,45 @@ use deadpool_postgres::{Object, Pool};
 
 use crate::error::ApiError;
 
-const STATUS: &str = "SELECT txid_status($1)";
+/// The server's crash mark, as a SQL expression (see the module documentation).
+macro_rules! crash_mark {
+    () => {
+        "coalesce((SELECT stats_reset::text FROM pg_stat_wal), '')"
+    };
+}
+pub(crate) use crash_mark;
 
-/// What became of transaction `txid` after its connection broke: `Some(true)` committed,
+const STATUS: &str = concat!("SELECT txid_status($1), ", crash_mark!());
+
+/// What identifies a transaction to [`resolve`]: its id and the server's crash mark when the id
+/// was handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxIdentity {
+    pub txid: i64,
+    pub crash_mark: String,
+}
+
+/// What became of transaction `tx` after its connection broke: `Some(true)` committed,
 /// `Some(false)` rolled back (or never finished: the server crashed), `None` when that could
 /// not be learned within `timeout`.
-pub async fn resolve(pool: &Pool, txid: i64, timeout: Duration) -> Option<bool> {
+pub async fn resolve(pool: &Pool, tx: &TxIdentity, timeout: Duration) -> Option<bool> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(client) = pool.get().await {
-            match client.query_one(STATUS, &[&txid]).await {
-                Ok(row) => match row.get::<_, Option<String>>(0).as_deref() {
-                    Some("committed") => return Some(true),
-                    Some("aborted") => return Some(false),
-                    // The old session has not noticed yet that its client is gone.
-                    Some("in progress") => {}
-                    _ => return None,
-                },
+            match client.query_one(STATUS, &[&tx.txid]).await {
+                Ok(row) => {
+                    let crashed = row.get::<_, String>(1) != tx.crash_mark;
+                    match (row.get::<_, Option<String>>(0).as_deref(), crashed) {
+                        (Some("committed"), false) => return Some(true),
+                        // Perhaps another transaction that was given the same id after the
+                        // crash.
+                        (Some("committed"), true) => return None,
+                        (Some("aborted"), _) | (Some("in progress"), true) => return Some(false),
+                        // The old session has not noticed yet that its client is gone.
+                        (Some("in progress"), false) => {}
+                        _ => return None,
+                    }
+                }
                 // A pooled connection broken by the same failure: drop it, try another.
                 Err(_) => {
                     let _ = Object::take(client);
@@ -34,7 +65,7 @@ pub async fn resolve(pool: &Pool, txid: i64, timeout: Duration) -> Option<bool> 
         }
         if Instant::now() >= deadline {
             tracing::error!(
-                txid,
+                txid = tx.txid,
                 "cannot learn whether a transaction's COMMIT succeeded"
             );
             return None;

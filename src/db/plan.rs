@@ -4,13 +4,13 @@
 //! - **In a group** ([`super::group`]): `lock=wait` and `lock=none` increments and atomic
 //!   transactions, read committed, without a `Fencing-Token`, unless the request said
 //!   `group=off` or the server runs with `--group-commit off`.
-//! - **Alone, as one statement** without `BEGIN`/`COMMIT` ([`TxOptions::one_statement`]):
-//!   `wait`/`nowait` increments and atomic transactions that were not grouped, when nothing
-//!   else shares their transaction.
-//! - **Alone, as a pipelined transaction**: everything else (`skip_locked`, `If-Match`,
-//!   `isolation=repeatable_read|serializable`, fencing tokens, idempotency keys outside a
-//!   group, `"atomic": false`). Requests that would wait for a counter's row lock wait their
-//!   turn in rowlock first ([`super::admission`]).
+//! - **Alone, as a transaction of its own** ([`Db::transact`]): everything else (`nowait`,
+//!   `skip_locked`, `If-Match`, `isolation=repeatable_read|serializable`, fencing tokens,
+//!   `"atomic": false`, `group=off`) and would-be groups of one. Requests that would wait for a
+//!   counter's row lock wait their turn in rowlock first ([`super::admission`]).
+//!
+//! Every transaction reads its id before it sends `COMMIT` (see [`super::tx`]); none runs as an
+//! implicit one-statement transaction, whose commit tokio-postgres would not wait for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +37,6 @@ impl Db {
             Concurrency::Atomic => Some("none"),
             _ => None,
         };
-        opts.one_statement =
-            matches!(mode, Concurrency::Locked(lock) if lock.wait != WaitPolicy::SkipLocked);
         let mut alone = None;
         if let Some((group, lock_mode)) = self.group_for(&opts).zip(grouped_mode) {
             let work = Work::Increment {
@@ -68,7 +66,7 @@ impl Db {
         atomic: bool,
         lock: Option<RowLock>,
         strength: Strength,
-        mut opts: TxOptions,
+        opts: TxOptions,
     ) -> Result<Reply, ApiError> {
         let waits = lock.is_none_or(|l| l.wait == WaitPolicy::Wait);
         let mut alone = None;
@@ -85,7 +83,6 @@ impl Db {
             wait: WaitPolicy::Wait,
             strength,
         });
-        opts.one_statement = atomic;
         self.transact_holding(alone, opts, move |tx| {
             let ops = ops.clone();
             Box::pin(async move {

@@ -85,11 +85,9 @@ const LOCK: LockStatements = lock_statements!(
 ///   default to the `bigint` range: this is exactly [`Counter::plus`] applied op after op;
 /// - `written` and `recorded` run only on a positive verdict, which needs every row locked first.
 const APPLY_ALL: LockStatements = lock_statements!(
-    "WITH settings AS MATERIALIZED (
-        SELECT set_config('application_name', $5, true), set_config('lock_timeout', $6, true)
-    ), locked AS MATERIALIZED (
+    "WITH locked AS MATERIALIZED (
         SELECT name, value, min, max, version FROM counters
-         WHERE name = ANY((SELECT $1::text[])::text[]) AND EXISTS (SELECT FROM settings)
+         WHERE name = ANY((SELECT $1::text[])::text[])
          ORDER BY name",
     "), steps AS (
         SELECT o.ord, o.name, o.by,
@@ -170,8 +168,7 @@ async fn missing(tx: &Tx, name: &str, lock: RowLock) -> ApiError {
     }
 }
 
-/// Applies every op or none, in one statement: a transaction of its own, or pipelined between
-/// `BEGIN` and `COMMIT` when it shares its transaction (see [`super::tx::TxOptions`]).
+/// Applies every op or none, in one statement pipelined with `COMMIT`.
 pub async fn run_atomic(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed, ApiError> {
     let names = lock_order(ops);
     let (op_names, bys): (Vec<&str>, Vec<i64>) =
@@ -179,14 +176,7 @@ pub async fn run_atomic(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed,
     let stmt = tx.prepare(lock.pick(&APPLY_ALL)).await?;
     // Serialized straight into the jsonb parameter, without building a `Value` tree first.
     let ops_json = Json(ops);
-    let params = [
-        &names as _,
-        &op_names as _,
-        &bys as _,
-        &ops_json as _,
-        &tx.application_name() as _,
-        &tx.lock_timeout() as _,
-    ];
+    let params = [&names as _, &op_names as _, &bys as _, &ops_json as _];
     let rows = tx
         .commit_with(tx.client().query(&stmt, &params))
         .await

@@ -5,10 +5,14 @@
 //! - **A transaction always ends.** The work runs in its own task, so it finishes (commit or
 //!   rollback) even when the HTTP client goes away and actix drops the handler; a connection is
 //!   never handed back to the pool in the middle of a transaction.
-//! - **Few round trips while a lock is held.** `BEGIN` and the per-request settings travel with
-//!   the first statement, and [`Tx::commit_with`] sends `COMMIT` right behind the last one:
-//!   tokio-postgres pipelines requests issued without awaiting each other, so a hot row is held
-//!   for the database's own work, not for network and scheduling latency.
+//! - **A known outcome.** `BEGIN` and the per-request settings go first, in a round trip of
+//!   their own that locks nothing and reads the transaction's id, so the id is in hand before
+//!   any `COMMIT` is sent: when the connection breaks with a `COMMIT` in flight, rowlock asks the
+//!   database what became of it ([`outcome`]) instead of guessing.
+//! - **Few round trips while a lock is held.** The body's statements are pipelined, and
+//!   [`Tx::commit_with`] sends `COMMIT` right behind the last one: tokio-postgres pipelines
+//!   requests issued without awaiting each other, so a hot row is held for the database's own
+//!   work, not for network and scheduling latency.
 //! - **Bounded retries.** Serialization failures (40001) and deadlocks (40P01) run the whole
 //!   transaction again, at most `max_retries` times, with jittered exponential backoff.
 
@@ -27,7 +31,7 @@ use super::conn::TxConnection;
 use super::fencing::{self, Fence};
 use super::idempotency::{self, Idempotency, Reply};
 use super::locking::Isolation;
-use super::outcome;
+use super::outcome::{self, crash_mark, TxIdentity};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -47,16 +51,6 @@ pub struct TxOptions {
     /// The row this transaction waits its turn for before taking a connection (see
     /// [`super::admission`]); `None` for requests that must not wait (`nowait`, `skip_locked`).
     pub admit: Option<String>,
-    /// The body can run as one statement that applies the request's settings itself
-    /// ([`Tx::application_name`], [`Tx::lock_timeout`]). When nothing else shares its
-    /// transaction (read committed, no idempotency key, no fencing token) and its row is not
-    /// already held by another of rowlock's transactions, it is sent without `BEGIN` and
-    /// `COMMIT` ([`Tx::is_implicit`]): PostgreSQL runs it as a transaction of its own.
-    ///
-    /// Why not when contended: a statement that waited for a row lock must re-check every later
-    /// step against the row's newer version (EvalPlanQual), which on a hot row costs more than
-    /// the round trip saved; two statements in one transaction give the write a fresh snapshot.
-    pub one_statement: bool,
     /// The request this transaction serves (it names the session); read from the request's
     /// task when unset.
     pub request_id: Option<String>,
@@ -85,17 +79,13 @@ pub struct Db {
 pub struct Tx {
     /// Closed rather than pooled if dropped before the transaction is seen to end (a panic).
     client: TxConnection,
-    /// Set once `COMMIT` has been sent by [`Tx::commit_with`] (from the start when implicit).
+    /// Set once `COMMIT` has been sent by [`Tx::commit_with`].
     finished: Cell<bool>,
     /// The connection broke after `COMMIT` was sent by [`Tx::commit_with`], before its answer.
     commit_unconfirmed: Cell<bool>,
     /// Something still has to be written after the body (the idempotency record), so the body
     /// must not commit early.
     defer_commit: bool,
-    /// No `BEGIN` was sent: the body's one statement is its own (implicit) transaction.
-    implicit: bool,
-    application_name: String,
-    lock_timeout: String,
     started: Instant,
     metrics: Arc<Metrics>,
 }
@@ -112,22 +102,6 @@ impl Tx {
         Ok(self.client.prepare_cached(sql).await?)
     }
 
-    /// Whether the body must run exactly one statement, as its own transaction: no `BEGIN` was
-    /// sent (see [`TxOptions::one_statement`]).
-    pub fn is_implicit(&self) -> bool {
-        self.implicit
-    }
-
-    /// The `application_name` the transaction runs under: `rowlock/<request id>`.
-    pub fn application_name(&self) -> &str {
-        &self.application_name
-    }
-
-    /// The transaction's `lock_timeout`, as a setting value (`"5000ms"`).
-    pub fn lock_timeout(&self) -> &str {
-        &self.lock_timeout
-    }
-
     /// Records that the target rows of `resource` are now locked (the lock-wait histogram).
     pub fn locked(&self, resource: &str, mode: &str) {
         self.metrics
@@ -142,7 +116,7 @@ impl Tx {
         &self,
         last: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, ApiError> {
-        if self.defer_commit || self.implicit {
+        if self.defer_commit {
             return Ok(last.await?);
         }
         self.finished.set(true);
@@ -177,12 +151,12 @@ impl Db {
             .or_else(crate::routes::current_request_id);
         // Its own task: dropping the handler (client gone) must not drop an open transaction.
         actix_web::rt::spawn(async move {
-            let turn = match &opts.admit {
+            // Held until the transaction ended.
+            let _turn = match &opts.admit {
                 Some(row) => Some(db.admit(row, opts.lock_timeout_ms).await?),
                 None => None,
             };
-            let contended = turn.as_ref().is_some_and(|t| t.contended);
-            db.run_with_retries(opts, contended, request_id, body).await
+            db.run_with_retries(opts, request_id, body).await
         })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("transaction task failed: {e}")))?
@@ -203,7 +177,6 @@ impl Db {
     async fn run_with_retries<F>(
         &self,
         opts: TxOptions,
-        contended: bool,
         request_id: Option<String>,
         body: F,
     ) -> Result<Reply, ApiError>
@@ -217,10 +190,7 @@ impl Db {
         };
         let mut attempt = 0;
         loop {
-            match self
-                .run_once(&opts, contended, &application_name, &body)
-                .await
-            {
+            match self.run_once(&opts, &application_name, &body).await {
                 Err(e) if e.is_retryable() && attempt < self.max_retries => {
                     tracing::debug!(attempt, code = e.code(), "retrying transaction");
                     self.metrics.retry(e.code());
@@ -235,43 +205,35 @@ impl Db {
     async fn run_once<F>(
         &self,
         opts: &TxOptions,
-        contended: bool,
         application_name: &str,
         body: &F,
     ) -> Result<Reply, ApiError>
     where
         F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>>,
     {
-        let implicit = opts.one_statement
-            && !contended
-            && opts.isolation == Isolation::ReadCommitted
-            && opts.idempotency.is_none()
-            && opts.fences.is_empty();
-        let lock_timeout_ms = opts
-            .lock_timeout_ms
-            .map_or(self.lock_timeout.as_millis(), u128::from);
         let tx = Tx {
             client: TxConnection::new(self.pool.get().await?),
-            finished: Cell::new(implicit),
+            finished: Cell::new(false),
             commit_unconfirmed: Cell::new(false),
             defer_commit: opts.idempotency.is_some(),
-            implicit,
-            application_name: application_name.to_owned(),
-            lock_timeout: format!("{lock_timeout_ms}ms"),
             started: Instant::now(),
             metrics: self.metrics.clone(),
         };
-        if implicit {
-            let result = body(&tx).await;
-            // The statement was its own transaction: if the connection broke with it in flight,
-            // it may have committed, and without a transaction id there is no asking.
-            if result.is_err() && tx.client.is_closed() {
-                return Err(outcome::unknown());
+        // Round 1, before any row is locked: BEGIN and the settings, which read the
+        // transaction's id. Nothing can have committed if this fails (no COMMIT was sent).
+        let begin = tx.client.batch_execute(opts.isolation.begin_sql());
+        let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
+        let (begun, set) = futures_util::join!(begin, settings);
+        let identity = match begun.map_err(ApiError::from).and(set) {
+            Ok(identity) => identity,
+            Err(e) => {
+                if tx.client.batch_execute("ROLLBACK").await.is_ok() {
+                    tx.client.ended();
+                }
+                return Err(e);
             }
-            tx.client.ended();
-            return result;
-        }
-        let work = async {
+        };
+        let result = async {
             let Some(idem) = &opts.idempotency else {
                 fencing::check(&tx, &opts.fences, opts.lease.as_deref()).await?;
                 return body(&tx).await;
@@ -284,19 +246,14 @@ impl Db {
             let mut reply = body(&tx).await?;
             idempotency::record(&tx, idem, &mut reply).await?;
             Ok(reply)
-        };
-        // Polled in this order, so sent in this order, without waiting for each other.
-        let begin = tx.client.batch_execute(opts.isolation.begin_sql());
-        let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
-        let (begun, set, result) = futures_util::join!(begin, settings, work);
-        let txid = set.as_ref().ok().copied();
-        let result = begun.map_err(ApiError::from).and(set).and(result);
+        }
+        .await;
         if tx.finished.get() {
             let lost = tx.commit_unconfirmed.get()
                 || (matches!(result, Err(ApiError::Unavailable(_))) && tx.client.is_closed());
             if lost {
                 tx.client.discard();
-                return self.after_lost_commit(txid, result).await;
+                return self.after_lost_commit(&identity, result).await;
             }
             tx.client.ended();
             return result;
@@ -311,7 +268,7 @@ impl Db {
                 // The connection is in an unknown state: never hand it to another request.
                 tx.client.discard();
                 if result.is_ok() && e.code().is_none() {
-                    return self.after_lost_commit(txid, result).await;
+                    return self.after_lost_commit(&identity, result).await;
                 }
                 result.and(Err(e.into()))
             }
@@ -323,14 +280,11 @@ impl Db {
     /// back, 504 `outcome_unknown` when that cannot be learned.
     async fn after_lost_commit(
         &self,
-        txid: Option<i64>,
+        identity: &TxIdentity,
         result: Result<Reply, ApiError>,
     ) -> Result<Reply, ApiError> {
-        let Some(txid) = txid else {
-            return Err(outcome::unknown());
-        };
         let timeout = self.pool.timeouts().wait.unwrap_or(Duration::from_secs(5));
-        match outcome::resolve(&self.pool, txid, timeout).await {
+        match outcome::resolve(&self.pool, identity, timeout).await {
             Some(true) => result.map_err(|_| outcome::committed_without_answer()),
             Some(false) => Err(outcome::rolled_back()),
             None => Err(outcome::unknown()),
@@ -341,19 +295,25 @@ impl Db {
 /// `SET LOCAL` of the request's settings, as parameters (`SET` cannot take one,
 /// `set_config(…, is_local => true)` can); they revert by themselves at COMMIT or ROLLBACK.
 /// Prepared on every new connection ([`warm_up`]), so they go out in the pipeline at once.
-/// Both also read the transaction's id, ahead of every other statement, so that a `COMMIT`
-/// whose answer is lost can be looked up ([`outcome`]).
-pub const SET_APPLICATION_NAME: &str =
-    "SELECT txid_current(), set_config('application_name', $1, true)";
-pub const SET_APPLICATION_NAME_AND_LOCK_TIMEOUT: &str = "SELECT txid_current(), \
-     set_config('application_name', $1, true), set_config('lock_timeout', $2, true)";
+/// Both also read the transaction's id and the server's crash mark, ahead of every other
+/// statement, so that a `COMMIT` whose answer is lost can be looked up ([`outcome`]).
+pub const SET_APPLICATION_NAME: &str = concat!(
+    "SELECT txid_current(), ",
+    crash_mark!(),
+    ", set_config('application_name', $1, true)"
+);
+pub const SET_APPLICATION_NAME_AND_LOCK_TIMEOUT: &str = concat!(
+    "SELECT txid_current(), ",
+    crash_mark!(),
+    ", set_config('application_name', $1, true), set_config('lock_timeout', $2, true)"
+);
 
-/// Applies the settings; returns the transaction's id.
+/// Applies the settings; returns the transaction's identity.
 async fn set_local(
     tx: &Tx,
     application_name: &str,
     lock_timeout_ms: Option<u32>,
-) -> Result<i64, ApiError> {
+) -> Result<TxIdentity, ApiError> {
     let rows = match lock_timeout_ms {
         None => {
             let stmt = tx.prepare(SET_APPLICATION_NAME).await?;
@@ -367,9 +327,14 @@ async fn set_local(
                 .await?
         }
     };
-    rows.first().map(|row| row.get(0)).ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!("the settings statement answered no row"))
-    })
+    rows.first()
+        .map(|row| TxIdentity {
+            txid: row.get(0),
+            crash_mark: row.get(1),
+        })
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("the settings statement answered no row"))
+        })
 }
 
 /// Prepares, on a new connection, the statements that must never cost a round trip of their

@@ -149,32 +149,54 @@ async fn when_a_groups_session_is_killed_before_commit_every_request_is_503_and_
 
 #[tokio::test]
 async fn the_outcome_of_a_transaction_is_learned_from_its_id() {
+    use rowlock::db::outcome::{resolve, TxIdentity};
     let app = spawn_app().await;
     let pool = rowlock::db::build_pool(&app.db_url, &rowlock::cli::PoolArgs::default()).unwrap();
     let pg = app.pg().await;
-    let txid = |sql: &'static str| {
+    let identity = |sql: &'static str| {
         let pg = &pg;
         async move {
             pg.batch_execute("BEGIN").await.unwrap();
-            let id: i64 = pg
-                .query_one("SELECT txid_current()", &[])
+            let row = pg
+                .query_one(
+                    "SELECT txid_current(), \
+                     coalesce((SELECT stats_reset::text FROM pg_stat_wal), '')",
+                    &[],
+                )
                 .await
-                .unwrap()
-                .get(0);
+                .unwrap();
             pg.batch_execute(sql).await.unwrap();
-            id
+            TxIdentity {
+                txid: row.get(0),
+                crash_mark: row.get(1),
+            }
         }
     };
-    let resolve = |id| rowlock::db::outcome::resolve(&pool, id, Duration::from_millis(300));
-    let committed = txid("COMMIT").await;
-    assert_eq!(resolve(committed).await, Some(true));
-    let rolled_back = txid("ROLLBACK").await;
-    assert_eq!(resolve(rolled_back).await, Some(false));
+    let bound = Duration::from_millis(300);
+    let committed = identity("COMMIT").await;
+    assert_eq!(resolve(&pool, &committed, bound).await, Some(true));
+    let rolled_back = identity("ROLLBACK").await;
+    assert_eq!(resolve(&pool, &rolled_back, bound).await, Some(false));
     // Still open: not learnable within the bound, so unknown.
-    let open = txid("SELECT 1").await;
-    assert_eq!(resolve(open).await, None);
+    let open = identity("SELECT 1").await;
+    assert_eq!(resolve(&pool, &open, bound).await, None);
     pg.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(resolve(open).await, Some(false));
+    assert_eq!(resolve(&pool, &open, bound).await, Some(false));
+
+    // Seen from before a crash (another crash mark), an id may have been handed out again:
+    // "committed" is not to be trusted, "aborted" still is.
+    let before_a_crash = |id: TxIdentity| TxIdentity {
+        crash_mark: format!("before {}", id.crash_mark),
+        ..id
+    };
+    assert_eq!(
+        resolve(&pool, &before_a_crash(committed), bound).await,
+        None
+    );
+    assert_eq!(
+        resolve(&pool, &before_a_crash(rolled_back), bound).await,
+        Some(false)
+    );
 }
 
 #[tokio::test]

@@ -369,3 +369,44 @@ async fn a_jobs_error_history_keeps_its_last_20_errors_each_capped() {
         .get(0);
     assert_eq!(kept, json!((6..=25).collect::<Vec<i32>>()));
 }
+
+#[tokio::test]
+async fn a_claim_answers_at_most_its_byte_budget_of_payloads_and_leaves_the_rest_queued() {
+    use rowlock::db::jobs::claim::MAX_CLAIM_BYTES;
+    let app = spawn_app().await;
+    // 40 payloads of 240,002 bytes of JSON each: 9.2 MiB in all, more than one claim's budget.
+    let payload = json!("x".repeat(240_000));
+    let size = i64::try_from(payload.to_string().len()).expect("size");
+    for _ in 0..40 {
+        enqueue(&app, "big", payload.clone(), json!({})).await;
+    }
+    // Jobs are taken while the payloads before them are under the budget.
+    let expected = usize::try_from((MAX_CLAIM_BYTES + size - 1) / size).expect("count");
+    assert!(expected < 40);
+
+    let r = post(&app, "/queues/big/claim", json!({"limit": 1000})).await;
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.expect("claim body");
+    let first: Vec<Value> = serde_json::from_slice(&bytes).expect("claimed jobs");
+    assert_eq!(first.len(), expected);
+    assert!(
+        i64::try_from(bytes.len()).expect("len") < MAX_CLAIM_BYTES + size + 100_000,
+        "a claim answered {} bytes",
+        bytes.len()
+    );
+    let queued = app
+        .scalar("SELECT count(*) FROM jobs WHERE state = 'queued'")
+        .await;
+    assert_eq!(queued, 40 - i64::try_from(expected).expect("count"));
+
+    // The rest go to the next claim; no job twice.
+    let second = claim(&app, "big", json!({"limit": 1000})).await;
+    let mut ids: Vec<i64> = first
+        .iter()
+        .chain(&second)
+        .filter_map(|j| j["id"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
+}

@@ -335,3 +335,50 @@ async fn beyond_the_row_concurrency_waiters_queue_in_rowlock_not_in_postgres() {
     }
     assert_eq!(app.db_value("hot").await, Some(4));
 }
+
+/// The lock and the write of a pipelined increment are one decision: when the row it waited for
+/// was deleted and created again meanwhile, the `SELECT … FOR UPDATE` finds no row but the
+/// `UPDATE` (with a snapshot of its own) finds the new one. The answer is what was written, never
+/// a 404 for a change that was made.
+#[tokio::test]
+async fn an_increment_whose_row_was_recreated_while_it_waited_answers_what_it_wrote() {
+    let app = spawn_app().await;
+    app.create_counter("r", 0).await;
+    let holder = app.pg().await;
+    holder
+        .batch_execute(
+            "BEGIN; DELETE FROM counters WHERE name = 'r';
+             INSERT INTO counters (name, value) VALUES ('r', 100);",
+        )
+        .await
+        .unwrap();
+    let request = app
+        .http
+        .post(app.url("/counters/r/increment?lock=wait&group=off"))
+        .json(&serde_json::json!({"by": 1}))
+        .send();
+    let answer = tokio::spawn(async move {
+        let r = request.await.unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+    });
+    app.wait_for_lock_waiters(1).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    let (status, body) = answer.await.unwrap();
+    let value = app.db_value("r").await;
+    match status {
+        200 => {
+            assert_eq!(value, Some(101), "{body}");
+            assert_eq!(
+                (body["value"].as_i64(), body["previous"].as_i64()),
+                (Some(101), Some(100))
+            );
+        }
+        404 => assert_eq!(
+            value,
+            Some(100),
+            "404, but the increment was applied: {body}"
+        ),
+        other => panic!("{other}: {body}"),
+    }
+}

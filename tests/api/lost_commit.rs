@@ -165,7 +165,7 @@ async fn a_group_whose_commit_answer_is_lost_is_answered_as_committed() {
 }
 
 #[tokio::test]
-async fn a_lone_statement_whose_answer_is_lost_is_504_never_503() {
+async fn a_lone_increment_whose_answer_is_lost_is_looked_up_never_503() {
     let (app, proxy) = app_behind_proxy(|_| {}).await;
     app.create_counter("x", 0).await;
     slow_writes_of(&app, "x").await;
@@ -180,15 +180,53 @@ async fn a_lone_statement_whose_answer_is_lost_is_504_never_503() {
     });
     cut_during_the_write(&watch, &proxy).await;
     let (status, body) = answer.await.unwrap();
-    // It committed; rowlock cannot know that (a statement of its own has no id to look up), so
-    // it must say it does not know.
+    // Its id was read before anything was locked: looked up, it committed, but the statement's
+    // result (the value it wrote) was lost with the connection.
     assert_eq!(
         (status, body["code"].as_str()),
         (504, Some("outcome_unknown")),
         "{body}"
     );
+    assert!(
+        body["detail"].as_str().unwrap().contains("committed"),
+        "{body}"
+    );
     app.wait_until("SELECT value FROM counters WHERE name = 'x'", 1)
         .await;
+}
+
+/// An increment whose `COMMIT` is refused (here by a deferred constraint trigger, as a
+/// serialization failure would be) changed nothing and must not be answered 200: the answer
+/// waits for the `COMMIT`'s, on every path.
+#[tokio::test]
+async fn a_change_refused_at_commit_is_never_answered_200() {
+    let app = crate::helpers::spawn_app().await;
+    app.create_counter("d", 0).await;
+    app.pg()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'serialization_failure';
+             END $$;
+             CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON counters
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+             WHEN (NEW.name = 'd') EXECUTE FUNCTION refuse_at_commit();",
+        )
+        .await
+        .unwrap();
+    for query in [
+        "lock=wait",
+        "lock=nowait",
+        "lock=wait&group=off",
+        "lock=none",
+    ] {
+        let r = app.increment("d", query, 1).await;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_ne!(status, 200, "{query}: {body}");
+        assert!(status == 409 || status == 503, "{query}: {status} {body}");
+    }
+    assert_eq!(app.db_value("d").await, Some(0));
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod jobs;
 mod jobs_concurrency;
 mod jobs_hammer;
 mod leases;
+mod local_cluster;
 mod locking;
 mod lost_commit;
 mod observability;

@@ -1,12 +1,11 @@
 //! Increments of a counter (`POST /counters/{name}/increment`).
 //!
 //! An increment under a row lock is `SELECT … FOR UPDATE` followed by a guarded `UPDATE`. For
-//! `wait` and `nowait`:
-//! - alone on its row, both are one statement ([`LOCK_AND_ADD`]) run as a transaction of its
-//!   own, without `BEGIN` or `COMMIT` (see [`crate::db::tx::TxOptions::one_statement`]);
-//! - otherwise both statements and the `COMMIT` go out in one pipeline: once the `SELECT` holds
-//!   the lock the `UPDATE` cannot block, and if the `SELECT` fails the transaction is aborted and
-//!   the `COMMIT` becomes a rollback.
+//! `wait` and `nowait` both statements and the `COMMIT` go out in one pipeline: once the `SELECT`
+//! holds the lock the `UPDATE` cannot block, and if the `SELECT` fails the transaction is aborted
+//! and the `COMMIT` becomes a rollback. The `UPDATE` takes a snapshot of its own, so it decides:
+//! a row created after the `SELECT` found none is still updated, and then the answer is the
+//! `UPDATE`'s, never a 404 for a change that was made.
 //!
 //! `skip_locked` locks first and awaits the answer: a skipped row must not be updated, nor
 //! waited for.
@@ -19,10 +18,9 @@ use super::{
     LOCK,
 };
 use crate::db::idempotency::Reply;
-use crate::db::locking::{LockStatements, RowLock, WaitPolicy};
+use crate::db::locking::{RowLock, WaitPolicy};
 use crate::db::tx::Tx;
 use crate::error::ApiError;
-use crate::lock_statements;
 
 /// The outcome of an increment.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -51,28 +49,6 @@ pub enum Concurrency {
     Optimistic { version: i64 },
 }
 
-/// `wait` and `nowait` in one statement. `settings` applies the request's `application_name`
-/// (`$3`) and `lock_timeout` (`$4`) before the row is locked; `written` adds `by` (`$2`) only
-/// within the bounds, checked in `numeric` so the check itself cannot overflow. Answers the row as
-/// locked, with the new value and version when it was written; no row when there is none.
-const LOCK_AND_ADD: LockStatements = lock_statements!(
-    "WITH settings AS MATERIALIZED (
-        SELECT set_config('application_name', $3, true), set_config('lock_timeout', $4, true)
-    ), locked AS MATERIALIZED (
-        SELECT name, value, min, max, version FROM counters
-         WHERE name = $1 AND EXISTS (SELECT FROM settings)",
-    "), written AS (
-        UPDATE counters c
-           SET value = c.value + $2::bigint, version = nextval('counter_versions'), updated_at = now()
-          FROM locked l
-         WHERE c.name = l.name
-           AND l.value + $2::bigint::numeric BETWEEN coalesce(l.min, -9223372036854775808)
-                                         AND coalesce(l.max, 9223372036854775807)
-        RETURNING c.value, c.version
-    )
-    SELECT l.name, l.value, l.min, l.max, l.version, w.value, w.version
-      FROM locked l LEFT JOIN written w ON true"
-);
 /// The bound check is part of the `UPDATE`, so a violating change touches nothing.
 const ADD: &str =
     "UPDATE counters SET value = value + $2, version = nextval('counter_versions'), updated_at = now()
@@ -98,35 +74,6 @@ pub async fn increment(
             let row = tx.client().query_opt(&add, &[&name, &by]).await?;
             finish_locked(&current, by, row)
         }
-        Concurrency::Locked(lock) if tx.is_implicit() => {
-            let stmt = tx.prepare(lock.pick(&LOCK_AND_ADD)).await?;
-            let params = [
-                &name as _,
-                &by as _,
-                &tx.application_name() as _,
-                &tx.lock_timeout() as _,
-            ];
-            let row = tx
-                .commit_with(tx.client().query_opt(&stmt, &params))
-                .await
-                .map_err(|e| locked_error(e, name))?;
-            tx.locked("counter", lock.mode_name());
-            let row = row.ok_or_else(|| not_found(name))?;
-            let current = counter(&row);
-            match row.get::<_, Option<i64>>(5) {
-                Some(value) => Ok(Increment {
-                    name: current.name,
-                    value,
-                    previous: current.value,
-                    version: row.get(6),
-                }),
-                None => Err(current.plus(by).err().unwrap_or_else(|| {
-                    ApiError::Internal(anyhow::anyhow!(
-                        "the database refused adding {by} to {current:?} within its bounds"
-                    ))
-                })),
-            }
-        }
         Concurrency::Locked(lock) => {
             let (select, add) = (tx.prepare(lock.pick(&LOCK)).await?, tx.prepare(ADD).await?);
             let client = tx.client();
@@ -142,10 +89,12 @@ pub async fn increment(
                 futures_util::join!(locking, tx.commit_with(client.query_opt(&add, &add_params)),);
             // The SELECT's error is the cause; the UPDATE's would only be "transaction aborted".
             let current = current.map_err(|e| locked_error(e, name))?;
-            let current = current
-                .map(|r| counter(&r))
-                .ok_or_else(|| not_found(name))?;
-            finish_locked(&current, by, row?)
+            match (current, row?) {
+                // What was written is the answer, even for a row the SELECT did not find yet.
+                (_, Some(row)) => Ok(applied(name, by, &row)),
+                (Some(current), None) => Err(bound_violation(&counter(&current), by)),
+                (None, None) => Err(not_found(name)),
+            }
         }
         Concurrency::Atomic => {
             let add = tx.prepare(ADD).await?;

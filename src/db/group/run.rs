@@ -27,15 +27,18 @@ use crate::db::conn::TxConnection;
 use crate::db::counters::counter;
 use crate::db::idempotency::{stored_reply, Reply};
 use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
-use crate::db::outcome;
+use crate::db::outcome::{self, crash_mark, TxIdentity};
 use crate::db::tx::backoff;
 use crate::error::ApiError;
 use crate::lock_statements;
 use crate::metrics::Metrics;
 
 /// `SET LOCAL` of the group's session name and lock timeout, and the transaction's id.
-const SETTINGS: &str = "SELECT set_config('application_name', $1, true), \
-     set_config('lock_timeout', $2, true), txid_current()";
+const SETTINGS: &str = concat!(
+    "SELECT set_config('application_name', $1, true), \
+     set_config('lock_timeout', $2, true), txid_current(), ",
+    crash_mark!()
+);
 const LOCK_KEYS: &str = "SELECT k, pg_try_advisory_xact_lock(hashtextextended(k, 0))
        FROM unnest((SELECT $1::text[])) AS t(k)";
 /// Read after the advisory locks are held (a statement of its own, so with a snapshot taken
@@ -207,7 +210,7 @@ async fn attempt(
         (Err(e), _) if e.code().is_some() => Err(e.into()),
         _ => {
             client.discard();
-            match outcome::resolve(&executor.pool, txid, executor.resolve_timeout).await {
+            match outcome::resolve(&executor.pool, &txid, executor.resolve_timeout).await {
                 Some(true) => Ok(answers),
                 Some(false) => Err(Failed::Final(outcome::rolled_back())),
                 None => Err(Failed::Final(outcome::unknown())),
@@ -216,14 +219,14 @@ async fn attempt(
     }
 }
 
-/// Round 1 and [`apply`]: the transaction's id, the prepared write statement and what the
+/// Round 1 and [`apply`]: the transaction's identity, the prepared write statement and what the
 /// group will write and answer.
 async fn lock_and_apply(
     metrics: &Metrics,
     client: &ClientWrapper,
     application_name: &str,
     members: &[Member],
-) -> Result<(i64, (Statement, Applied)), Failed> {
+) -> Result<(TxIdentity, (Statement, Applied)), Failed> {
     let now = Instant::now();
     let remaining = members
         .iter()
@@ -285,7 +288,11 @@ async fn lock_and_apply(
     );
     // The first failure is the cause; the later ones only say "transaction aborted".
     begun?;
-    let txid: i64 = set?.get(2);
+    let set = set?;
+    let txid = TxIdentity {
+        txid: set.get(2),
+        crash_mark: set.get(3),
+    };
     let keys = read_keys(key_locks?, stored?)?;
     let rows = locked?.iter().map(counter).collect();
     for m in members {

@@ -31,7 +31,8 @@ pub struct Enqueued {
 /// `POST /queues/{queue}/claim`.
 #[derive(ToSchema)]
 pub struct ClaimRequest {
-    /// Most jobs to claim (1-1000, default 1).
+    /// Most jobs to claim (1-1000, default 1). Fewer are answered once their payloads reach
+    /// 8 MiB of JSON (the first job always is).
     #[schema(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Lease length (default 30000).
