@@ -81,6 +81,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ROWLOCK_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_ms: u64,
 
+    /// Most requests waiting at once (long-polling claims, lease acquisitions with wait_ms);
+    /// the next one is answered 503 at once.
+    #[arg(long, env = "ROWLOCK_MAX_WAITERS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_waiters: u64,
+
     #[command(flatten)]
     pub pool: PoolArgs,
 

@@ -74,6 +74,8 @@ pub struct Metrics {
     group_wait: Histogram,
     /// Requests waiting in rowlock for a group to take them.
     group_queued: Gauge,
+    /// Long-polling claims and waiting lease acquisitions, refreshed on every scrape.
+    waiters: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,6 +97,7 @@ impl Metrics {
         let group_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let group_wait = seconds_histogram();
         let group_queued = Gauge::default();
+        let waiters = Gauge::default();
         let (pool_size, pool_available, pool_waiting) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
@@ -154,6 +157,12 @@ impl Metrics {
              the database, or every group slot is busy)",
             group_queued.clone(),
         );
+        registry.register(
+            "waiters",
+            "Requests waiting for a job or a lease (long-polling claims, lease acquisitions with \
+             wait_ms); at most --max-waiters",
+            waiters.clone(),
+        );
         Self {
             registry,
             requests,
@@ -168,7 +177,13 @@ impl Metrics {
             group_size,
             group_wait,
             group_queued,
+            waiters,
         }
+    }
+
+    /// Sets how many requests wait for a job or a lease.
+    pub fn set_waiters(&self, n: usize) {
+        self.waiters.set(n as i64);
     }
 
     /// Sets how many requests wait for a group.

@@ -16,7 +16,7 @@ use deadpool_postgres::Pool;
 use crate::cli::{DatabaseArgs, ServeArgs};
 use crate::db::admission::Admission;
 use crate::db::group::{self, GroupCommit};
-use crate::db::notify::Wakeups;
+use crate::db::notify::{WaitBudget, Wakeups};
 use crate::db::{self, Db};
 use crate::local_cluster::{Durability, LocalCluster};
 use crate::metrics::Metrics;
@@ -76,7 +76,8 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();
         // The lock release listener (one connection, wakes waiting acquisitions).
-        let leases = db::leases::Leases::new(args.lock_max_ttl_ms);
+        let budget = WaitBudget::new(usize::try_from(args.max_waiters).unwrap_or(usize::MAX));
+        let leases = db::leases::Leases::new(args.lock_max_ttl_ms, budget.clone());
         let tokens = Data::new(tokens);
         let retention = db::housekeeping::Retention {
             idempotency_keys: db.idempotency_retention,
@@ -91,7 +92,7 @@ impl Application {
             (db::leases::CHANNEL, leases.subscriber()),
         ];
         let listener_task = tokio::spawn(db::listener::run(url.clone(), channels));
-        let (wakeups, leases) = (Data::new(wakeups), Data::new(leases));
+        let (wakeups, leases, budget) = (Data::new(wakeups), Data::new(leases), Data::new(budget));
         let body_deadline =
             routes::extract::BodyDeadline(Duration::from_millis(args.body_timeout_ms));
         let mut server = HttpServer::new(move || {
@@ -99,6 +100,7 @@ impl Application {
                 .app_data(data.clone())
                 .app_data(leases.clone())
                 .app_data(wakeups.clone())
+                .app_data(budget.clone())
                 .app_data(tokens.clone())
                 .app_data(body_deadline)
                 .wrap(from_fn(routes::auth::authenticate))

@@ -15,7 +15,7 @@ use self::input::{ClaimBody, EnqueueBody, JobId, NoFields, TokenBody, ENQUEUE_BO
 use super::extract::{FencingTokens, IdempotencyKey, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
 use crate::db::jobs::{self, claim, Transition};
-use crate::db::notify::Wakeups;
+use crate::db::notify::{WaitBudget, Wakeups};
 use crate::db::{Db, Reply, TxOptions};
 use crate::error::ApiError;
 
@@ -117,12 +117,15 @@ pub(crate) async fn enqueue(
 pub(crate) async fn claim(
     m: Mutation,
     wakeups: Data<Wakeups>,
+    budget: Data<WaitBudget>,
     queue: Name,
     body: JsonBody<ClaimBody>,
 ) -> Result<HttpResponse, ApiError> {
     let spec = body.value.spec(queue.0)?;
     let (db, opts) = m.options(&body.raw)?;
-    Ok(respond(claim::claim(&db, &wakeups, spec, opts).await?))
+    Ok(respond(
+        claim::claim(&db, &wakeups, &budget, spec, opts).await?,
+    ))
 }
 
 /// A job.

@@ -25,10 +25,14 @@ pub async fn openapi() -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Metrics", body = String,
                content_type = "application/openmetrics-text")))]
-pub async fn metrics(db: Data<Db>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(
+    db: Data<Db>,
+    budget: Data<crate::db::notify::WaitBudget>,
+) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
     let depths = introspection::queue_depths(&client).await?;
     db.metrics.set_queue_depths(&depths);
+    db.metrics.set_waiters(budget.waiting());
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(db.metrics.render(&db.pool)))

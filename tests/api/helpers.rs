@@ -123,6 +123,7 @@ pub fn serve_args(database_url: String) -> ServeArgs {
         completed_job_retention_secs: 604_800,
         transaction_retention_secs: 604_800,
         body_timeout_ms: 10_000,
+        max_waiters: 10_000,
         lock_max_ttl_ms: 3_600_000,
         pool: PoolArgs::default(),
         group: Default::default(),

@@ -359,7 +359,10 @@ async fn an_increment_whose_row_was_recreated_while_it_waited_answers_what_it_wr
         .send();
     let answer = tokio::spawn(async move {
         let r = request.await.unwrap();
-        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
     });
     app.wait_for_lock_waiters(1).await;
     holder.batch_execute("COMMIT").await.unwrap();

@@ -21,3 +21,4 @@ mod observability;
 mod operations;
 mod panic_safety;
 mod transactions;
+mod waiting;

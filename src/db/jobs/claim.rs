@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::notify::Wakeups;
+use crate::db::notify::{WaitBudget, Wakeups};
 use crate::db::{Db, Reply, Tx, TxOptions};
 use crate::error::ApiError;
 
@@ -107,12 +107,15 @@ pub struct ClaimedJob {
 pub async fn claim(
     db: &Db,
     wakeups: &Wakeups,
+    budget: &WaitBudget,
     spec: ClaimSpec,
     opts: TxOptions,
 ) -> Result<Reply, ApiError> {
     let deadline = Instant::now() + spec.wait;
     // Subscribed before the first attempt: a NOTIFY that arrives during an attempt is not lost.
     let mut wake = wakeups.subscribe(&spec.queue);
+    // Taken before the first sleep: a claim that never waits does not count.
+    let mut waiting = None;
     loop {
         let last = Instant::now() >= deadline;
         // Set by an attempt that found nothing: how long until something may be claimable.
@@ -130,6 +133,9 @@ pub async fn claim(
             (other, _) => return other,
         };
         let until = next_due.map_or(deadline, |d| deadline.min(Instant::now() + d));
+        if waiting.is_none() {
+            waiting = Some(budget.enter()?);
+        }
         wake.until(until).await;
     }
 }

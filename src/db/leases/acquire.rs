@@ -42,6 +42,8 @@ pub async fn acquire(
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms);
     let mut place = leases.join(&request.key);
     let mut last_holder = None;
+    // Taken before the first sleep: a request that never waits does not count.
+    let mut waiting = None;
     loop {
         place.mark_seen();
         let ahead = place.ahead();
@@ -60,6 +62,9 @@ pub async fn acquire(
         };
         if Instant::now() >= deadline {
             return Err(not_available(&request.key, last_holder.as_ref(), ahead));
+        }
+        if waiting.is_none() {
+            waiting = Some(leases.budget.enter()?);
         }
         place.sleep(wake_at.min(deadline)).await;
     }

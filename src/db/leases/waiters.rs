@@ -19,6 +19,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::db::listener::Subscriber;
+use crate::db::notify::WaitBudget;
 
 /// The channel releases notify on (the release statement spells it out literally).
 pub const CHANNEL: &str = "rowlock_locks";
@@ -28,13 +29,16 @@ pub const CHANNEL: &str = "rowlock_locks";
 pub struct Leases {
     /// Longest `ttl_ms` a lease may be granted or renewed for.
     pub max_ttl_ms: u64,
+    /// Shared with long-polling claims: how many requests may wait at once.
+    pub budget: WaitBudget,
     queues: Queues,
 }
 
 impl Leases {
-    pub fn new(max_ttl_ms: u64) -> Self {
+    pub fn new(max_ttl_ms: u64, budget: WaitBudget) -> Self {
         Self {
             max_ttl_ms,
+            budget,
             queues: Queues::default(),
         }
     }
