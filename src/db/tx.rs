@@ -5,14 +5,15 @@
 //! - **A transaction always ends.** The work runs in its own task, so it finishes (commit or
 //!   rollback) even when the HTTP client goes away and actix drops the handler; a connection is
 //!   never handed back to the pool in the middle of a transaction.
-//! - **A known outcome.** `BEGIN` and the per-request settings go first, in a round trip of
-//!   their own that locks nothing and reads the transaction's id, so the id is in hand before
-//!   any `COMMIT` is sent: when the connection breaks with a `COMMIT` in flight, rowlock asks the
+//! - **A known outcome.** `BEGIN` and the per-request settings go first and read the
+//!   transaction's id (and the server's crash mark); `COMMIT` is never sent before their answer
+//!   is in hand, so when the connection breaks with a `COMMIT` in flight, rowlock asks the
 //!   database what became of it ([`outcome`]) instead of guessing.
-//! - **Few round trips while a lock is held.** The body's statements are pipelined, and
-//!   [`Tx::commit_with`] sends `COMMIT` right behind the last one: tokio-postgres pipelines
-//!   requests issued without awaiting each other, so a hot row is held for the database's own
-//!   work, not for network and scheduling latency.
+//! - **Few round trips.** The body's statements go out right behind the settings, without
+//!   waiting for them (tokio-postgres pipelines requests issued without awaiting each other),
+//!   and [`Tx::commit_with`] sends `COMMIT` as soon as the transaction's id has arrived, which is
+//!   long before a statement's `COMMIT` could be: a request costs one round trip plus the
+//!   client's turn-around, and a row is locked for the database's own work and that turn-around.
 //! - **Bounded retries.** Serialization failures (40001) and deadlocks (40P01) run the whole
 //!   transaction again, at most `max_retries` times, with jittered exponential backoff.
 
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 use futures_util::future::LocalBoxFuture;
 use rand::Rng;
+use tokio::sync::watch;
 use tokio_postgres::Statement;
 
 use super::admission::{Admission, Permit};
@@ -86,6 +88,10 @@ pub struct Tx {
     /// Something still has to be written after the body (the idempotency record), so the body
     /// must not commit early.
     defer_commit: bool,
+    /// The answer of the first round trip (`BEGIN` and the settings, which read the
+    /// transaction's identity): `Some(true)` once in hand, `Some(false)` if it failed. `COMMIT`
+    /// waits for it.
+    identity_known: watch::Sender<Option<bool>>,
     started: Instant,
     metrics: Arc<Metrics>,
 }
@@ -108,10 +114,12 @@ impl Tx {
             .lock_wait(resource, mode, self.started.elapsed());
     }
 
-    /// Runs `last` and `COMMIT` without waiting in between, releasing row locks one round trip
-    /// earlier. `last` must already be built from prepared statements. If `last` (or anything
-    /// before it) failed, the transaction is aborted and PostgreSQL answers the `COMMIT` with a
-    /// rollback, so nothing is half-applied; the statement's own error is returned.
+    /// Runs `last` and `COMMIT` without waiting for `last`'s answer in between, releasing row
+    /// locks one round trip earlier; `COMMIT` only waits for the transaction's identity (see
+    /// the module documentation). `last` must already be built from prepared statements. If
+    /// `last` (or anything before it) failed, the transaction is aborted and PostgreSQL answers
+    /// the `COMMIT` with a rollback, so nothing is half-applied; the statement's own error is
+    /// returned.
     pub async fn commit_with<T>(
         &self,
         last: impl Future<Output = Result<T, tokio_postgres::Error>>,
@@ -119,19 +127,32 @@ impl Tx {
         if self.defer_commit {
             return Ok(last.await?);
         }
-        self.finished.set(true);
-        let (result, commit) =
-            futures_util::future::join(last, self.client.batch_execute("COMMIT")).await;
+        let commit = async {
+            let mut known = self.identity_known.subscribe();
+            if !matches!(
+                known.wait_for(Option::is_some).await.as_deref(),
+                Ok(Some(true))
+            ) {
+                // Never committed: `run_once` rolls back and answers the first round's error.
+                return None;
+            }
+            self.finished.set(true);
+            Some(self.client.batch_execute("COMMIT").await)
+        };
+        let (result, commit) = futures_util::future::join(last, commit).await;
         let value = result?;
         match commit {
-            Ok(()) => Ok(value),
+            Some(Ok(())) => Ok(value),
             // No SQLSTATE: the answer was lost with the connection, not refused. Whether it
             // committed is learned after the transaction (see `Db::run_once`).
-            Err(e) if e.code().is_none() => {
+            Some(Err(e)) if e.code().is_none() => {
                 self.commit_unconfirmed.set(true);
                 Ok(value)
             }
-            Err(e) => Err(e.into()),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(ApiError::Unavailable(
+                "the transaction could not begin; nothing was applied".into(),
+            )),
         }
     }
 }
@@ -216,24 +237,21 @@ impl Db {
             finished: Cell::new(false),
             commit_unconfirmed: Cell::new(false),
             defer_commit: opts.idempotency.is_some(),
+            identity_known: watch::Sender::new(None),
             started: Instant::now(),
             metrics: self.metrics.clone(),
         };
-        // Round 1, before any row is locked: BEGIN and the settings, which read the
-        // transaction's id. Nothing can have committed if this fails (no COMMIT was sent).
-        let begin = tx.client.batch_execute(opts.isolation.begin_sql());
-        let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
-        let (begun, set) = futures_util::join!(begin, settings);
-        let identity = match begun.map_err(ApiError::from).and(set) {
-            Ok(identity) => identity,
-            Err(e) => {
-                if tx.client.batch_execute("ROLLBACK").await.is_ok() {
-                    tx.client.ended();
-                }
-                return Err(e);
-            }
+        // BEGIN and the settings, which read the transaction's identity; the body's statements
+        // follow without waiting for them, its COMMIT does wait (see `Tx::commit_with`).
+        let first_round = async {
+            let begin = tx.client.batch_execute(opts.isolation.begin_sql());
+            let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
+            let (begun, set) = futures_util::join!(begin, settings);
+            let identity = begun.map_err(ApiError::from).and(set);
+            tx.identity_known.send_replace(Some(identity.is_ok()));
+            identity
         };
-        let result = async {
+        let work = async {
             let Some(idem) = &opts.idempotency else {
                 fencing::check(&tx, &opts.fences, opts.lease.as_deref()).await?;
                 return body(&tx).await;
@@ -246,8 +264,19 @@ impl Db {
             let mut reply = body(&tx).await?;
             idempotency::record(&tx, idem, &mut reply).await?;
             Ok(reply)
-        }
-        .await;
+        };
+        // Polled in this order, so sent in this order.
+        let (identity, result) = futures_util::join!(first_round, work);
+        let identity = match identity {
+            Ok(identity) => identity,
+            // No COMMIT was sent: nothing can have been applied.
+            Err(e) => {
+                if tx.client.batch_execute("ROLLBACK").await.is_ok() {
+                    tx.client.ended();
+                }
+                return Err(e);
+            }
+        };
         if tx.finished.get() {
             let lost = tx.commit_unconfirmed.get()
                 || (matches!(result, Err(ApiError::Unavailable(_))) && tx.client.is_closed());
