@@ -60,6 +60,16 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The same problem with `prefix` before its detail (the index of a batch item, say).
+    pub fn prefixed(self, prefix: &str) -> Self {
+        match self {
+            Self::BadRequest(d) => Self::BadRequest(format!("{prefix}{d}")),
+            Self::Invalid(d) => Self::Invalid(format!("{prefix}{d}")),
+            Self::PayloadTooLarge(d) => Self::PayloadTooLarge(format!("{prefix}{d}")),
+            other => other,
+        }
+    }
+
     /// The stable snake_case identifier clients switch on.
     pub fn code(&self) -> &'static str {
         match self {

@@ -18,7 +18,7 @@ struct Purge {
     sql: &'static str,
 }
 
-const PURGES: [Purge; 3] = [
+const PURGES: [Purge; 4] = [
     Purge {
         what: "expired idempotency keys",
         // Keys carry their own expiry.
@@ -30,6 +30,13 @@ const PURGES: [Purge; 3] = [
         sql: "DELETE FROM jobs WHERE id IN (
                 SELECT id FROM jobs
                  WHERE state = 'completed' AND finished_at < now() - make_interval(secs => $2)
+                 LIMIT $1)",
+    },
+    Purge {
+        what: "old cancelled jobs",
+        sql: "DELETE FROM jobs WHERE id IN (
+                SELECT id FROM jobs
+                 WHERE state = 'cancelled' AND finished_at < now() - make_interval(secs => $2)
                  LIMIT $1)",
     },
     Purge {
@@ -50,9 +57,10 @@ pub struct Retention {
 
 impl Retention {
     /// The retention of each of [`PURGES`], in order.
-    fn of(&self) -> [Duration; 3] {
+    fn of(&self) -> [Duration; 4] {
         [
             self.idempotency_keys,
+            self.completed_jobs,
             self.completed_jobs,
             self.transactions,
         ]

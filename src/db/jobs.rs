@@ -1,6 +1,7 @@
-//! SQL for the `jobs` table: enqueue, read, and the transitions of one job — the token-checked
-//! ones a worker makes (complete, fail, heartbeat) and the operator's (retry, delete). Claiming,
-//! the statement that hands jobs out, lives in [`claim`].
+//! SQL for the `jobs` table: enqueue (one job or a batch, with unique keys), read, the
+//! transitions of one job — the token-checked ones a worker makes (complete, fail, heartbeat)
+//! and the operator's (retry, delete, cancel) — and batch completion. Claiming, the statement
+//! that hands jobs out, lives in [`claim`].
 //!
 //! Every transition is one guarded statement, `UPDATE … WHERE id = $1 AND state = … [AND token =
 //! $2]`, behind the row lock the request asked for (as for counters: the locking `SELECT` and the
@@ -28,6 +29,16 @@ pub struct NewJob {
     /// RFC 3339 text, parsed by PostgreSQL; `None` is now.
     pub run_at: Option<String>,
     pub max_attempts: i32,
+    /// While a job of the queue with this key is queued or running, no other is enqueued.
+    pub unique_key: Option<String>,
+}
+
+/// What enqueueing one job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: i64,
+    /// A queued or running job of the queue already had the job's `unique_key`: `id` is it.
+    pub duplicate: bool,
 }
 
 /// `jsonb_build_object` renders timestamps as ISO 8601 (RFC 3339) text, so Rust never parses one.
@@ -40,12 +51,30 @@ macro_rules! job_json {
     };
 }
 
-/// The notification (on [`CHANNEL`](super::notify::CHANNEL)) goes out at `COMMIT`, so a woken claim finds the job.
-const INSERT: &str = "WITH j AS (
-        INSERT INTO jobs (queue, payload, priority, max_attempts, run_at)
-        VALUES ($1, $2, $3, $4, COALESCE($5::text::timestamptz, now()))
-        RETURNING id, queue)
-     SELECT j.id, pg_notify('rowlock_jobs', j.queue) FROM j";
+/// Inserts a batch of jobs in one statement. Ids are drawn first, in the batch's order, so each
+/// input row knows its id whether it was inserted or skipped as the duplicate of a queued or
+/// running job with its `unique_key` (the partial unique index decides, under any concurrency).
+/// The notification (on [`CHANNEL`](super::notify::CHANNEL)) goes out at `COMMIT`, so a woken
+/// claim finds the jobs.
+const INSERT: &str = "WITH input AS MATERIALIZED (
+        SELECT nextval('jobs_id_seq') AS id, t.*
+          FROM unnest($2::jsonb[], $3::int[], $4::int[], $5::text[], $6::text[])
+               WITH ORDINALITY AS t(payload, priority, max_attempts, run_at, unique_key, ord)
+    ), inserted AS (
+        INSERT INTO jobs (id, queue, payload, priority, max_attempts, run_at, unique_key)
+        OVERRIDING SYSTEM VALUE
+        SELECT id, $1, payload, priority, max_attempts,
+               coalesce(run_at::timestamptz, now()), unique_key
+          FROM input ORDER BY ord
+        ON CONFLICT (queue, unique_key)
+           WHERE unique_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
+        RETURNING id
+    )
+    SELECT i.id, i.unique_key, ins.id IS NOT NULL, pg_notify('rowlock_jobs', $1)
+      FROM input i LEFT JOIN inserted ins USING (id) ORDER BY i.ord";
+/// The queued or running jobs holding these unique keys (those an insert was skipped for).
+const ACTIVE_KEYS: &str = "SELECT unique_key, id FROM jobs
+      WHERE queue = $1 AND unique_key = ANY($2) AND state IN ('queued', 'running')";
 const SELECT: &str = concat!("SELECT ", job_json!(), " FROM jobs WHERE id = $1");
 const LOCK: LockStatements = lock_statements!("SELECT state FROM jobs WHERE id = $1");
 const STATE: &str = "SELECT state FROM jobs WHERE id = $1";
@@ -88,19 +117,149 @@ const RETRY: &str = "WITH r AS (
     FROM r";
 const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND state = 'queued'
   RETURNING jsonb_build_object('id', id)";
+/// A cancelled job's token is stale from then on; its queue's claims are told (a running job
+/// that stops counting may make room under `max_running`).
+const CANCEL: &str = "WITH c AS (
+     UPDATE jobs SET state = 'cancelled', token = NULL, lease_expires_at = NULL,
+                     finished_at = now()
+      WHERE id = $1 AND state IN ('queued', 'running')
+  RETURNING id, queue, state, attempt, finished_at)
+  SELECT jsonb_build_object('id', id, 'state', state, 'attempt', attempt,
+                            'finished_at', finished_at),
+         pg_notify('rowlock_jobs', queue)
+    FROM c";
+/// Completes every `(id, token)` of `queue` whose token is current, in one statement; answers
+/// every input in order with whether it was completed and, if not, the job's state (none: no
+/// such job in this queue).
+const COMPLETE_BATCH: &str = "WITH input AS MATERIALIZED (
+        SELECT * FROM unnest($2::bigint[], $3::text[]) WITH ORDINALITY AS t(id, token, ord)
+    ), done AS (
+        UPDATE jobs j
+           SET state = 'completed', token = NULL, lease_expires_at = NULL, finished_at = now()
+          FROM input i
+         WHERE j.id = i.id AND j.queue = $1 AND j.state = 'running' AND j.token = i.token
+     RETURNING j.id
+    )
+    SELECT i.id, d.id IS NOT NULL,
+           (SELECT state FROM jobs WHERE jobs.id = i.id AND jobs.queue = $1)
+      FROM input i LEFT JOIN done d USING (id) ORDER BY i.ord";
 
-/// Inserts a job into `queue`; returns its id.
-pub async fn enqueue(tx: &Tx, queue: &str, job: &NewJob) -> Result<i64, ApiError> {
+/// Inserts `jobs` into `queue`, all or none (one statement); answers each job's id, in order,
+/// and whether it was a duplicate of a queued or running job with its `unique_key`.
+pub async fn enqueue(tx: &Tx, queue: &str, jobs: &[NewJob]) -> Result<Vec<Enqueued>, ApiError> {
     let stmt = tx.prepare(INSERT).await?;
-    let params: [&(dyn ToSql + Sync); 5] = [
-        &queue,
-        &job.payload,
-        &job.priority,
-        &job.max_attempts,
-        &job.run_at,
-    ];
-    let row = tx.commit_with(tx.client().query_one(&stmt, &params)).await;
-    Ok(row.map_err(bad_run_at)?.get(0))
+    let keyed = jobs.iter().any(|j| j.unique_key.is_some());
+    let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+    let mut pending: Vec<usize> = (0..jobs.len()).collect();
+    // A skipped job's holder may finish between the insert and the look-up below, freeing the
+    // key: such jobs are inserted again (rarely more than once).
+    for _ in 0..3 {
+        let batch: Vec<&NewJob> = pending.iter().map(|&i| &jobs[i]).collect();
+        let payloads: Vec<&Value> = batch.iter().map(|j| &j.payload).collect();
+        let priorities: Vec<i32> = batch.iter().map(|j| j.priority).collect();
+        let attempts: Vec<i32> = batch.iter().map(|j| j.max_attempts).collect();
+        let run_ats: Vec<Option<&str>> = batch.iter().map(|j| j.run_at.as_deref()).collect();
+        let keys: Vec<Option<&str>> = batch.iter().map(|j| j.unique_key.as_deref()).collect();
+        let params: [&(dyn ToSql + Sync); 6] =
+            [&queue, &payloads, &priorities, &attempts, &run_ats, &keys];
+        let insert = tx.client().query(&stmt, &params);
+        // Without unique keys nothing can be skipped: the insert goes out with the COMMIT.
+        let rows = match keyed {
+            false => tx.commit_with(insert).await,
+            true => insert.await.map_err(ApiError::from),
+        }
+        .map_err(bad_run_at)?;
+        let mut skipped = Vec::new();
+        for (&index, row) in pending.iter().zip(&rows) {
+            if row.get::<_, bool>(2) {
+                results[index] = Some(Enqueued {
+                    id: row.get(0),
+                    duplicate: false,
+                });
+            } else {
+                skipped.push(index);
+            }
+        }
+        if skipped.is_empty() {
+            break;
+        }
+        let keys: Vec<&str> = skipped
+            .iter()
+            .filter_map(|&i| jobs[i].unique_key.as_deref())
+            .collect();
+        let active = tx.prepare(ACTIVE_KEYS).await?;
+        let holders: std::collections::HashMap<String, i64> = tx
+            .client()
+            .query(&active, &[&queue, &keys])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        pending.clear();
+        for index in skipped {
+            match jobs[index].unique_key.as_ref().and_then(|k| holders.get(k)) {
+                Some(&id) => {
+                    results[index] = Some(Enqueued {
+                        id,
+                        duplicate: true,
+                    })
+                }
+                None => pending.push(index),
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+    }
+    results
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or(ApiError::SerializationFailure)
+}
+
+/// The answer for one item of a batch completion.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ItemResult {
+    pub id: i64,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+}
+
+/// Completes each `(id, token)` of `queue` whose token is current (one statement, with the
+/// `COMMIT` unless `then_commit` is false because more follows in the transaction); each item
+/// is answered on its own: 200, 409 `stale_token`, or 404 (no such job in this queue).
+pub async fn complete_batch(
+    tx: &Tx,
+    queue: &str,
+    items: &[(i64, String)],
+    then_commit: bool,
+) -> Result<Vec<ItemResult>, ApiError> {
+    let stmt = tx.prepare(COMPLETE_BATCH).await?;
+    let ids: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
+    let tokens: Vec<&str> = items.iter().map(|(_, t)| t.as_str()).collect();
+    let params: [&(dyn ToSql + Sync); 3] = [&queue, &ids, &tokens];
+    let query = tx.client().query(&stmt, &params);
+    let rows = match then_commit {
+        true => tx.commit_with(query).await?,
+        false => query.await?,
+    };
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let (completed, state): (bool, Option<String>) = (row.get(1), row.get(2));
+            let (status, code) = match (completed, state) {
+                (true, _) => (200, None),
+                (false, None) => (404, Some("not_found")),
+                (false, Some(_)) => (409, Some("stale_token")),
+            };
+            ItemResult {
+                id: row.get(0),
+                status,
+                code,
+            }
+        })
+        .collect())
 }
 
 /// The whole job as JSON (everything but its token), without locking it.
@@ -118,6 +277,7 @@ pub enum Transition {
     Heartbeat { token: String, lease_secs: f64 },
     Retry,
     Delete,
+    Cancel,
 }
 
 /// Applies `transition` to job `id` under `lock` (`None`: no explicit lock, the guarded
@@ -134,6 +294,7 @@ pub async fn transition(
         Transition::Heartbeat { token, lease_secs } => (HEARTBEAT, vec![&id, token, lease_secs]),
         Transition::Retry => (RETRY, vec![&id]),
         Transition::Delete => (DELETE, vec![&id]),
+        Transition::Cancel => (CANCEL, vec![&id]),
     };
     let stmt = tx.prepare(sql).await?;
     let client = tx.client();
@@ -200,6 +361,9 @@ fn refusal(id: i64, transition: &Transition, state: Option<String>) -> ApiError 
         Transition::Delete => ApiError::Invalid(format!(
             "job {id} is {state}: only a queued job can be deleted"
         )),
+        Transition::Cancel => ApiError::StaleToken(format!(
+            "job {id} is {state}: only a queued or running job can be cancelled"
+        )),
         _ => ApiError::StaleToken(format!(
             "job {id} is {state} and this token is not its current claim; its lease was lost"
         )),
@@ -249,7 +413,7 @@ mod tests {
 
     #[test]
     fn every_notifying_statement_uses_the_listened_channel() {
-        for sql in [INSERT, FAIL, RETRY, crate::db::queues::SET_PAUSED] {
+        for sql in [INSERT, FAIL, RETRY, CANCEL, crate::db::queues::SET_PAUSED] {
             assert!(sql.contains(&format!("pg_notify('{CHANNEL}'")), "{sql}");
         }
     }

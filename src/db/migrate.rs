@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "job_error_history",
         include_str!("../../sql/0008_job_error_history.sql"),
     ),
+    (
+        9,
+        "jobs_unique_cancel_limits",
+        include_str!("../../sql/0009_jobs_unique_cancel_limits.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.

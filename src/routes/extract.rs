@@ -35,13 +35,16 @@ pub const MAX_NAME_LEN: usize = 128;
 
 /// A JSON body of at most `LIMIT` bytes ([`MAX_BODY_BYTES`] unless a route says otherwise). An empty body reads as `{}`, so that
 /// `POST /counters/x/increment` with no body adds 1. Content-Type is not insisted on. The raw
-/// bytes are kept for the idempotency fingerprint.
-pub struct JsonBody<T, const LIMIT: usize = MAX_BODY_BYTES> {
+/// bytes are kept for the idempotency fingerprint. Only objects are bodies, and with `ARRAY`
+/// also arrays (a batch).
+pub struct JsonBody<T, const LIMIT: usize = MAX_BODY_BYTES, const ARRAY: bool = false> {
     pub value: T,
     pub raw: Bytes,
 }
 
-impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for JsonBody<T, LIMIT> {
+impl<T: DeserializeOwned + 'static, const LIMIT: usize, const ARRAY: bool> FromRequest
+    for JsonBody<T, LIMIT, ARRAY>
+{
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -82,6 +85,7 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for JsonBody
                 None => b"{}",
                 // serde would also read a struct from an array (`[1]`): only objects are bodies.
                 Some(b'{') => &body,
+                Some(b'[') if ARRAY => &body,
                 Some(_) => {
                     return Err(ApiError::BadRequest(
                         "the body must be a JSON object".into(),

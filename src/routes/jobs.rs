@@ -4,14 +4,16 @@
 //! is checked in [`input`].
 
 pub mod docs;
-mod input;
+pub(crate) mod input;
 
 use actix_web::dev::Payload;
 use actix_web::web::{self, Data, Query};
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use futures_util::future::LocalBoxFuture;
 
-use self::input::{ClaimBody, EnqueueBody, JobId, NoFields, TokenBody, ENQUEUE_BODY_BYTES};
+use self::input::{
+    ClaimBody, CompleteBody, Enqueue, JobId, NoFields, TokenBody, ENQUEUE_BODY_BYTES,
+};
 use super::extract::{FencingTokens, IdempotencyKey, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
 use crate::db::jobs::{self, claim, Transition};
@@ -27,6 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     };
     cfg.service(post("/queues/{queue}/jobs", web::post().to(enqueue)))
         .service(post("/queues/{queue}/claim", web::post().to(claim)))
+        .service(post(
+            "/queues/{queue}/complete",
+            web::post().to(complete_batch),
+        ))
         .service(
             web::resource("/jobs/{id}")
                 .route(web::get().to(get))
@@ -36,7 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/jobs/{id}/complete", web::post().to(complete)))
         .service(post("/jobs/{id}/fail", web::post().to(fail)))
         .service(post("/jobs/{id}/heartbeat", web::post().to(heartbeat)))
-        .service(post("/jobs/{id}/retry", web::post().to(retry)));
+        .service(post("/jobs/{id}/retry", web::post().to(retry)))
+        .service(post("/jobs/{id}/cancel", web::post().to(cancel)));
 }
 
 /// The headers and query parameters every job mutation honours, as one extractor.
@@ -79,26 +86,63 @@ impl Mutation {
     }
 }
 
-/// Enqueues a job.
+/// Enqueues a job (an object) or a batch of 1…1000 jobs (an array), all or none.
 #[utoipa::path(post, path = "/queues/{queue}/jobs", tag = "jobs",
     params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::MutationHeaders),
-    request_body(content = docs::EnqueueRequest, content_type = "application/json"),
-    responses((status = 201, description = "Enqueued", body = docs::Enqueued,
-               headers(("location" = String)))))]
+    request_body(content = docs::EnqueueInput, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Enqueued (a batch: one entry per job, in order)", body = docs::EnqueuedAny,
+         headers(("location" = String))),
+        (status = 200, description = "A queued or running job of the queue already has this unique_key", body = docs::Enqueued)))]
 pub(crate) async fn enqueue(
     m: Mutation,
     queue: Name,
-    body: JsonBody<EnqueueBody, ENQUEUE_BODY_BYTES>,
+    body: JsonBody<serde_json::Value, ENQUEUE_BODY_BYTES, true>,
 ) -> Result<HttpResponse, ApiError> {
     let (db, opts) = m.options(&body.raw)?;
-    let (job, queue) = (body.value.job()?, queue.0);
+    let (input, queue) = (std::rc::Rc::new(Enqueue::parse(body.value)?), queue.0);
     let reply = db
         .transact(opts, move |tx| {
-            let (job, queue) = (job.clone(), queue.clone());
+            let (input, queue) = (input.clone(), queue.clone());
             Box::pin(async move {
-                let id = jobs::enqueue(tx, &queue, &job).await?;
-                Ok(Reply::json(201, &serde_json::json!({ "id": id }))?
-                    .header("location", format!("/jobs/{id}")))
+                let done = jobs::enqueue(tx, &queue, input.jobs()).await?;
+                let entry = |e: &jobs::Enqueued| match e.duplicate {
+                    false => serde_json::json!({ "id": e.id }),
+                    true => serde_json::json!({ "id": e.id, "duplicate": true }),
+                };
+                match (&*input, done.first()) {
+                    (Enqueue::One(_), Some(e)) if e.duplicate => Reply::json(200, &entry(e)),
+                    (Enqueue::One(_), Some(e)) => {
+                        Ok(Reply::json(201, &entry(e))?
+                            .header("location", format!("/jobs/{}", e.id)))
+                    }
+                    _ => Reply::json(201, &done.iter().map(entry).collect::<Vec<_>>()),
+                }
+            })
+        })
+        .await?;
+    Ok(respond(reply))
+}
+
+/// Completes a batch of running jobs of the queue, each checked against its current token.
+#[utoipa::path(post, path = "/queues/{queue}/complete", tag = "jobs",
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::MutationHeaders),
+    request_body(content = docs::CompleteRequest, content_type = "application/json"),
+    responses((status = 200, description = "One result per job, in order", body = docs::CompleteResults)))]
+pub(crate) async fn complete_batch(
+    m: Mutation,
+    queue: Name,
+    body: JsonBody<CompleteBody, { input::CLAIM_BODY_BYTES }>,
+) -> Result<HttpResponse, ApiError> {
+    let items = std::rc::Rc::new(body.value.items()?);
+    let (db, opts) = m.options(&body.raw)?;
+    let queue = queue.0;
+    let reply = db
+        .transact(opts, move |tx| {
+            let (items, queue) = (items.clone(), queue.clone());
+            Box::pin(async move {
+                let results = jobs::complete_batch(tx, &queue, &items, true).await?;
+                Reply::json(200, &serde_json::json!({ "results": results }))
             })
         })
         .await?;
@@ -119,13 +163,51 @@ pub(crate) async fn claim(
     wakeups: Data<Wakeups>,
     budget: Data<WaitBudget>,
     queue: Name,
-    body: JsonBody<ClaimBody>,
+    body: JsonBody<ClaimBody, { input::CLAIM_BODY_BYTES }>,
 ) -> Result<HttpResponse, ApiError> {
+    let completions = body.value.completions()?;
     let spec = body.value.spec(queue.0)?;
     let (db, opts) = m.options(&body.raw)?;
-    Ok(respond(
-        claim::claim(&db, &wakeups, &budget, spec, opts).await?,
-    ))
+    let Some(items) = completions else {
+        return Ok(respond(
+            claim::claim(&db, &wakeups, &budget, spec, opts).await?,
+        ));
+    };
+    // The acknowledgements first, in a transaction of their own (committed whatever the claim
+    // finds), then the claim; one answer for both.
+    let completed: Vec<serde_json::Value> = match items.is_empty() {
+        true => Vec::new(),
+        false => {
+            let (items, queue) = (std::rc::Rc::new(items), spec.queue.clone());
+            let ack = TxOptions {
+                request_id: opts.request_id.clone(),
+                ..TxOptions::default()
+            };
+            let reply = db
+                .transact(ack, move |tx| {
+                    let (items, queue) = (items.clone(), queue.clone());
+                    Box::pin(async move {
+                        let results = jobs::complete_batch(tx, &queue, &items, true).await?;
+                        Reply::json(200, &results)
+                    })
+                })
+                .await?;
+            serde_json::from_slice(&reply.body)
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("completion results: {e}")))?
+        }
+    };
+    let claimed = claim::claim(&db, &wakeups, &budget, spec, opts).await?;
+    let jobs: serde_json::Value = match claimed.status {
+        204 => serde_json::json!([]),
+        _ => serde_json::from_slice(&claimed.body)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("claimed jobs: {e}")))?,
+    };
+    let mut reply = Reply::json(
+        200,
+        &serde_json::json!({ "jobs": jobs, "completed": completed }),
+    )?;
+    reply.replayed = claimed.replayed;
+    Ok(respond(reply))
 }
 
 /// A job.
@@ -187,6 +269,19 @@ pub(crate) async fn retry(
     body: JsonBody<NoFields>,
 ) -> Result<HttpResponse, ApiError> {
     run(m, id, &body.raw, Transition::Retry).await
+}
+
+/// Cancels a queued or running job: its token is stale from then on.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = i64, Path, description = "Job id", minimum = 1), LockParams, crate::routes::extract::MutationHeaders),
+    request_body(content = Option<Object>, content_type = "application/json"),
+    responses((status = 200, description = "Cancelled", body = docs::JobState)))]
+pub(crate) async fn cancel(
+    m: Mutation,
+    id: JobId,
+    body: JsonBody<NoFields>,
+) -> Result<HttpResponse, ApiError> {
+    run(m, id, &body.raw, Transition::Cancel).await
 }
 
 /// Deletes a queued job.

@@ -16,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/queues/{queue}")
             .route(web::get().to(get))
+            .route(web::put().to(put))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
@@ -44,6 +45,33 @@ pub(crate) async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiEr
         200,
         &queues::stats(&client, &queue.0).await?,
     )?))
+}
+
+/// Sets the queue's limit on running jobs (`max_running`, null: none).
+#[utoipa::path(put, path = "/queues/{queue}", tag = "jobs",
+    params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::MutationHeaders),
+    request_body(content = super::jobs::docs::QueueSettingsRequest, content_type = "application/json"),
+    responses((status = 200, description = "The queue's settings", body = super::jobs::docs::QueueSettings)))]
+pub(crate) async fn put(
+    m: Mutation,
+    queue: Name,
+    body: JsonBody<super::jobs::input::QueueSettings>,
+) -> Result<HttpResponse, ApiError> {
+    let max_running = body.value.max_running()?;
+    let (db, opts) = m.options(&body.raw)?;
+    let queue = queue.0;
+    let reply = db
+        .transact(opts, move |tx| {
+            let queue = queue.clone();
+            Box::pin(async move {
+                Reply::json(
+                    200,
+                    &queues::set_max_running(tx, &queue, max_running).await?,
+                )
+            })
+        })
+        .await?;
+    Ok(respond(reply))
 }
 
 /// Pauses a queue: claims return nothing until it is resumed.

@@ -174,7 +174,7 @@ async fn a_paused_queue_claims_nothing_until_it_is_resumed() {
     assert_eq!(stats["paused"], true);
     assert_eq!(
         stats["counts"],
-        json!({"queued": 1, "running": 0, "completed": 0, "dead": 0})
+        json!({"queued": 1, "running": 0, "completed": 0, "dead": 0, "cancelled": 0})
     );
     assert!(stats["oldest_queued_age_ms"].as_i64().unwrap() >= 0);
 

@@ -11,6 +11,7 @@ mod helpers;
 mod housekeeping;
 mod idempotency;
 mod jobs;
+mod jobs_batches;
 mod jobs_concurrency;
 mod jobs_hammer;
 mod leases;

@@ -25,7 +25,15 @@ use crate::error::ApiError;
 /// Puts jobs whose lease expired back to `queued` (or `dead` after their last attempt), before
 /// the claim in the same transaction: the claim then sees them as ordinary queued jobs, in their
 /// priority and age order, and the index of queued jobs stays the only one a claim scans.
-const RESCUE: &str = "UPDATE jobs SET
+///
+/// On a queue with `max_running` it first locks the queue's row, so the claims of that queue
+/// (from every rowlock instance) count and claim one at a time: the claim that follows is a new
+/// statement, whose snapshot sees the jobs the previous claim marked running. A queue without a
+/// limit locks nothing here.
+const RESCUE: &str = "WITH limited AS MATERIALIZED (
+        SELECT name FROM queues WHERE name = $1 AND max_running IS NOT NULL FOR UPDATE
+     )
+     UPDATE jobs SET
         state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
         finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
         errors = rowlock_recent_errors(errors, jsonb_build_object(
@@ -34,7 +42,8 @@ const RESCUE: &str = "UPDATE jobs SET
       WHERE id IN (SELECT id FROM jobs
                     WHERE queue = $1 AND state = 'running' AND lease_expires_at <= now()
                     ORDER BY lease_expires_at LIMIT $2
-                      FOR UPDATE SKIP LOCKED)";
+                      FOR UPDATE SKIP LOCKED)
+        AND (SELECT count(*) FROM limited) >= 0";
 
 /// The claim. `FOR UPDATE OF jobs SKIP LOCKED` inside the `LIMIT`ed scan of `jobs_claimable`:
 /// rows another claim is taking are passed over, not waited for. The paused check does not refer
@@ -43,12 +52,18 @@ const RESCUE: &str = "UPDATE jobs SET
 /// The answer is bounded in bytes as well as in jobs: jobs are taken in claim order while the
 /// payloads before them add up to less than `$5` bytes of JSON (so the first job is always
 /// taken). The picked jobs beyond the budget stay `queued` (their row locks end at `COMMIT`).
-const CLAIM: &str = "WITH picked AS (
+const CLAIM: &str = "WITH room AS MATERIALIZED (
+     SELECT coalesce((SELECT greatest(0, q.max_running - (
+                         SELECT count(*) FROM jobs
+                          WHERE queue = $1 AND state = 'running' AND lease_expires_at > now()))
+                        FROM queues q WHERE q.name = $1 AND q.max_running IS NOT NULL),
+                     $2) AS jobs
+   ), picked AS (
      SELECT id, priority, octet_length(payload::text) AS bytes FROM jobs
       WHERE queue = $1 AND state = 'queued' AND run_at <= now()
         AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
       ORDER BY priority DESC, id
-      LIMIT $2
+      LIMIT least($2, (SELECT jobs FROM room))
         FOR UPDATE OF jobs SKIP LOCKED
    ), within_budget AS (
      SELECT id FROM (

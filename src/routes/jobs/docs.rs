@@ -8,7 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 /// `POST /queues/{queue}/jobs`.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub struct EnqueueRequest {
     /// Any JSON, at most 256 KiB.
     payload: Value,
@@ -20,12 +20,85 @@ pub struct EnqueueRequest {
     /// Attempts before the job is `dead` (1-1000, default 5).
     #[schema(minimum = 1, maximum = 1000)]
     max_attempts: Option<i32>,
+    /// While a job of the queue with this key is queued or running, enqueueing another answers
+    /// 200 with that job's id and `duplicate: true`.
+    #[schema(min_length = 1, max_length = 255)]
+    unique_key: Option<String>,
 }
 
-/// A job was enqueued.
-#[derive(ToSchema)]
+/// One job, or a batch of 1…1000 (all inserted or none).
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+pub enum EnqueueInput {
+    One(EnqueueRequest),
+    Batch(Vec<EnqueueRequest>),
+}
+
+/// A job was enqueued (or, with `duplicate`, an active job with its unique key was found).
+#[derive(ToSchema, serde::Serialize)]
 pub struct Enqueued {
     id: i64,
+    duplicate: Option<bool>,
+}
+
+/// The answer to one job or to a batch.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+pub enum EnqueuedAny {
+    One(Enqueued),
+    Batch(Vec<Enqueued>),
+}
+
+/// `{"id", "token"}` of a running job.
+#[derive(ToSchema)]
+pub struct JobToken {
+    #[schema(minimum = 1)]
+    id: i64,
+    token: String,
+}
+
+/// `POST /queues/{queue}/complete`.
+#[derive(ToSchema)]
+pub struct CompleteRequest {
+    #[schema(min_items = 1, max_items = 1000)]
+    jobs: Vec<JobToken>,
+}
+
+/// One job's result in a batch: 200, 404 (`not_found`) or 409 (`stale_token`).
+#[derive(ToSchema)]
+pub struct ItemResult {
+    id: i64,
+    status: u16,
+    code: Option<String>,
+}
+
+/// The answer to a batch completion.
+#[derive(ToSchema)]
+pub struct CompleteResults {
+    results: Vec<ItemResult>,
+}
+
+/// A claim that also completed jobs (its body had `complete`).
+#[derive(ToSchema)]
+pub struct ClaimedAndCompleted {
+    jobs: Vec<ClaimedJob>,
+    completed: Vec<ItemResult>,
+}
+
+/// `PUT /queues/{queue}`.
+#[derive(ToSchema)]
+pub struct QueueSettingsRequest {
+    /// At most this many jobs of the queue run at once; null: no limit.
+    #[schema(minimum = 0, maximum = 1000000)]
+    max_running: Option<i32>,
+}
+
+/// A queue's settings.
+#[derive(ToSchema)]
+pub struct QueueSettings {
+    queue: String,
+    paused: bool,
+    max_running: Option<i32>,
 }
 
 /// `POST /queues/{queue}/claim`.
@@ -41,6 +114,10 @@ pub struct ClaimRequest {
     /// Long-poll up to this long when nothing is claimable (0-30000, default 0).
     #[schema(minimum = 0, maximum = 30000)]
     wait_ms: Option<i64>,
+    /// Jobs to complete before claiming (at most 1000); the answer is then
+    /// `{"jobs", "completed"}`.
+    #[schema(max_items = 1000)]
+    complete: Option<Vec<JobToken>>,
 }
 
 /// A claimed job: work on it, then complete or fail it with `token` before the lease ends.
@@ -68,7 +145,7 @@ pub struct TokenRequest {
 pub struct Job {
     id: i64,
     queue: String,
-    /// `queued`, `running`, `completed` or `dead`.
+    /// `queued`, `running`, `completed`, `dead` or `cancelled`.
     state: String,
     payload: Value,
     priority: i32,
@@ -101,6 +178,7 @@ pub struct QueueCounts {
     running: i64,
     completed: i64,
     dead: i64,
+    cancelled: i64,
 }
 
 /// `GET /queues/{queue}`.
@@ -108,6 +186,8 @@ pub struct QueueCounts {
 pub struct QueueStats {
     queue: String,
     paused: bool,
+    /// At most this many jobs run at once; null: no limit.
+    max_running: Option<i32>,
     counts: QueueCounts,
     /// Queued jobs whose `run_at` is due.
     available: i64,

@@ -17,8 +17,14 @@ use crate::routes::extract::int64;
 
 /// Largest job payload (compact JSON).
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
-/// Largest enqueue body: the payload plus room for its envelope and whitespace.
-pub const ENQUEUE_BODY_BYTES: usize = 2 * MAX_PAYLOAD_BYTES;
+/// Largest enqueue body (one job or a batch of up to [`MAX_BATCH`]).
+pub const ENQUEUE_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Largest claim body (it may carry 1,000 completions).
+pub const CLAIM_BODY_BYTES: usize = 256 * 1024;
+/// Most jobs one enqueue or batch completion names.
+pub const MAX_BATCH: usize = 1000;
+/// Longest `unique_key`.
+const MAX_UNIQUE_KEY: usize = 255;
 /// Longest lease a claim or heartbeat may ask for (a day); the default is 30 s.
 const MAX_LEASE_MS: i64 = 86_400_000;
 const DEFAULT_LEASE_MS: i64 = 30_000;
@@ -33,6 +39,50 @@ pub struct EnqueueBody {
     priority: Option<Number>,
     run_at: Option<String>,
     max_attempts: Option<Number>,
+    unique_key: Option<String>,
+}
+
+/// An enqueue: one job (an object) or a batch (an array of 1…1000 of them).
+pub enum Enqueue {
+    One(NewJob),
+    Batch(Vec<NewJob>),
+}
+
+impl Enqueue {
+    /// Reads and checks the body; a bad job of a batch is refused naming its index.
+    pub fn parse(body: Value) -> Result<Self, ApiError> {
+        let Value::Array(items) = body else {
+            return Ok(Self::One(job_from(body)?));
+        };
+        if items.is_empty() || items.len() > MAX_BATCH {
+            return Err(ApiError::Invalid(format!(
+                "a batch has 1 to {MAX_BATCH} jobs, not {}",
+                items.len()
+            )));
+        }
+        let jobs = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| job_from(item).map_err(|e| e.prefixed(&format!("jobs[{i}]: "))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::Batch(jobs))
+    }
+
+    pub fn jobs(&self) -> &[NewJob] {
+        match self {
+            Self::One(job) => std::slice::from_ref(job),
+            Self::Batch(jobs) => jobs,
+        }
+    }
+}
+
+fn job_from(value: Value) -> Result<NewJob, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::BadRequest("a job is a JSON object".into()));
+    }
+    let body: EnqueueBody = serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("malformed job: {e}")))?;
+    body.job()
 }
 
 impl EnqueueBody {
@@ -67,11 +117,20 @@ impl EnqueueBody {
             5,
             MAX_ATTEMPTS,
         )?;
+        if let Some(key) = &self.unique_key {
+            if key.is_empty() || key.len() > MAX_UNIQUE_KEY {
+                return Err(ApiError::Invalid(format!(
+                    "'unique_key' has 1 to {MAX_UNIQUE_KEY} bytes, not {}",
+                    key.len()
+                )));
+            }
+        }
         Ok(NewJob {
             payload,
             priority: priority as i32,
             run_at: self.run_at,
             max_attempts: attempts as i32,
+            unique_key: self.unique_key,
         })
     }
 }
@@ -82,6 +141,82 @@ pub struct ClaimBody {
     limit: Option<Number>,
     lease_ms: Option<Number>,
     wait_ms: Option<Number>,
+    /// Jobs to complete before claiming (the worker loop's acknowledgements).
+    complete: Option<Vec<JobToken>>,
+}
+
+/// One `{"id", "token"}` of a batch completion.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobToken {
+    id: Number,
+    token: String,
+}
+
+/// `POST /queues/{queue}/complete`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    jobs: Vec<JobToken>,
+}
+
+impl CompleteBody {
+    pub fn items(&self) -> Result<Vec<(i64, String)>, ApiError> {
+        if self.jobs.is_empty() {
+            return Err(ApiError::Invalid("'jobs' names no job".into()));
+        }
+        completions(&self.jobs)
+    }
+}
+
+/// Checked `(id, token)` pairs: at most [`MAX_BATCH`], each id positive and named once.
+fn completions(items: &[JobToken]) -> Result<Vec<(i64, String)>, ApiError> {
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::Invalid(format!(
+            "at most {MAX_BATCH} jobs at once, not {}",
+            items.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let id = within("id", Some(&item.id), 1, 1, i64::MAX)
+                .map_err(|e| e.prefixed(&format!("jobs[{i}]: ")))?;
+            if !seen.insert(id) {
+                return Err(ApiError::Invalid(format!(
+                    "jobs[{i}]: job {id} is named twice"
+                )));
+            }
+            Ok((id, item.token.clone()))
+        })
+        .collect()
+}
+
+/// `PUT /queues/{queue}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Required, `null` lifts the limit.
+    #[serde(default, deserialize_with = "present")]
+    max_running: Option<Option<Number>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Number>>, D::Error> {
+    Option::<Number>::deserialize(d).map(Some)
+}
+
+impl QueueSettings {
+    pub fn max_running(&self) -> Result<Option<i32>, ApiError> {
+        let Some(limit) = &self.max_running else {
+            return Err(ApiError::Invalid(
+                "'max_running' is required (a number, or null for no limit)".into(),
+            ));
+        };
+        let limit = within("max_running", limit.as_ref(), 0, -1, 1_000_000)?;
+        Ok((limit >= 0).then_some(limit as i32))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +267,11 @@ impl ClaimBody {
             lease_secs: lease_ms as f64 / 1000.0,
             wait: Duration::from_millis(wait_ms as u64),
         })
+    }
+
+    /// The jobs to complete first (`None`: the body had no `complete`).
+    pub fn completions(&self) -> Result<Option<Vec<(i64, String)>>, ApiError> {
+        self.complete.as_deref().map(completions).transpose()
     }
 }
 

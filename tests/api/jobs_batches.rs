@@ -1,0 +1,391 @@
+//! The queue at queue speed: batch enqueue and completion, completions piggy-backed on claims,
+//! unique jobs, per-queue concurrency limits and cancel.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_via, TestApp};
+use crate::jobs::{claim, enqueue, post};
+
+async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_batch_enqueue_inserts_every_job_in_order_and_one_bad_job_inserts_none() {
+    let app = spawn_app().await;
+    let jobs: Vec<Value> = (0..5).map(|i| json!({"payload": {"n": i}})).collect();
+    let (status, body) = json_of(post(&app, "/queues/b/jobs", json!(jobs)).await).await;
+    assert_eq!(status, 201, "{body}");
+    let ids: Vec<i64> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+    let claimed = claim(&app, "b", json!({"limit": 10})).await;
+    let order: Vec<i64> = claimed
+        .iter()
+        .map(|j| j["payload"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, vec![0, 1, 2, 3, 4]);
+
+    // One bad job: refused naming its index, nothing inserted.
+    let bad = json!([{"payload": 1}, {"payload": 2, "max_attempts": 0}, {"payload": 3}]);
+    let problem = assert_problem(post(&app, "/queues/c/jobs", bad).await, 422, "invalid").await;
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("jobs[1]"),
+        "{problem}"
+    );
+    let unknown = json!([{"payload": 1}, {"payload": 2, "colour": "red"}]);
+    let problem = assert_problem(
+        post(&app, "/queues/c/jobs", unknown).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("jobs[1]"),
+        "{problem}"
+    );
+    let problem = assert_problem(
+        post(&app, "/queues/c/jobs", json!([])).await,
+        422,
+        "invalid",
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap().contains("1 to 1000"));
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM jobs WHERE queue = 'c'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_batch_completion_answers_each_job_on_its_own() {
+    let app = spawn_app().await;
+    let (a, b) = (
+        enqueue(&app, "m", json!(1), json!({})).await,
+        enqueue(&app, "m", json!(2), json!({})).await,
+    );
+    let jobs = claim(&app, "m", json!({"limit": 2})).await;
+    let token = |id: i64| {
+        jobs.iter()
+            .find(|j| j["id"] == id)
+            .map(|j| j["token"].clone())
+            .unwrap()
+    };
+    let body = json!({"jobs": [
+        {"id": a, "token": token(a)},
+        {"id": b, "token": "not-the-current-token"},
+        {"id": 999_999, "token": "x"},
+    ]});
+    let (status, answer) = json_of(post(&app, "/queues/m/complete", body).await).await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    let statuses: Vec<(i64, i64)> = results
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r["status"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(statuses, vec![(a, 200), (b, 409), (999_999, 404)]);
+    assert_eq!(results[1]["code"], "stale_token");
+    assert_eq!(results[2]["code"], "not_found");
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM jobs WHERE state = 'completed'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) FROM jobs WHERE id = {b} AND state = 'running'"
+        ))
+        .await,
+        1
+    );
+    // A job named twice is refused as a whole.
+    let twice = json!({"jobs": [{"id": b, "token": token(b)}, {"id": b, "token": token(b)}]});
+    assert_problem(
+        post(&app, "/queues/m/complete", twice).await,
+        422,
+        "invalid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_claim_can_complete_the_previous_jobs_in_the_same_request() {
+    let app = spawn_app().await;
+    for i in 0..4 {
+        enqueue(&app, "w", json!(i), json!({})).await;
+    }
+    let first = claim(&app, "w", json!({"limit": 2})).await;
+    let done: Vec<Value> = first
+        .iter()
+        .map(|j| json!({"id": j["id"], "token": j["token"]}))
+        .collect();
+    let (status, answer) = json_of(
+        post(
+            &app,
+            "/queues/w/claim",
+            json!({"limit": 2, "complete": done}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["jobs"].as_array().unwrap().len(), 2);
+    let completed: Vec<i64> = answer["completed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(completed, vec![200, 200]);
+    // Nothing left to claim: the completions are still reported.
+    let done: Vec<Value> = answer["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| json!({"id": j["id"], "token": j["token"]}))
+        .collect();
+    let (status, answer) =
+        json_of(post(&app, "/queues/w/claim", json!({"complete": done})).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["jobs"], json!([]));
+    assert_eq!(answer["completed"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM jobs WHERE state = 'completed'")
+            .await,
+        4
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_enqueues_of_one_unique_key_make_one_job_until_it_is_done() {
+    let app = spawn_app().await;
+    let body = json!({"payload": {"report": 7}, "unique_key": "report-7"});
+    let answers = join_all(
+        (0..50).map(|_| async { json_of(post(&app, "/queues/u/jobs", body.clone()).await).await }),
+    )
+    .await;
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    let duplicates: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, b)| *s == 200 && b["duplicate"] == true)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    assert_eq!(duplicates.len(), 49, "{answers:?}");
+    let id = created[0]["id"].as_i64().unwrap();
+    assert!(duplicates.iter().all(|d| d["id"] == id));
+    assert_eq!(app.scalar("SELECT count(*) FROM jobs").await, 1);
+
+    // Running still holds the key; completed frees it.
+    let job = claim(&app, "u", json!({})).await.remove(0);
+    let (status, again) = json_of(post(&app, "/queues/u/jobs", body.clone()).await).await;
+    assert_eq!((status, again["id"].as_i64()), (200, Some(id)));
+    let r = post(
+        &app,
+        &format!("/jobs/{id}/complete"),
+        json!({"token": job["token"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let (status, fresh) = json_of(post(&app, "/queues/u/jobs", body.clone()).await).await;
+    assert_eq!(status, 201);
+    assert_ne!(fresh["id"].as_i64(), Some(id));
+    // In a batch too: the second job with the key is the first one's duplicate.
+    let batch = json!([
+        {"payload": 1, "unique_key": "k"},
+        {"payload": 2, "unique_key": "k"},
+        {"payload": 3}
+    ]);
+    let (status, answer) = json_of(post(&app, "/queues/v/jobs", batch).await).await;
+    assert_eq!(status, 201);
+    assert_eq!(answer[1]["id"], answer[0]["id"]);
+    assert_eq!(answer[1]["duplicate"], true);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM jobs WHERE queue = 'v'")
+            .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn cancel_makes_a_running_jobs_token_stale_and_a_finished_job_cannot_be_cancelled() {
+    let app = spawn_app().await;
+    let id = enqueue(&app, "x", json!({}), json!({})).await;
+    let job = claim(&app, "x", json!({})).await.remove(0);
+    let (status, body) = json_of(post(&app, &format!("/jobs/{id}/cancel"), json!({})).await).await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("cancelled")));
+    let r = post(
+        &app,
+        &format!("/jobs/{id}/complete"),
+        json!({"token": job["token"]}),
+    )
+    .await;
+    assert_problem(r, 409, "stale_token").await;
+    let stats: Value = app
+        .http
+        .get(app.url("/queues/x"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["counts"]["cancelled"], 1);
+
+    let done = enqueue(&app, "x", json!({}), json!({})).await;
+    let job = claim(&app, "x", json!({})).await.remove(0);
+    let r = post(
+        &app,
+        &format!("/jobs/{done}/complete"),
+        json!({"token": job["token"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = post(&app, &format!("/jobs/{done}/cancel"), json!({})).await;
+    assert_problem(r, 409, "stale_token").await;
+    assert_problem(
+        post(&app, "/jobs/999999/cancel", json!({})).await,
+        404,
+        "not_found",
+    )
+    .await;
+    // A queued job can be cancelled and is never claimed.
+    let queued = enqueue(&app, "y", json!({}), json!({})).await;
+    assert_eq!(
+        post(&app, &format!("/jobs/{queued}/cancel"), json!({}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(post(&app, "/queues/y/claim", json!({})).await.status(), 204);
+}
+
+/// Workers claiming from `app` until `stop`, completing each job after a short while.
+async fn worker(app: &TestApp, queue: &str, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let r = post(app, &format!("/queues/{queue}/claim"), json!({"limit": 2})).await;
+        if r.status() != 200 {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let jobs: Vec<Value> = r.json().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let done: Vec<Value> = jobs
+            .iter()
+            .map(|j| json!({"id": j["id"], "token": j["token"]}))
+            .collect();
+        let r = post(
+            app,
+            &format!("/queues/{queue}/complete"),
+            json!({"jobs": done}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn max_running_holds_under_twenty_workers_on_two_instances() {
+    let first = spawn_app().await;
+    // A second rowlock on the same database.
+    let url = first.db_url.clone();
+    let second = spawn_app_via(|_| {}, |_| url.clone()).await;
+    let r = first
+        .http
+        .put(first.url("/queues/lim"))
+        .json(&json!({"max_running": 3}))
+        .send()
+        .await
+        .unwrap();
+    let (status, settings) = json_of(r).await;
+    assert_eq!(
+        (status, settings["max_running"].as_i64()),
+        (200, Some(3)),
+        "{settings}"
+    );
+    let jobs: Vec<Value> = (0..150).map(|i| json!({"payload": i})).collect();
+    assert_eq!(
+        post(&first, "/queues/lim/jobs", json!(jobs)).await.status(),
+        201
+    );
+
+    let stop = AtomicBool::new(false);
+    let most = Arc::new(AtomicI64::new(0));
+    let watch = async {
+        let pg = first.pg().await;
+        loop {
+            let running: i64 = pg
+                .query_one(
+                    "SELECT count(*) FROM jobs WHERE queue = 'lim' AND state = 'running'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            most.fetch_max(running, Ordering::Relaxed);
+            let left: i64 = pg
+                .query_one(
+                    "SELECT count(*) FROM jobs WHERE queue = 'lim' AND state <> 'completed'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if left == 0 {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+    };
+    let workers = (0..20).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        worker(app, "lim", &stop)
+    });
+    tokio::join!(watch, join_all(workers));
+    let most = most.load(Ordering::Relaxed);
+    assert!(most <= 3, "{most} jobs ran at once");
+    assert!(most >= 1);
+    let stats: Value = first
+        .http
+        .get(first.url("/queues/lim"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["max_running"], 3);
+    assert_eq!(stats["counts"]["completed"], 150);
+    // null lifts the limit; a missing field is refused.
+    let r = first
+        .http
+        .put(first.url("/queues/lim"))
+        .json(&json!({"max_running": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r).await.1["max_running"], Value::Null);
+    let r = first
+        .http
+        .put(first.url("/queues/lim"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 422, "invalid").await;
+}
