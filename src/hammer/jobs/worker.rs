@@ -62,27 +62,50 @@ struct Payload {
     enqueued_us: u64,
 }
 
-/// Enqueues jobs `from..to` (at most `concurrency` at once); returns their ids.
+/// Jobs per batch enqueue.
+const ENQUEUE_BATCH: u64 = 100;
+
+/// Enqueues jobs `from..to` in batches (at most `concurrency` batches at once); returns their
+/// ids.
 pub async fn enqueue(shared: &Shared, from: u64, to: u64, concurrency: usize) -> Result<Vec<i64>> {
     use futures_util::{stream, StreamExt, TryStreamExt};
     let url = format!("{}/queues/{}/jobs", shared.base, shared.queue);
-    stream::iter(from..to)
-        .map(|n| {
+    let batches: Vec<Vec<i64>> = stream::iter((from..to).step_by(ENQUEUE_BATCH as usize))
+        .map(|first| {
             let (http, url) = (&shared.http, &url);
             async move {
                 let enqueued_us = shared.started.elapsed().as_micros() as u64;
-                let body = json!({"payload": {"n": n, "enqueued_us": enqueued_us}});
+                let body: Vec<serde_json::Value> = (first..to.min(first + ENQUEUE_BATCH))
+                    .map(|n| json!({"payload": {"n": n, "enqueued_us": enqueued_us}}))
+                    .collect();
                 let r = http.post(url).json(&body).send().await?;
                 if r.status().as_u16() != 201 {
                     bail!("enqueue answered {}", r.status());
                 }
-                let created: serde_json::Value = r.json().await?;
-                created["id"].as_i64().context("enqueue answered no id")
+                let created: Vec<serde_json::Value> = r.json().await?;
+                created
+                    .iter()
+                    .map(|c| c["id"].as_i64().context("enqueue answered no id"))
+                    .collect::<Result<Vec<i64>>>()
             }
         })
         .buffer_unordered(concurrency.max(1))
         .try_collect()
-        .await
+        .await?;
+    Ok(batches.into_iter().flatten().collect())
+}
+
+/// The answer to a claim that carried completions.
+#[derive(Deserialize)]
+struct ClaimedAndCompleted {
+    jobs: Vec<Claimed>,
+    completed: Vec<ItemResult>,
+}
+
+#[derive(Deserialize)]
+struct ItemResult {
+    id: i64,
+    status: u16,
 }
 
 /// One worker: claims until every job is completed or nothing has been completed for `stall`.
@@ -106,6 +129,9 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
                             "wait_ms": CLAIM_WAIT_MS})
     .to_string();
     let target = args.jobs;
+    // With batches, finished jobs are completed by the next claim (one request per batch).
+    let batched = args.claim_limit > 1;
+    let mut finished: Vec<Claimed> = Vec::new();
     while shared.completed.load(Ordering::Relaxed) < target {
         let last_us = shared.last_completion_us.load(Ordering::Relaxed);
         let since_last = shared
@@ -116,11 +142,23 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
             break;
         }
         let sent = Instant::now();
+        let body = match batched {
+            false => claim_body.clone(),
+            true => {
+                let complete: Vec<serde_json::Value> = finished
+                    .iter()
+                    .map(|j| json!({"id": j.id, "token": j.token}))
+                    .collect();
+                json!({"limit": args.claim_limit, "lease_ms": args.lease_ms,
+                       "wait_ms": CLAIM_WAIT_MS, "complete": complete})
+                .to_string()
+            }
+        };
         let r = shared
             .http
             .post(&claim_url)
             .header("content-type", "application/json")
-            .body(claim_body.clone())
+            .body(body)
             .send()
             .await;
         out.claim_requests += 1;
@@ -128,17 +166,30 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
             Ok(r) if r.status().as_u16() == 200 => r,
             Ok(r) if r.status().as_u16() == 204 => continue,
             _ => {
+                // The completions, if any, are sent again with the next claim.
                 out.errors += 1;
                 continue;
             }
         };
-        let jobs: Vec<Claimed> = match r.json().await {
-            Ok(jobs) => jobs,
-            Err(_) => {
-                out.errors += 1;
-                continue;
-            }
-        };
+        let jobs: Vec<Claimed> = match batched {
+            false => r.json().await.ok(),
+            true => r.json::<ClaimedAndCompleted>().await.ok().map(|answer| {
+                let done = std::mem::take(&mut finished);
+                for (job, result) in done.iter().zip(&answer.completed) {
+                    if job.id == result.id {
+                        completed(&shared, job, result.status, &mut out);
+                    }
+                }
+                answer.jobs
+            }),
+        }
+        .unwrap_or_else(|| {
+            out.errors += 1;
+            Vec::new()
+        });
+        if jobs.is_empty() {
+            continue;
+        }
         out.claim_latency
             .saturating_record(sent.elapsed().as_micros() as u64);
         out.claims_with_jobs += 1;
@@ -153,10 +204,57 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
             if args.work_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(args.work_ms)).await;
             }
-            complete(&shared, &job, &mut out).await;
+            match batched {
+                true => finished.push(job),
+                false => complete(&shared, &job, &mut out).await,
+            }
         }
     }
+    // Whatever is still finished but not acknowledged (the run ended, or stalled).
+    if !finished.is_empty() {
+        let url = format!("{}/queues/{}/complete", shared.base, shared.queue);
+        let complete: Vec<serde_json::Value> = finished
+            .iter()
+            .map(|j| json!({"id": j.id, "token": j.token}))
+            .collect();
+        let answer = async {
+            let r = shared
+                .http
+                .post(url)
+                .json(&json!({ "jobs": complete }))
+                .send()
+                .await
+                .ok()?;
+            r.json::<serde_json::Value>().await.ok()
+        }
+        .await;
+        let results: Vec<ItemResult> = answer
+            .and_then(|a| serde_json::from_value(a["results"].clone()).ok())
+            .unwrap_or_default();
+        for (job, result) in finished.iter().zip(&results) {
+            completed(&shared, job, result.status, &mut out);
+        }
+        out.errors += (finished.len() - results.len().min(finished.len())) as u64;
+    }
     Ok(out)
+}
+
+/// Records the answer to the completion of `job`.
+fn completed(shared: &Shared, job: &Claimed, status: u16, out: &mut WorkerOut) {
+    match status {
+        200 => {
+            let now_us = shared.started.elapsed().as_micros() as u64;
+            out.end_to_end
+                .saturating_record(now_us.saturating_sub(job.payload.enqueued_us));
+            out.completed.push(job.id);
+            shared.completed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .last_completion_us
+                .fetch_max(now_us, Ordering::Relaxed);
+        }
+        409 => out.stale_completions += 1,
+        _ => out.errors += 1,
+    }
 }
 
 async fn complete(shared: &Shared, job: &Claimed, out: &mut WorkerOut) {
@@ -170,18 +268,8 @@ async fn complete(shared: &Shared, job: &Claimed, out: &mut WorkerOut) {
         .send()
         .await;
     match r.map(|r| r.status().as_u16()) {
-        Ok(200) => {
-            let now_us = shared.started.elapsed().as_micros() as u64;
-            out.end_to_end
-                .saturating_record(now_us.saturating_sub(job.payload.enqueued_us));
-            out.completed.push(job.id);
-            shared.completed.fetch_add(1, Ordering::Relaxed);
-            shared
-                .last_completion_us
-                .fetch_max(now_us, Ordering::Relaxed);
-        }
-        Ok(409) => out.stale_completions += 1,
-        _ => out.errors += 1,
+        Ok(status) => completed(shared, job, status, out),
+        Err(_) => out.errors += 1,
     }
 }
 
