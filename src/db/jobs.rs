@@ -131,17 +131,22 @@ const CANCEL: &str = "WITH c AS (
 /// Completes every `(id, token)` of `queue` whose token is current, in one statement; answers
 /// every input in order with whether it was completed and, if not, the job's state (none: no
 /// such job in this queue).
-const COMPLETE_BATCH: &str = "WITH input AS MATERIALIZED (
+pub(crate) const COMPLETE_BATCH: &str = "WITH input AS MATERIALIZED (
         SELECT * FROM unnest($2::bigint[], $3::text[]) WITH ORDINALITY AS t(id, token, ord)
     ), done AS (
         UPDATE jobs j
            SET state = 'completed', token = NULL, lease_expires_at = NULL, finished_at = now()
           FROM input i
-         WHERE j.id = i.id AND j.queue = $1 AND j.state = 'running' AND j.token = i.token
+         -- Jobs are found by id only: the token alone says the job is running (only a running
+         -- job has one, `jobs_running_has_lease`), and the queue is compared in a form no index
+         -- serves. Otherwise a plan for a queue the statistics do not know yet (a new queue
+         -- looks tiny) scans the queue's index, which holds every job and dead entry of the queue.
+         WHERE j.id = ANY ($2::bigint[]) AND j.id = i.id AND (j.queue = $1) IS TRUE
+           AND j.token = i.token
      RETURNING j.id
     )
     SELECT i.id, d.id IS NOT NULL,
-           (SELECT state FROM jobs WHERE jobs.id = i.id AND jobs.queue = $1)
+           (SELECT CASE WHEN queue = $1 THEN state END FROM jobs WHERE jobs.id = i.id)
       FROM input i LEFT JOIN done d USING (id) ORDER BY i.ord";
 
 /// Inserts `jobs` into `queue`, all or none (one statement); answers each job's id, in order,
@@ -244,8 +249,12 @@ pub async fn complete_batch(
         true => tx.commit_with(query).await?,
         false => query.await?,
     };
-    Ok(rows
-        .iter()
+    Ok(item_results(&rows))
+}
+
+/// The per-item answers of [`COMPLETE_BATCH`]'s rows.
+pub(crate) fn item_results(rows: &[Row]) -> Vec<ItemResult> {
+    rows.iter()
         .map(|row| {
             let (completed, state): (bool, Option<String>) = (row.get(1), row.get(2));
             let (status, code) = match (completed, state) {
@@ -259,7 +268,7 @@ pub async fn complete_batch(
                 code,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The whole job as JSON (everything but its token), without locking it.

@@ -1,7 +1,9 @@
 //! `rowlock hammer --workload jobs`: the job queue under load, verified.
 //!
-//! It enqueues `--jobs` jobs on a fresh queue, runs `--workers` workers that claim (up to
-//! `--claim-limit` at a time), "work" and complete — abandoning a share `--crash-rate` of their
+//! It enqueues `--jobs` jobs on a fresh queue (in batches of 100), runs `--workers` workers that
+//! claim (up to `--claim-limit` at a time), "work" and complete — each claim carries the
+//! completions of the jobs the worker finished since its last one, so a worker makes one request
+//! per batch — abandoning a share `--crash-rate` of their
 //! claims so that those are claimed again after `--lease-ms` — and checks at the end that every
 //! job was completed exactly once: no job completed twice, none lost, and the server agrees
 //! (the queue holds `--jobs` completed jobs and nothing else). It reports claims/s, jobs/s and

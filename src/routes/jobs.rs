@@ -173,8 +173,14 @@ pub(crate) async fn claim(
             claim::claim(&db, &wakeups, &budget, spec, opts).await?,
         ));
     };
-    // The acknowledgements first, in a transaction of their own (committed whatever the claim
-    // finds), then the claim; one answer for both.
+    if opts.idempotency.is_none() {
+        // One transaction for both (see `claim::complete_and_claim`).
+        let (claimed, completed) =
+            claim::complete_and_claim(&db, &wakeups, &budget, spec, opts, items).await?;
+        return both(claimed, &completed);
+    }
+    // With an Idempotency-Key the claim may be replayed: the acknowledgements go first, in a
+    // transaction of their own (committed whatever the claim finds), then the claim.
     let completed: Vec<serde_json::Value> = match items.is_empty() {
         true => Vec::new(),
         false => {
@@ -197,6 +203,11 @@ pub(crate) async fn claim(
         }
     };
     let claimed = claim::claim(&db, &wakeups, &budget, spec, opts).await?;
+    both(claimed, &completed)
+}
+
+/// The answer to a claim that carried completions: `{"jobs", "completed"}`, always 200.
+fn both(claimed: Reply, completed: &impl serde::Serialize) -> Result<HttpResponse, ApiError> {
     let jobs: serde_json::Value = match claimed.status {
         204 => serde_json::json!([]),
         _ => serde_json::from_slice(&claimed.body)

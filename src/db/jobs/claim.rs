@@ -11,13 +11,14 @@
 //! (enqueue, fail, retry, resume) or until the next moment the database says a job becomes
 //! claimable (a `run_at` or a lease expiry), whichever comes first.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
+use super::{ItemResult, COMPLETE_BATCH};
 use crate::db::notify::{WaitBudget, Wakeups};
 use crate::db::{Db, Reply, Tx, TxOptions};
 use crate::error::ApiError;
@@ -52,6 +53,8 @@ const RESCUE: &str = "WITH limited AS MATERIALIZED (
 /// The answer is bounded in bytes as well as in jobs: jobs are taken in claim order while the
 /// payloads before them add up to less than `$5` bytes of JSON (so the first job is always
 /// taken). The picked jobs beyond the budget stay `queued` (their row locks end at `COMMIT`).
+/// So do those beyond the queue's room under `max_running` (`room`): the scan's `LIMIT` stays a
+/// plain parameter, so its plan remains an ordered index scan that stops after `$2` rows.
 const CLAIM: &str = "WITH room AS MATERIALIZED (
      SELECT coalesce((SELECT greatest(0, q.max_running - (
                          SELECT count(*) FROM jobs
@@ -63,19 +66,23 @@ const CLAIM: &str = "WITH room AS MATERIALIZED (
       WHERE queue = $1 AND state = 'queued' AND run_at <= now()
         AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
       ORDER BY priority DESC, id
-      LIMIT least($2, (SELECT jobs FROM room))
+      LIMIT $2
         FOR UPDATE OF jobs SKIP LOCKED
    ), within_budget AS (
      SELECT id FROM (
-       SELECT id, sum(bytes) OVER (ORDER BY priority DESC, id) - bytes AS before FROM picked
+       SELECT id, sum(bytes) OVER (ORDER BY priority DESC, id) - bytes AS before,
+              row_number() OVER (ORDER BY priority DESC, id) AS n
+         FROM picked
      ) running_total
-      WHERE before < $5
+      WHERE before < $5 AND n <= (SELECT jobs FROM room)
    ), claimed AS (
      UPDATE jobs j
         SET state = 'running', attempt = j.attempt + 1, token = $3,
             lease_expires_at = now() + make_interval(secs => $4), attempted_at = now()
-       FROM within_budget
-      WHERE j.id = within_budget.id
+      -- An array of ids, not a join: the plan is then index look-ups of the picked ids
+      -- whatever the planner guesses of `LIMIT $2` (a merge join over the whole primary key
+      -- was its choice on a table of a million jobs).
+      WHERE j.id = ANY (ARRAY(SELECT id FROM within_budget))
   RETURNING j.id, j.priority, j.payload, j.attempt, j.token, j.lease_expires_at)
   SELECT id, payload, attempt, token, to_jsonb(lease_expires_at)
     FROM claimed ORDER BY priority DESC, id";
@@ -126,6 +133,38 @@ pub async fn claim(
     spec: ClaimSpec,
     opts: TxOptions,
 ) -> Result<Reply, ApiError> {
+    let acked = Rc::new(RefCell::new(None));
+    claim_with(db, wakeups, budget, spec, opts, None, acked).await
+}
+
+/// Completes `items` (a worker's finished jobs) and claims, in the first claim transaction: one
+/// statement more in its pipeline, one `COMMIT` for both, and the acknowledgements are committed
+/// even when nothing is there to claim. Not for a request with an `Idempotency-Key`, whose first
+/// attempt may be rolled back (see [`attempt`]).
+pub async fn complete_and_claim(
+    db: &Db,
+    wakeups: &Wakeups,
+    budget: &WaitBudget,
+    spec: ClaimSpec,
+    opts: TxOptions,
+    items: Vec<(i64, String)>,
+) -> Result<(Reply, Vec<ItemResult>), ApiError> {
+    let acked = Rc::new(RefCell::new(None));
+    let items = (!items.is_empty()).then(|| Rc::new(items));
+    let reply = claim_with(db, wakeups, budget, spec, opts, items, acked.clone()).await?;
+    let results = acked.borrow_mut().take().unwrap_or_default();
+    Ok((reply, results))
+}
+
+async fn claim_with(
+    db: &Db,
+    wakeups: &Wakeups,
+    budget: &WaitBudget,
+    spec: ClaimSpec,
+    opts: TxOptions,
+    mut items: Option<Rc<Vec<(i64, String)>>>,
+    acked: Rc<RefCell<Option<Vec<ItemResult>>>>,
+) -> Result<Reply, ApiError> {
     let deadline = Instant::now() + spec.wait;
     // Subscribed before the first attempt: a NOTIFY that arrives during an attempt is not lost.
     let mut wake = wakeups.subscribe(&spec.queue);
@@ -136,10 +175,22 @@ pub async fn claim(
         // Set by an attempt that found nothing: how long until something may be claimable.
         let idle: Rc<Cell<Option<Option<Duration>>>> = Rc::new(Cell::new(None));
         let (spec_, idle_) = (spec.clone(), idle.clone());
+        let (items_, acked_) = (items.take(), acked.clone());
         let result = db
             .transact(opts.clone(), move |tx| {
                 let (spec, idle) = (spec_.clone(), idle_.clone());
-                Box::pin(async move { attempt(tx, &spec, last, &idle).await })
+                let (items, acked) = (items_.clone(), acked_.clone());
+                Box::pin(async move {
+                    attempt(
+                        tx,
+                        &spec,
+                        last,
+                        &idle,
+                        items.as_deref().map(|v| &v[..]),
+                        &acked,
+                    )
+                    .await
+                })
             })
             .await;
         let next_due = match (result, idle.get()) {
@@ -164,8 +215,15 @@ async fn attempt(
     spec: &ClaimSpec,
     last: bool,
     idle: &Cell<Option<Option<Duration>>>,
+    items: Option<&[(i64, String)]>,
+    acked: &RefCell<Option<Vec<ItemResult>>>,
 ) -> Result<Reply, ApiError> {
     let (rescue, claim) = (tx.prepare(RESCUE).await?, tx.prepare(CLAIM).await?);
+    // Prepared before the pipeline, like the others: it must go out first.
+    let complete = match items {
+        Some(_) => Some(tx.prepare(COMPLETE_BATCH).await?),
+        None => None,
+    };
     let token = format!("{:032x}", rand::random::<u128>());
     let client = tx.client();
     let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
@@ -176,12 +234,29 @@ async fn attempt(
         &MAX_CLAIM_BYTES,
     ];
     let rescue_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&spec.queue, &spec.limit];
-    // Rescue, claim and COMMIT go out in one pipeline.
-    let (rescued, rows) = futures_util::join!(
+    let (ids, tokens): (Vec<i64>, Vec<&str>) = items
+        .unwrap_or_default()
+        .iter()
+        .map(|(id, token)| (*id, token.as_str()))
+        .unzip();
+    let complete_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&spec.queue, &ids, &tokens];
+    let completing = async {
+        match &complete {
+            Some(stmt) => client.query(stmt, &complete_params).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    // Completions, rescue, claim and COMMIT go out in one pipeline.
+    let (completed, rescued, rows) = futures_util::join!(
+        completing,
         client.execute(&rescue, &rescue_params),
         tx.commit_with(client.query(&claim, &claim_params)),
     );
-    // The first statement's error is the cause; the claim's would only say "aborted".
+    // The first statement's error is the cause; the later ones would only say "aborted".
+    if let Some(rows) = completed? {
+        *acked.borrow_mut() = Some(super::item_results(&rows));
+    }
     rescued?;
     let rows = rows?;
     if !rows.is_empty() {

@@ -125,12 +125,8 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
     };
     let args = &shared.args;
     let claim_url = format!("{}/queues/{}/claim", shared.base, shared.queue);
-    let claim_body = json!({"limit": args.claim_limit, "lease_ms": args.lease_ms,
-                            "wait_ms": CLAIM_WAIT_MS})
-    .to_string();
     let target = args.jobs;
-    // With batches, finished jobs are completed by the next claim (one request per batch).
-    let batched = args.claim_limit > 1;
+    // Finished jobs are completed by the worker's next claim: one request per batch.
     let mut finished: Vec<Claimed> = Vec::new();
     while shared.completed.load(Ordering::Relaxed) < target {
         let last_us = shared.last_completion_us.load(Ordering::Relaxed);
@@ -142,18 +138,13 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
             break;
         }
         let sent = Instant::now();
-        let body = match batched {
-            false => claim_body.clone(),
-            true => {
-                let complete: Vec<serde_json::Value> = finished
-                    .iter()
-                    .map(|j| json!({"id": j.id, "token": j.token}))
-                    .collect();
-                json!({"limit": args.claim_limit, "lease_ms": args.lease_ms,
-                       "wait_ms": CLAIM_WAIT_MS, "complete": complete})
-                .to_string()
-            }
-        };
+        let complete: Vec<serde_json::Value> = finished
+            .iter()
+            .map(|j| json!({"id": j.id, "token": j.token}))
+            .collect();
+        let body = json!({"limit": args.claim_limit, "lease_ms": args.lease_ms,
+                          "wait_ms": CLAIM_WAIT_MS, "complete": complete})
+        .to_string();
         let r = shared
             .http
             .post(&claim_url)
@@ -171,9 +162,11 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
                 continue;
             }
         };
-        let jobs: Vec<Claimed> = match batched {
-            false => r.json().await.ok(),
-            true => r.json::<ClaimedAndCompleted>().await.ok().map(|answer| {
+        let jobs: Vec<Claimed> = r
+            .json::<ClaimedAndCompleted>()
+            .await
+            .ok()
+            .map(|answer| {
                 let done = std::mem::take(&mut finished);
                 for (job, result) in done.iter().zip(&answer.completed) {
                     if job.id == result.id {
@@ -181,12 +174,11 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
                     }
                 }
                 answer.jobs
-            }),
-        }
-        .unwrap_or_else(|| {
-            out.errors += 1;
-            Vec::new()
-        });
+            })
+            .unwrap_or_else(|| {
+                out.errors += 1;
+                Vec::new()
+            });
         if jobs.is_empty() {
             continue;
         }
@@ -204,10 +196,7 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
             if args.work_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(args.work_ms)).await;
             }
-            match batched {
-                true => finished.push(job),
-                false => complete(&shared, &job, &mut out).await,
-            }
+            finished.push(job);
         }
     }
     // Whatever is still finished but not acknowledged (the run ended, or stalled).
@@ -254,22 +243,6 @@ fn completed(shared: &Shared, job: &Claimed, status: u16, out: &mut WorkerOut) {
         }
         409 => out.stale_completions += 1,
         _ => out.errors += 1,
-    }
-}
-
-async fn complete(shared: &Shared, job: &Claimed, out: &mut WorkerOut) {
-    let url = format!("{}/jobs/{}/complete", shared.base, job.id);
-    let body = format!("{{\"token\":\"{}\"}}", job.token);
-    let r = shared
-        .http
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await;
-    match r.map(|r| r.status().as_u16()) {
-        Ok(status) => completed(shared, job, status, out),
-        Err(_) => out.errors += 1,
     }
 }
 
