@@ -156,7 +156,7 @@ pub(crate) async fn complete_batch(
     params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$"), crate::routes::extract::MutationHeaders),
     request_body(content = Option<docs::ClaimRequest>, content_type = "application/json"),
     responses(
-        (status = 200, description = "Claimed jobs", body = Vec<docs::ClaimedJob>),
+        (status = 200, description = "Claimed jobs; with `complete` in the body, `{jobs, completed}`", body = docs::ClaimAnswer),
         (status = 204, description = "Nothing to claim")))]
 pub(crate) async fn claim(
     m: Mutation,

@@ -65,7 +65,7 @@ pub struct CompleteRequest {
 }
 
 /// One job's result in a batch: 200, 404 (`not_found`) or 409 (`stale_token`).
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub struct ItemResult {
     id: i64,
     status: u16,
@@ -79,10 +79,19 @@ pub struct CompleteResults {
 }
 
 /// A claim that also completed jobs (its body had `complete`).
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub struct ClaimedAndCompleted {
     jobs: Vec<ClaimedJob>,
     completed: Vec<ItemResult>,
+}
+
+/// The answer to a claim: the claimed jobs, or with `complete` in the body an object that also
+/// holds the completions' results.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+pub enum ClaimAnswer {
+    Jobs(Vec<ClaimedJob>),
+    WithCompletions(ClaimedAndCompleted),
 }
 
 /// `PUT /queues/{queue}`.
@@ -121,7 +130,7 @@ pub struct ClaimRequest {
 }
 
 /// A claimed job: work on it, then complete or fail it with `token` before the lease ends.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub struct ClaimedJob {
     id: i64,
     payload: Value,
