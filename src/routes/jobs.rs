@@ -208,11 +208,13 @@ pub(crate) async fn claim(
 
 /// The answer to a claim that carried completions: `{"jobs", "completed"}`, always 200.
 fn both(claimed: Reply, completed: &impl serde::Serialize) -> Result<HttpResponse, ApiError> {
-    let jobs: serde_json::Value = match claimed.status {
-        204 => serde_json::json!([]),
-        _ => serde_json::from_slice(&claimed.body)
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("claimed jobs: {e}")))?,
+    // The claimed jobs' JSON is passed through as it is, not parsed again.
+    let body: &[u8] = match claimed.status {
+        204 => b"[]",
+        _ => &claimed.body,
     };
+    let jobs: &serde_json::value::RawValue = serde_json::from_slice(body)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("claimed jobs: {e}")))?;
     let mut reply = Reply::json(
         200,
         &serde_json::json!({ "jobs": jobs, "completed": completed }),

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{ItemResult, COMPLETE_BATCH};
@@ -84,7 +85,7 @@ const CLAIM: &str = "WITH room AS MATERIALIZED (
       -- was its choice on a table of a million jobs).
       WHERE j.id = ANY (ARRAY(SELECT id FROM within_budget))
   RETURNING j.id, j.priority, j.payload, j.attempt, j.token, j.lease_expires_at)
-  SELECT id, payload, attempt, token, to_jsonb(lease_expires_at)
+  SELECT id, payload::text, attempt, token, to_jsonb(lease_expires_at)
     FROM claimed ORDER BY priority DESC, id";
 
 /// Seconds until a job of the queue may become claimable: its earliest `run_at` or lease expiry
@@ -118,7 +119,8 @@ pub struct ClaimSpec {
 #[derive(Debug, Serialize)]
 pub struct ClaimedJob {
     pub id: i64,
-    pub payload: Value,
+    /// The payload as PostgreSQL rendered it: passed through as JSON text, never parsed here.
+    pub payload: Box<RawValue>,
     pub attempt: i32,
     pub token: String,
     pub lease_expires_at: Value,
@@ -262,14 +264,16 @@ async fn attempt(
     if !rows.is_empty() {
         let jobs: Vec<ClaimedJob> = rows
             .iter()
-            .map(|r| ClaimedJob {
-                id: r.get(0),
-                payload: r.get(1),
-                attempt: r.get(2),
-                token: r.get(3),
-                lease_expires_at: r.get(4),
+            .map(|r| {
+                Ok(ClaimedJob {
+                    id: r.get(0),
+                    payload: raw_json(r.get(1))?,
+                    attempt: r.get(2),
+                    token: r.get(3),
+                    lease_expires_at: r.get(4),
+                })
             })
-            .collect();
+            .collect::<Result<_, ApiError>>()?;
         return Reply::json(200, &jobs);
     }
     if last {
@@ -287,4 +291,10 @@ async fn attempt(
         }
     })));
     Err(ApiError::RowSkipped("nothing to claim yet".into()))
+}
+
+/// JSON text from `jsonb::text`, handed on as it is.
+fn raw_json(text: String) -> Result<Box<RawValue>, ApiError> {
+    RawValue::from_string(text)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("a job payload is not JSON: {e}")))
 }
