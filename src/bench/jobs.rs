@@ -62,17 +62,27 @@ async fn run_on(
     for &clients in &args.clients {
         fill_for_pgbench(&admin).await?;
         eprintln!("pgbench  jobs {clients:>3} clients …");
+        let cpu_before = super::cpu::Snapshot::take(None);
         let pgbench = pgbench(cluster, clients, args, dir).await?;
+        let done = (pgbench * args.duration.as_secs_f64()) as u64;
+        let pgbench_cpu = super::cpu::Snapshot::take(None).since(&cpu_before, done, true);
         let log = dir.join(format!("serve-{clients}.log"));
         let group_commit = super::first_group_setting(args);
         let server = Server::start(binary, &url, pool, args.workers, group_commit, &log).await?;
         let mut reports = Vec::new();
+        let mut cpus = Vec::new();
         for limit in [1, 10] {
             settle(&admin).await?;
             eprintln!("rowlock  jobs {clients:>3} workers, limit {limit} …");
-            reports.push(
-                crate::hammer::jobs::execute(&hammer_args(&server.url, clients, limit)).await?,
-            );
+            let cpu_before = super::cpu::Snapshot::take(Some(server.pid()));
+            let report =
+                crate::hammer::jobs::execute(&hammer_args(&server.url, clients, limit)).await?;
+            cpus.push(super::cpu::Snapshot::take(Some(server.pid())).since(
+                &cpu_before,
+                report.jobs,
+                false,
+            ));
+            reports.push(report);
         }
         server.stop().await?;
         let passed = reports.iter().all(|r| r.verdict == Verdict::Pass);
@@ -86,8 +96,16 @@ async fn run_on(
             ten.jobs_per_sec / pgbench,
             if passed { "PASS" } else { "FAIL" }
         );
-        for r in &reports {
+        eprintln!(
+            "  CPU µs per job, pgbench: postgres {:.0} + pgbench {:.0}",
+            pgbench_cpu.postgres_us, pgbench_cpu.client_us
+        );
+        for (r, cpu) in reports.iter().zip(&cpus) {
             print_detail(r);
+            eprintln!(
+                "    CPU µs per job (enqueue included): postgres {:.0} + serve {:.0} + hammer {:.0}",
+                cpu.postgres_us, cpu.server_us, cpu.client_us
+            );
         }
     }
     Ok(all_passed)
