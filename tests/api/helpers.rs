@@ -228,6 +228,12 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// `GET {path}`'s JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        r.json().await.expect("a JSON body")
+    }
+
     /// A plain connection to this test's database.
     pub async fn pg(&self) -> tokio_postgres::Client {
         connect(&self.db_url).await

@@ -236,15 +236,7 @@ async fn cancel_makes_a_running_jobs_token_stale_and_a_finished_job_cannot_be_ca
     )
     .await;
     assert_problem(r, 409, "stale_token").await;
-    let stats: Value = app
-        .http
-        .get(app.url("/queues/x"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = app.get_json("/queues/x").await;
     assert_eq!(stats["counts"]["cancelled"], 1);
 
     let done = enqueue(&app, "x", json!({}), json!({})).await;
@@ -360,15 +352,7 @@ async fn max_running_holds_under_twenty_workers_on_two_instances() {
     let most = most.load(Ordering::Relaxed);
     assert!(most <= 3, "{most} jobs ran at once");
     assert!(most >= 1);
-    let stats: Value = first
-        .http
-        .get(first.url("/queues/lim"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = first.get_json("/queues/lim").await;
     assert_eq!(stats["max_running"], 3);
     assert_eq!(stats["counts"]["completed"], 150);
     // null lifts the limit; a missing field is refused.

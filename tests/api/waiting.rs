@@ -1,7 +1,7 @@
 //! Waiting is bounded: at most `--max-waiters` long-polling claims and waiting lease
 //! acquisitions at once; the next one is 503 at once, with nothing applied.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::{assert_problem, spawn_app_with, TestApp};
 use crate::jobs::post;
@@ -35,15 +35,7 @@ async fn beyond_max_waiters_a_wait_is_503_at_once_and_the_others_are_served() {
     )
     .await;
     assert_problem(r, 503, "unavailable").await;
-    let holder: Value = app
-        .http
-        .get(app.url("/locks/l"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let holder = app.get_json("/locks/l").await;
     assert_eq!(holder["owner"], "a");
     // Requests that do not wait are not limited.
     let r = post(&app, "/queues/idle/claim", json!({})).await;
