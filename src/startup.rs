@@ -51,15 +51,17 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let group = args.group.group_commit.then(|| {
             GroupCommit::new(
-                pool.clone(),
-                metrics.clone(),
+                group::Counters {
+                    pool: pool.clone(),
+                    metrics: metrics.clone(),
+                    max_retries: args.pool.max_retries,
+                    idempotency_retention_secs: args.idempotency_retention_secs as f64,
+                    resolve_timeout: args.pool.wait_timeout(),
+                },
                 group::Settings {
                     max_ops: args.group.group_max_ops as usize,
                     concurrency: args.group.group_concurrency as usize,
-                    max_retries: args.pool.max_retries,
                     default_lock_timeout: Duration::from_millis(args.pool.lock_timeout_ms),
-                    idempotency_retention: Duration::from_secs(args.idempotency_retention_secs),
-                    resolve_timeout: args.pool.wait_timeout(),
                 },
             )
         });

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::counters::{self, Concurrency};
-use super::group::{Alone, GroupCommit, Request, Work};
+use super::group::{Alone, Change, Counters, GroupCommit, Request, Work};
 use super::locking::{Isolation, RowLock, Strength, WaitPolicy};
 use super::transactions::{self, Op};
 use super::{Db, Reply, TxOptions};
@@ -43,7 +43,7 @@ impl Db {
                 name: name.clone(),
                 by,
             };
-            alone = group.try_alone(&work);
+            alone = group.try_alone(work.rows());
             if alone.is_none() {
                 return group.submit(grouped(work, strength, lock_mode, opts)).await;
             }
@@ -72,7 +72,7 @@ impl Db {
         let mut alone = None;
         if let Some(group) = self.group_for(&opts).filter(|_| atomic && waits) {
             let work = Work::Transaction { ops };
-            alone = group.try_alone(&work);
+            alone = group.try_alone(work.rows());
             if alone.is_none() {
                 let mode = if lock.is_some() { "wait" } else { "none" };
                 return group.submit(grouped(work, strength, mode, opts)).await;
@@ -99,7 +99,7 @@ impl Db {
     /// released when the transaction has ended, even if the client left before.
     async fn transact_holding<F>(
         &self,
-        alone: Option<Alone>,
+        alone: Option<Alone<Counters>>,
         mut opts: TxOptions,
         body: F,
     ) -> Result<Reply, ApiError>
@@ -126,22 +126,29 @@ impl Db {
     }
 
     /// The group executor, when a request with `opts` may share a group.
-    fn group_for(&self, opts: &TxOptions) -> Option<&Arc<GroupCommit>> {
+    fn group_for(&self, opts: &TxOptions) -> Option<&Arc<GroupCommit<Counters>>> {
         let alone =
             !opts.group || opts.isolation != Isolation::ReadCommitted || !opts.fences.is_empty();
         self.group.as_ref().filter(|_| !alone)
     }
 }
 
-fn grouped(work: Work, strength: Strength, mode: &'static str, opts: TxOptions) -> Request {
+fn grouped(
+    work: Work,
+    strength: Strength,
+    mode: &'static str,
+    opts: TxOptions,
+) -> Request<Counters> {
     Request {
-        work,
-        strength,
-        mode,
+        work: Change {
+            work,
+            strength,
+            mode,
+            idempotency: opts.idempotency,
+        },
         lock_timeout: opts
             .lock_timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms))),
-        idempotency: opts.idempotency,
         request_id: crate::routes::current_request_id(),
     }
 }

@@ -74,7 +74,7 @@ pub struct Db {
     /// The connections' default `lock_timeout`: also bounds the wait for admission.
     pub lock_timeout: Duration,
     /// The group-commit executor; `None` with `--group-commit off`.
-    pub group: Option<Arc<super::group::GroupCommit>>,
+    pub group: Option<Arc<super::group::GroupCommit<super::group::Counters>>>,
 }
 
 /// An open transaction, handed to the body of [`Db::transact`].

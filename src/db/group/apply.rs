@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::Member;
+use super::{Counters, Member};
 use crate::db::counters::{not_found, Counter, Increment};
 use crate::db::idempotency::{self, Reply};
 use crate::db::transactions::{name_op, replay, Committed, Op, Refused};
@@ -71,7 +71,7 @@ impl Reserved {
 
 /// Applies `members` in order to `rows` (the locked counters).
 pub(super) fn apply(
-    members: &[Member],
+    members: &[Member<Counters>],
     rows: Vec<Counter>,
     keys: &Keys,
     mut versions: Reserved,
@@ -84,7 +84,7 @@ pub(super) fn apply(
     let mut seen_keys: HashSet<&str> = HashSet::new();
     let mut answers = Vec::with_capacity(members.len());
     for member in members {
-        if let Some(idem) = &member.idempotency {
+        if let Some(idem) = &member.work.idempotency {
             // Two requests with one key in one group: the second is "still in flight".
             let first = seen_keys.insert(idem.key.as_str());
             if !first || !keys.locked.get(&idem.key).copied().unwrap_or(false) {
@@ -101,13 +101,13 @@ pub(super) fn apply(
             changed: &mut changed,
             versions: &mut versions,
         };
-        let reply = match &member.work {
+        let reply = match &member.work.work {
             Work::Increment { name, by } => step.increment(name, *by).and_then(|i| i.reply()),
             Work::Transaction { ops } => step
                 .transaction(ops, &mut transaction_ids, &mut writes)
                 .and_then(|c| c.reply()),
         };
-        if let (Ok(reply), Some(idem)) = (&reply, &member.idempotency) {
+        if let (Ok(reply), Some(idem)) = (&reply, &member.work.idempotency) {
             writes.keys.push(idem.key.clone());
             writes.hashes.push(idem.request_hash.clone());
             writes.statuses.push(reply.status as i16);
@@ -207,20 +207,23 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::db::group::Change;
     use crate::db::idempotency::Idempotency;
     use crate::db::locking::Strength;
 
-    fn member(work: Work, key: Option<(&str, &[u8])>) -> Member {
+    fn member(work: Work, key: Option<(&str, &[u8])>) -> Member<Counters> {
         let (answer, _) = tokio::sync::oneshot::channel();
         Member {
-            work,
-            strength: Strength::Update,
-            mode: "wait",
+            work: Change {
+                work,
+                strength: Strength::Update,
+                mode: "wait",
+                idempotency: key.map(|(key, body)| {
+                    Idempotency::new(key.into(), "POST", "/x", body, Duration::from_secs(60))
+                }),
+            },
             deadline: Instant::now() + Duration::from_secs(10),
             timeout: Duration::from_secs(10),
-            idempotency: key.map(|(key, body)| {
-                Idempotency::new(key.into(), "POST", "/x", body, Duration::from_secs(60))
-            }),
             request_id: None,
             enqueued: Instant::now(),
             claim: Arc::new(AtomicU8::new(super::super::TAKEN)),
@@ -245,7 +248,7 @@ mod tests {
         }
     }
 
-    fn run(members: &[Member], rows: Vec<Counter>, keys: &Keys) -> Applied {
+    fn run(members: &[Member<Counters>], rows: Vec<Counter>, keys: &Keys) -> Applied {
         let versions = Reserved::new((10..10 + members.len() as i64 * 3).rev().collect());
         apply(members, rows, keys, versions, Reserved::new(vec![7, 8, 9])).expect("applies")
     }

@@ -1,4 +1,9 @@
-//! Group commit: many clients' counter changes in one locked transaction.
+//! Group commit: many clients' changes in one locked transaction.
+//!
+//! The executor here is shared by two kinds of work ([`Kind`]): counter changes (below, [`run`])
+//! and job acknowledgements with claims ([`crate::db::jobs::group`]). Each kind says which rows
+//! a request needs and how one group's transaction runs; forming groups, the per-row order, the
+//! lock timeouts in the queue and the number of groups in the database are the executor's.
 //!
 //! One PostgreSQL transaction per request caps a hot row at the rate PostgreSQL hands its row
 //! lock over and commits. rowlock sees every client's request at once, so it can do better:
@@ -25,30 +30,49 @@ mod run;
 mod work;
 
 pub use args::GroupArgs;
-pub use work::Work;
+pub use run::Counters;
+pub use work::{Change, Work};
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
 use tokio::sync::oneshot;
 
-use super::idempotency::{Idempotency, Reply};
-use super::locking::Strength;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+
+/// What one kind of grouped work (counter changes, job acknowledgements and claims) tells the
+/// shared executor: the rows a request needs and how a group of them runs.
+pub trait Kind: Send + Sync + Sized + 'static {
+    /// What one request asks.
+    type Work: Send + 'static;
+    /// A row a request needs; a row is in at most one group in the database at a time.
+    type Row: Hash + Eq + Ord + Clone + Send + 'static;
+    /// A request's answer, sent once its group committed.
+    type Answer: Send + 'static;
+    /// Whether two requests of one group may share a row (`false`: the group applies them one
+    /// after another itself) or not (`true`: the later one waits for the next group).
+    const EXCLUSIVE_ROWS: bool;
+
+    /// The rows `work` needs (with repeats).
+    fn rows(work: &Self::Work) -> Vec<&Self::Row>;
+    /// How much of a group's `max_ops` `work` takes.
+    fn ops(work: &Self::Work) -> usize;
+    /// How a lock timeout names `work`'s rows.
+    fn describe(work: &Self::Work) -> String;
+    /// Runs one group to its end, answering every member; dropping `lane` lets the next start.
+    fn start(lane: Lane<Self>, members: Vec<Member<Self>>);
+    /// How many requests wait in the queue now (a gauge).
+    fn queued(&self, n: usize);
+}
 
 /// A request as submitted by the planner.
-pub struct Request {
-    pub work: Work,
-    pub strength: Strength,
-    /// `lock=` as asked (`wait` or `none`), for the lock-wait metric.
-    pub mode: &'static str,
+pub struct Request<K: Kind> {
+    pub work: K::Work,
     /// The request's own `lock_timeout_ms`, if it gave one.
     pub lock_timeout: Option<Duration>,
-    pub idempotency: Option<Idempotency>,
     pub request_id: Option<String>,
 }
 
@@ -57,42 +81,47 @@ const TAKEN: u8 = 1;
 const ABANDONED: u8 = 2;
 
 /// A request waiting in the queue or running in a group.
-struct Member {
-    work: Work,
-    strength: Strength,
-    mode: &'static str,
-    deadline: Instant,
+pub struct Member<K: Kind> {
+    pub work: K::Work,
+    pub deadline: Instant,
     /// The lock timeout `deadline` came from (for the 423's detail).
-    timeout: Duration,
-    idempotency: Option<Idempotency>,
-    request_id: Option<String>,
-    enqueued: Instant,
+    pub timeout: Duration,
+    pub request_id: Option<String>,
+    pub enqueued: Instant,
     /// `QUEUED` → `TAKEN` by the group that runs it, or → `ABANDONED` by its own request once
     /// its lock timeout ran out in the queue: exactly one of the two wins.
     claim: Arc<AtomicU8>,
-    answer: oneshot::Sender<Result<Reply, ApiError>>,
+    answer: oneshot::Sender<Result<K::Answer, ApiError>>,
 }
 
-/// The group-commit executor of one server.
-pub struct GroupCommit {
-    state: Mutex<State>,
-    pool: Pool,
-    metrics: Arc<Metrics>,
+impl<K: Kind> Member<K> {
+    /// Sends the member its answer (nobody may be listening any more).
+    pub fn answer(self, answer: Result<K::Answer, ApiError>) {
+        let _ = self.answer.send(answer);
+    }
+
+    /// Answers 423: the member's lock timeout ran out.
+    pub fn time_out(self) {
+        let error = timed_out(&K::describe(&self.work), self.timeout);
+        self.answer(Err(error));
+    }
+}
+
+/// The group-commit executor of one kind of work.
+pub struct GroupCommit<K: Kind> {
+    /// The kind's own settings and handles.
+    pub kind: K,
+    state: Mutex<State<K>>,
     max_ops: usize,
     concurrency: usize,
-    max_retries: u32,
     default_lock_timeout: Duration,
-    idempotency_retention_secs: f64,
-    /// How long rowlock tries to learn the fate of a `COMMIT` whose answer was lost.
-    resolve_timeout: Duration,
     next_group: AtomicU64,
 }
 
-#[derive(Default)]
-struct State {
-    queue: VecDeque<Member>,
+struct State<K: Kind> {
+    queue: VecDeque<Member<K>>,
     /// Rows of the groups in the database.
-    busy: HashSet<String>,
+    busy: HashSet<K::Row>,
     /// Groups in the database.
     running: usize,
     /// Request ids of each group in the database, by group id (for `GET /debug/locks`).
@@ -103,45 +132,40 @@ struct State {
 pub struct Settings {
     pub max_ops: usize,
     pub concurrency: usize,
-    pub max_retries: u32,
     pub default_lock_timeout: Duration,
-    pub idempotency_retention: Duration,
-    pub resolve_timeout: Duration,
 }
 
-impl GroupCommit {
-    pub fn new(pool: Pool, metrics: Arc<Metrics>, settings: Settings) -> Arc<Self> {
+impl<K: Kind> GroupCommit<K> {
+    pub fn new(kind: K, settings: Settings) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(State::default()),
-            pool,
-            metrics,
+            kind,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                busy: HashSet::new(),
+                running: 0,
+                sessions: HashMap::new(),
+            }),
             max_ops: settings.max_ops.max(1),
             concurrency: settings.concurrency.max(1),
-            max_retries: settings.max_retries,
             default_lock_timeout: settings.default_lock_timeout,
-            idempotency_retention_secs: settings.idempotency_retention.as_secs_f64(),
-            resolve_timeout: settings.resolve_timeout,
             next_group: AtomicU64::new(1),
         })
     }
 
     /// Runs `request` in a group; answers once the group's `COMMIT` succeeded (or why not).
-    pub async fn submit(self: &Arc<Self>, request: Request) -> Result<Reply, ApiError> {
+    pub async fn submit(self: &Arc<Self>, request: Request<K>) -> Result<K::Answer, ApiError> {
         let enqueued = Instant::now();
         let timeout = request.lock_timeout.unwrap_or(self.default_lock_timeout);
         let deadline = enqueued + timeout;
-        let describe = request.work.describe();
+        let describe = K::describe(&request.work);
         let claim = Arc::new(AtomicU8::new(QUEUED));
         let (answer, mut answered) = oneshot::channel();
         {
             let mut state = self.lock();
             state.queue.push_back(Member {
                 work: request.work,
-                strength: request.strength,
-                mode: request.mode,
                 deadline,
                 timeout,
-                idempotency: request.idempotency,
                 request_id: request.request_id,
                 enqueued,
                 claim: claim.clone(),
@@ -165,23 +189,22 @@ impl GroupCommit {
         }
     }
 
-    /// Takes `work`'s rows for a request that runs alone, as one statement of its own, when it
+    /// Takes `rows` for a request that runs alone, as one statement of its own, when it
     /// would otherwise be a group of one: a group slot is free, and no group holds or waits
     /// for its rows. Requests that arrive for those rows meanwhile queue behind it, as behind
     /// a group. `None`: submit it instead.
-    pub fn try_alone(self: &Arc<Self>, work: &Work) -> Option<Alone> {
-        let rows = work.rows();
+    pub fn try_alone(self: &Arc<Self>, rows: Vec<&K::Row>) -> Option<Alone<K>> {
         let mut state = self.lock();
         let free = state.running < self.concurrency
             && !rows.iter().any(|r| state.busy.contains(*r))
             && !state
                 .queue
                 .iter()
-                .any(|m| rows.iter().any(|r| m.work.touches(r)));
+                .any(|m| K::rows(&m.work).iter().any(|r| rows.contains(r)));
         if !free {
             return None;
         }
-        let mut rows: Vec<String> = rows.into_iter().map(str::to_owned).collect();
+        let mut rows: Vec<K::Row> = rows.into_iter().cloned().collect();
         rows.sort_unstable();
         rows.dedup();
         state.busy.extend(rows.iter().cloned());
@@ -200,14 +223,14 @@ impl GroupCommit {
     }
 
     /// Starts groups while there is room in the database and work whose rows are free.
-    fn launch(self: &Arc<Self>, state: &mut State) {
+    fn launch(self: &Arc<Self>, state: &mut State<K>) {
         while state.running < self.concurrency {
             let members = self.form(state);
             if members.is_empty() {
                 break;
             }
             let id = self.next_group.fetch_add(1, Ordering::Relaxed);
-            let rows: Vec<String> = rows_of(&members);
+            let rows = rows_of(&members);
             state.busy.extend(rows.iter().cloned());
             state.running += 1;
             let ids = members
@@ -220,33 +243,36 @@ impl GroupCommit {
                 id,
                 rows,
             };
-            tokio::spawn(run::group(lane, members));
+            K::start(lane, members);
         }
-        self.metrics.group_queued(state.queue.len());
+        self.kind.queued(state.queue.len());
     }
 
     /// Takes the next group off the queue: requests in arrival order whose rows are free, up to
     /// `max_ops`. A request left behind keeps its rows from later requests, so each row's
     /// requests run in the order they came.
-    fn form(&self, state: &mut State) -> Vec<Member> {
-        let mut taken: Vec<Member> = Vec::new();
+    fn form(&self, state: &mut State<K>) -> Vec<Member<K>> {
+        let mut taken: Vec<Member<K>> = Vec::new();
         let mut ops = 0;
-        let mut held: HashSet<String> = HashSet::new();
+        let mut held: HashSet<K::Row> = HashSet::new();
+        // With exclusive rows, the rows of the members taken so far.
+        let mut in_group: HashSet<K::Row> = HashSet::new();
         let mut kept = VecDeque::with_capacity(state.queue.len());
         while let Some(member) = state.queue.pop_front() {
             if member.claim.load(Ordering::Acquire) == ABANDONED {
                 continue;
             }
-            let rows = member.work.rows();
+            let rows = K::rows(&member.work);
             let blocked = rows
                 .iter()
-                .any(|r| state.busy.contains(*r) || held.contains(*r));
+                .any(|r| state.busy.contains(*r) || held.contains(*r) || in_group.contains(*r));
             if blocked {
-                held.extend(rows.into_iter().map(str::to_owned));
+                held.extend(rows.into_iter().cloned());
                 kept.push_back(member);
                 continue;
             }
-            if !taken.is_empty() && ops + member.work.ops() > self.max_ops {
+            let member_ops = K::ops(&member.work);
+            if !taken.is_empty() && ops + member_ops > self.max_ops {
                 kept.push_back(member);
                 kept.extend(state.queue.drain(..));
                 break;
@@ -256,7 +282,10 @@ impl GroupCommit {
                 .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok();
             if claimed {
-                ops += member.work.ops();
+                if K::EXCLUSIVE_ROWS {
+                    in_group.extend(rows.into_iter().cloned());
+                }
+                ops += member_ops;
                 taken.push(member);
             }
         }
@@ -264,7 +293,7 @@ impl GroupCommit {
         taken
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<K>> {
         // Never held across an await; every update leaves the state consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -272,17 +301,29 @@ impl GroupCommit {
 
 /// The place of a request that runs alone (see [`GroupCommit::try_alone`]); dropping it lets
 /// the requests queued on its rows go.
-pub struct Alone(#[allow(dead_code)] Lane);
+pub struct Alone<K: Kind>(#[allow(dead_code)] Lane<K>);
 
 /// A group's place in the database; leaving it (even by a panic) frees its rows and lets the
 /// next groups start.
-struct Lane {
-    executor: Arc<GroupCommit>,
+pub struct Lane<K: Kind> {
+    executor: Arc<GroupCommit<K>>,
     id: u64,
-    rows: Vec<String>,
+    rows: Vec<K::Row>,
 }
 
-impl Drop for Lane {
+impl<K: Kind> Lane<K> {
+    /// The executor the group runs in.
+    pub fn executor(&self) -> &Arc<GroupCommit<K>> {
+        &self.executor
+    }
+
+    /// The group's number, unique in this process (it names the database session).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl<K: Kind> Drop for Lane<K> {
     fn drop(&mut self) {
         let mut state = self.executor.lock();
         for row in &self.rows {
@@ -295,15 +336,35 @@ impl Drop for Lane {
 }
 
 /// The distinct rows of `members`.
-fn rows_of(members: &[Member]) -> Vec<String> {
-    let mut rows: Vec<String> = members
+fn rows_of<K: Kind>(members: &[Member<K>]) -> Vec<K::Row> {
+    let mut rows: Vec<K::Row> = members
         .iter()
-        .flat_map(|m| m.work.rows())
-        .map(str::to_owned)
+        .flat_map(|m| K::rows(&m.work))
+        .cloned()
         .collect();
     rows.sort_unstable();
     rows.dedup();
     rows
+}
+
+/// Answers 423 to the members whose lock timeout has run out; returns the others.
+pub fn expire<K: Kind>(members: Vec<Member<K>>) -> Vec<Member<K>> {
+    let now = Instant::now();
+    let (expired, alive): (Vec<_>, Vec<_>) = members.into_iter().partition(|m| m.deadline <= now);
+    for member in expired {
+        member.time_out();
+    }
+    alive
+}
+
+/// What is left of the shortest lock timeout of `members`, as a `lock_timeout` setting.
+pub fn remaining_lock_timeout<K: Kind>(members: &[Member<K>]) -> Duration {
+    let now = Instant::now();
+    members
+        .iter()
+        .map(|m| m.deadline.saturating_duration_since(now))
+        .min()
+        .unwrap_or_default()
 }
 
 fn timed_out(describe: &str, timeout: Duration) -> ApiError {

@@ -15,14 +15,15 @@
 //! (`txid_status`): committed → the answers rowlock holds; aborted → 503 (nothing applied);
 //! unknown → 504 `outcome_unknown`.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use deadpool_postgres::ClientWrapper;
+use deadpool_postgres::{ClientWrapper, Pool};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 
 use super::apply::{apply, Applied, Keys, Reserved, Writes};
-use super::{timed_out, GroupCommit, Lane, Member, Work};
+use super::{expire, remaining_lock_timeout, Change, Kind, Lane, Member, Work};
 use crate::db::conn::TxConnection;
 use crate::db::counters::counter;
 use crate::db::idempotency::{stored_reply, Reply};
@@ -77,6 +78,44 @@ const WRITE: &str = "WITH written AS (
     )
     SELECT 1";
 
+/// Counter changes, as a [`Kind`] of grouped work: the rows are counters' names, and a group's
+/// members may share rows (they are applied one after another in memory).
+pub struct Counters {
+    pub pool: Pool,
+    pub metrics: Arc<Metrics>,
+    pub max_retries: u32,
+    pub idempotency_retention_secs: f64,
+    /// How long rowlock tries to learn the fate of a `COMMIT` whose answer was lost.
+    pub resolve_timeout: Duration,
+}
+
+impl Kind for Counters {
+    type Work = Change;
+    type Row = String;
+    type Answer = Reply;
+    const EXCLUSIVE_ROWS: bool = false;
+
+    fn rows(change: &Change) -> Vec<&String> {
+        change.work.rows()
+    }
+
+    fn ops(change: &Change) -> usize {
+        change.work.ops()
+    }
+
+    fn describe(change: &Change) -> String {
+        change.work.describe()
+    }
+
+    fn start(lane: Lane<Self>, members: Vec<Member<Self>>) {
+        tokio::spawn(group(lane, members));
+    }
+
+    fn queued(&self, n: usize) {
+        self.metrics.group_queued(n);
+    }
+}
+
 /// Why an attempt at the group's transaction failed (nothing of it was applied).
 enum Failed {
     /// The group's lock timeout ran out: its members past their deadline are answered 423, the
@@ -107,25 +146,25 @@ impl From<ApiError> for Failed {
 }
 
 /// Runs one group to its end and answers every member; dropping `lane` lets the next start.
-pub(super) async fn group(lane: Lane, mut members: Vec<Member>) {
-    let executor = lane.executor.clone();
+async fn group(lane: Lane<Counters>, mut members: Vec<Member<Counters>>) {
+    let executor = &lane.executor().kind;
     let started = Instant::now();
     executor.metrics.group(
         members
             .iter()
             .map(|m| started.saturating_duration_since(m.enqueued)),
     );
-    let application_name = format!("rowlock/group-{}", lane.id);
+    let application_name = format!("rowlock/group-{}", lane.id());
     let (mut retries, mut timeouts) = (0, 0);
     loop {
         members = expire(members);
         if members.is_empty() {
             break;
         }
-        match attempt(&executor, &application_name, &members).await {
+        match attempt(executor, &application_name, &members).await {
             Ok(answers) => {
                 for (member, answer) in members.into_iter().zip(answers) {
-                    let _ = member.answer.send(answer);
+                    member.answer(answer);
                 }
                 break;
             }
@@ -146,7 +185,7 @@ pub(super) async fn group(lane: Lane, mut members: Vec<Member>) {
                     Failed::Retryable(e) | Failed::Final(e) => e,
                 };
                 for member in members {
-                    let _ = member.answer.send(Err(error.duplicate()));
+                    member.answer(Err(error.duplicate()));
                 }
                 break;
             }
@@ -155,22 +194,11 @@ pub(super) async fn group(lane: Lane, mut members: Vec<Member>) {
     drop(lane);
 }
 
-/// Answers 423 to the members whose lock timeout has run out; returns the others.
-fn expire(members: Vec<Member>) -> Vec<Member> {
-    let now = Instant::now();
-    let (expired, alive): (Vec<_>, Vec<_>) = members.into_iter().partition(|m| m.deadline <= now);
-    for member in expired {
-        let error = timed_out(&member.work.describe(), member.timeout);
-        let _ = member.answer.send(Err(error));
-    }
-    alive
-}
-
 /// One attempt at the group's transaction: each member's answer, once committed.
 async fn attempt(
-    executor: &GroupCommit,
+    executor: &Counters,
     application_name: &str,
-    members: &[Member],
+    members: &[Member<Counters>],
 ) -> Result<Vec<Result<Reply, ApiError>>, Failed> {
     // Closed rather than pooled if this ends (or panics) before the transaction did.
     let client = TxConnection::new(executor.pool.get().await.map_err(ApiError::from)?);
@@ -225,26 +253,25 @@ async fn lock_and_apply(
     metrics: &Metrics,
     client: &ClientWrapper,
     application_name: &str,
-    members: &[Member],
+    members: &[Member<Counters>],
 ) -> Result<(TxIdentity, (Statement, Applied)), Failed> {
-    let now = Instant::now();
-    let remaining = members
-        .iter()
-        .map(|m| m.deadline.saturating_duration_since(now))
-        .min()
-        .unwrap_or_default();
+    let remaining = remaining_lock_timeout(members);
     let lock_timeout = format!("{}ms", remaining.as_micros().div_ceil(1000).max(1));
-    let mut names: Vec<&str> = members.iter().flat_map(|m| m.work.rows()).collect();
+    let mut names: Vec<&str> = members
+        .iter()
+        .flat_map(|m| m.work.work.rows())
+        .map(String::as_str)
+        .collect();
     names.sort_unstable();
     names.dedup();
     let mut keys: Vec<&str> = members
         .iter()
-        .filter_map(|m| m.idempotency.as_ref().map(|i| i.key.as_str()))
+        .filter_map(|m| m.work.idempotency.as_ref().map(|i| i.key.as_str()))
         .collect();
     keys.sort_unstable();
     keys.dedup();
     // The strongest lock any member asked for.
-    let strength = match members.iter().any(|m| m.strength == Strength::Update) {
+    let strength = match members.iter().any(|m| m.work.strength == Strength::Update) {
         true => Strength::Update,
         false => Strength::NoKeyUpdate,
     };
@@ -252,10 +279,10 @@ async fn lock_and_apply(
         wait: WaitPolicy::Wait,
         strength,
     };
-    let versions: usize = members.iter().map(|m| m.work.ops()).sum();
+    let versions: usize = members.iter().map(|m| m.work.work.ops()).sum();
     let transactions = members
         .iter()
-        .filter(|m| matches!(m.work, Work::Transaction { .. }))
+        .filter(|m| matches!(m.work.work, Work::Transaction { .. }))
         .count();
     let (versions, transactions) = (count(versions)?, count(transactions)?);
     let settings = client.prepare_cached(SETTINGS).await?;
@@ -296,7 +323,7 @@ async fn lock_and_apply(
     let keys = read_keys(key_locks?, stored?)?;
     let rows = locked?.iter().map(counter).collect();
     for m in members {
-        metrics.lock_wait(m.work.resource(), m.mode, m.enqueued.elapsed());
+        metrics.lock_wait(m.work.work.resource(), m.work.mode, m.enqueued.elapsed());
     }
     let reserved = reserved?;
     let applied = apply(
@@ -327,7 +354,7 @@ fn read_keys(locks: Vec<Row>, stored: Vec<Row>) -> Result<Keys, ApiError> {
 
 fn write_params<'a>(
     w: &'a Writes,
-    executor: &'a GroupCommit,
+    executor: &'a Counters,
 ) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 12] {
     let retention: &'a f64 = &executor.idempotency_retention_secs;
     [

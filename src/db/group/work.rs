@@ -1,6 +1,17 @@
 //! What one request asks of a group, and the rows it needs.
 
+use crate::db::idempotency::Idempotency;
+use crate::db::locking::Strength;
 use crate::db::transactions::Op;
+
+/// One counter request of a group: its work and how it asked for it.
+pub struct Change {
+    pub work: Work,
+    pub strength: Strength,
+    /// `lock=` as asked (`wait` or `none`), for the lock-wait metric.
+    pub mode: &'static str,
+    pub idempotency: Option<Idempotency>,
+}
 
 /// What one request asks of a group.
 #[derive(Debug, Clone)]
@@ -13,18 +24,10 @@ pub enum Work {
 
 impl Work {
     /// The counters this work touches (with repeats).
-    pub(super) fn rows(&self) -> Vec<&str> {
+    pub fn rows(&self) -> Vec<&String> {
         match self {
-            Self::Increment { name, .. } => vec![name.as_str()],
-            Self::Transaction { ops } => ops.iter().map(|op| op.counter.as_str()).collect(),
-        }
-    }
-
-    /// Whether this work changes counter `row`.
-    pub(super) fn touches(&self, row: &str) -> bool {
-        match self {
-            Self::Increment { name, .. } => name == row,
-            Self::Transaction { ops } => ops.iter().any(|op| op.counter == row),
+            Self::Increment { name, .. } => vec![name],
+            Self::Transaction { ops } => ops.iter().map(|op| &op.counter).collect(),
         }
     }
 
@@ -56,7 +59,7 @@ impl Work {
         match self {
             Self::Increment { name, .. } => format!("counter '{name}'"),
             Self::Transaction { .. } => {
-                let mut names = self.rows();
+                let mut names: Vec<&str> = self.rows().into_iter().map(String::as_str).collect();
                 names.sort_unstable();
                 names.dedup();
                 format!("counters '{}'", names.join("', '"))
