@@ -74,6 +74,12 @@ pub struct Metrics {
     group_wait: Histogram,
     /// Requests waiting in rowlock for a group to take them.
     group_queued: Gauge,
+    /// Requests (acknowledgements and claims) per job group.
+    job_group_requests: Histogram,
+    /// Job acknowledgements (complete, fail, heartbeat) written per job group.
+    job_group_acks: Histogram,
+    /// Job requests waiting in rowlock for a job group to take them.
+    job_group_queued: Gauge,
     /// Long-polling claims and waiting lease acquisitions, refreshed on every scrape.
     waiters: Gauge,
 }
@@ -97,6 +103,9 @@ impl Metrics {
         let group_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let group_wait = seconds_histogram();
         let group_queued = Gauge::default();
+        let job_group_requests = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let job_group_acks = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let job_group_queued = Gauge::default();
         let waiters = Gauge::default();
         let (pool_size, pool_available, pool_waiting) =
             (Gauge::default(), Gauge::default(), Gauge::default());
@@ -158,6 +167,21 @@ impl Metrics {
             group_queued.clone(),
         );
         registry.register(
+            "job_group_requests",
+            "Job requests (acknowledgements, claims) that shared one transaction",
+            job_group_requests.clone(),
+        );
+        registry.register(
+            "job_group_acks",
+            "Job acknowledgements (complete, fail, heartbeat) written by one transaction",
+            job_group_acks.clone(),
+        );
+        registry.register(
+            "job_group_queued",
+            "Job requests waiting in rowlock for a job group to take them",
+            job_group_queued.clone(),
+        );
+        registry.register(
             "waiters",
             "Requests waiting for a job or a lease (long-polling claims, lease acquisitions with \
              wait_ms); at most --max-waiters",
@@ -177,6 +201,9 @@ impl Metrics {
             group_size,
             group_wait,
             group_queued,
+            job_group_requests,
+            job_group_acks,
+            job_group_queued,
             waiters,
         }
     }
@@ -189,6 +216,17 @@ impl Metrics {
     /// Sets how many requests wait for a group.
     pub fn group_queued(&self, n: usize) {
         self.group_queued.set(n as i64);
+    }
+
+    /// Sets how many job requests wait for a job group.
+    pub fn job_group_queued(&self, n: usize) {
+        self.job_group_queued.set(n as i64);
+    }
+
+    /// Records one job group as it starts: its requests and acknowledgements.
+    pub fn job_group(&self, requests: usize, acks: usize) {
+        self.job_group_requests.observe(requests as f64);
+        self.job_group_acks.observe(acks as f64);
     }
 
     /// Records one group as it starts: its size and how long each of its requests waited.

@@ -16,6 +16,7 @@ use deadpool_postgres::Pool;
 use crate::cli::{DatabaseArgs, ServeArgs};
 use crate::db::admission::Admission;
 use crate::db::group::{self, GroupCommit};
+use crate::db::jobs::group::Jobs;
 use crate::db::notify::{WaitBudget, Wakeups};
 use crate::db::{self, Db};
 use crate::local_cluster::{Durability, LocalCluster};
@@ -65,15 +66,31 @@ impl Application {
                 },
             )
         });
-        let db = Db {
+        let mut db = Db {
             pool: pool.clone(),
             max_retries: args.pool.max_retries,
             idempotency_retention: Duration::from_secs(args.idempotency_retention_secs),
             metrics,
             group,
+            jobs: None,
             admission: Admission::new(args.pool.row_concurrency),
             lock_timeout: Duration::from_millis(args.pool.lock_timeout_ms),
         };
+        if args.group.group_commit {
+            // The job groups' own handle has no executors (they hold it: no cycle).
+            let runner = Db {
+                group: None,
+                ..db.clone()
+            };
+            db.jobs = Some(GroupCommit::new(
+                Jobs { db: runner },
+                group::Settings {
+                    max_ops: args.group.group_max_ops as usize,
+                    concurrency: args.group.group_concurrency as usize,
+                    default_lock_timeout: Duration::from_millis(args.pool.lock_timeout_ms),
+                },
+            ));
+        }
         let listener = TcpListener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let port = listener.local_addr()?.port();

@@ -11,6 +11,8 @@
 //! operator asking for a transition the job's state does not allow).
 
 pub mod claim;
+pub mod group;
+mod plan;
 
 use serde_json::Value;
 use tokio_postgres::types::ToSql;

@@ -75,6 +75,8 @@ pub struct Db {
     pub lock_timeout: Duration,
     /// The group-commit executor; `None` with `--group-commit off`.
     pub group: Option<Arc<super::group::GroupCommit<super::group::Counters>>>,
+    /// The job group executor (acknowledgements and claims); `None` with `--group-commit off`.
+    pub jobs: Option<Arc<super::group::GroupCommit<super::jobs::group::Jobs>>>,
 }
 
 /// An open transaction, handed to the body of [`Db::transact`].

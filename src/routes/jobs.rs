@@ -134,19 +134,9 @@ pub(crate) async fn complete_batch(
     queue: Name,
     body: JsonBody<CompleteBody, { input::CLAIM_BODY_BYTES }>,
 ) -> Result<HttpResponse, ApiError> {
-    let items = std::rc::Rc::new(body.value.items()?);
+    let items = body.value.items()?;
     let (db, opts) = m.options(&body.raw)?;
-    let queue = queue.0;
-    let reply = db
-        .transact(opts, move |tx| {
-            let (items, queue) = (items.clone(), queue.clone());
-            Box::pin(async move {
-                let results = jobs::complete_batch(tx, &queue, &items, true).await?;
-                Reply::json(200, &serde_json::json!({ "results": results }))
-            })
-        })
-        .await?;
-    Ok(respond(reply))
+    Ok(respond(db.complete_jobs(queue.0, items, opts).await?))
 }
 
 /// Claims always lock with `SKIP LOCKED`; `lock=`/`strength=` do not change that. A waiting
@@ -168,6 +158,23 @@ pub(crate) async fn claim(
     let completions = body.value.completions()?;
     let spec = body.value.spec(queue.0)?;
     let (db, opts) = m.options(&body.raw)?;
+    if let Some(group) = db.job_group_for(&opts) {
+        let piggy_backed = completions.is_some();
+        let (claimed, completed) = claim::claim_in_groups(
+            &db,
+            group,
+            &wakeups,
+            &budget,
+            spec,
+            completions.unwrap_or_default(),
+            &opts,
+        )
+        .await?;
+        return match piggy_backed {
+            true => both(claimed, &completed),
+            false => Ok(respond(claimed)),
+        };
+    }
     let Some(items) = completions else {
         return Ok(respond(
             claim::claim(&db, &wakeups, &budget, spec, opts).await?,
@@ -312,19 +319,9 @@ async fn run(
     raw: &[u8],
     transition: Transition,
 ) -> Result<HttpResponse, ApiError> {
-    let (lock, id) = (m.params.row_lock(), id.0);
+    let lock = m.params.row_lock();
     let (db, opts) = m.options(raw)?;
-    let reply = db
-        .transact(opts, move |tx| {
-            let transition = transition.clone();
-            Box::pin(async move {
-                let done = jobs::transition(tx, id, &transition, lock).await?;
-                match transition {
-                    Transition::Delete => Ok(Reply::empty(204)),
-                    _ => Reply::json(200, &done),
-                }
-            })
-        })
-        .await?;
-    Ok(respond(reply))
+    Ok(respond(
+        db.job_transition(id.0, transition, lock, opts).await?,
+    ))
 }

@@ -13,6 +13,7 @@ mod idempotency;
 mod jobs;
 mod jobs_batches;
 mod jobs_concurrency;
+mod jobs_groups;
 mod jobs_hammer;
 mod leases;
 mod local_cluster;

@@ -37,6 +37,7 @@ async fn a_panic_inside_a_transaction_closes_its_connection_instead_of_pooling_i
         admission: Admission::new(1),
         lock_timeout: Duration::from_secs(5),
         group: None,
+        jobs: None,
     };
     let outcome = tokio::task::LocalSet::new()
         .run_until(db.transact(TxOptions::default(), |tx| Box::pin(update_then_panic(tx))))

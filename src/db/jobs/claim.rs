@@ -13,13 +13,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::group::{JobWork, Jobs};
 use super::{ItemResult, COMPLETE_BATCH};
+use crate::db::group::GroupCommit;
 use crate::db::notify::{WaitBudget, Wakeups};
 use crate::db::{Db, Reply, Tx, TxOptions};
 use crate::error::ApiError;
@@ -32,7 +35,7 @@ use crate::error::ApiError;
 /// (from every rowlock instance) count and claim one at a time: the claim that follows is a new
 /// statement, whose snapshot sees the jobs the previous claim marked running. A queue without a
 /// limit locks nothing here.
-const RESCUE: &str = "WITH limited AS MATERIALIZED (
+pub(crate) const RESCUE: &str = "WITH limited AS MATERIALIZED (
         SELECT name FROM queues WHERE name = $1 AND max_running IS NOT NULL FOR UPDATE
      )
      UPDATE jobs SET
@@ -51,12 +54,15 @@ const RESCUE: &str = "WITH limited AS MATERIALIZED (
 /// rows another claim is taking are passed over, not waited for. The paused check does not refer
 /// to the job, so PostgreSQL evaluates it once per statement.
 ///
-/// The answer is bounded in bytes as well as in jobs: jobs are taken in claim order while the
-/// payloads before them add up to less than `$5` bytes of JSON (so the first job is always
-/// taken). The picked jobs beyond the budget stay `queued` (their row locks end at `COMMIT`).
-/// So do those beyond the queue's room under `max_running` (`room`): the scan's `LIMIT` stays a
-/// plain parameter, so its plan remains an ordered index scan that stops after `$2` rows.
-const CLAIM: &str = "WITH room AS MATERIALIZED (
+/// One statement serves every claim of a job group ([`super::group`]): its `$2` slots are dealt
+/// out in claim order, slot `n` going to the claim `$6[n]` with that claim's token `$3[n]` and
+/// lease `$4[n]` (a claim alone owns every slot). Each claim's answer is bounded in bytes as well
+/// as in jobs: its jobs are taken in claim order while the payloads before them add up to less
+/// than `$5` bytes of JSON (so its first job is always taken). The picked jobs beyond a budget
+/// stay `queued` (their row locks end at `COMMIT`). So do those beyond the queue's room under
+/// `max_running` (`room`): the scan's `LIMIT` stays a plain parameter, so its plan remains an
+/// ordered index scan that stops after `$2` rows.
+pub(crate) const CLAIM: &str = "WITH room AS MATERIALIZED (
      SELECT coalesce((SELECT greatest(0, q.max_running - (
                          SELECT count(*) FROM jobs
                           WHERE queue = $1 AND state = 'running' AND lease_expires_at > now()))
@@ -69,23 +75,29 @@ const CLAIM: &str = "WITH room AS MATERIALIZED (
       ORDER BY priority DESC, id
       LIMIT $2
         FOR UPDATE OF jobs SKIP LOCKED
-   ), within_budget AS (
-     SELECT id FROM (
-       SELECT id, sum(bytes) OVER (ORDER BY priority DESC, id) - bytes AS before,
-              row_number() OVER (ORDER BY priority DESC, id) AS n
-         FROM picked
+   ), slots AS (
+     SELECT * FROM unnest($3::text[], $4::float8[], $6::int[])
+                   WITH ORDINALITY AS s(token, lease_secs, owner, n)
+   ), within_budget AS MATERIALIZED (
+     SELECT id, token, lease_secs, owner FROM (
+       SELECT p.id, p.n, s.token, s.lease_secs, s.owner,
+              sum(p.bytes) OVER (PARTITION BY s.owner ORDER BY p.n) - p.bytes AS before
+         FROM (SELECT id, bytes, row_number() OVER (ORDER BY priority DESC, id) AS n
+                 FROM picked) p
+         JOIN slots s ON s.n = p.n
      ) running_total
       WHERE before < $5 AND n <= (SELECT jobs FROM room)
    ), claimed AS (
      UPDATE jobs j
-        SET state = 'running', attempt = j.attempt + 1, token = $3,
-            lease_expires_at = now() + make_interval(secs => $4), attempted_at = now()
-      -- An array of ids, not a join: the plan is then index look-ups of the picked ids
-      -- whatever the planner guesses of `LIMIT $2` (a merge join over the whole primary key
-      -- was its choice on a table of a million jobs).
-      WHERE j.id = ANY (ARRAY(SELECT id FROM within_budget))
-  RETURNING j.id, j.priority, j.payload, j.attempt, j.token, j.lease_expires_at)
-  SELECT id, payload::text, attempt, token, to_jsonb(lease_expires_at)
+        SET state = 'running', attempt = j.attempt + 1, token = w.token,
+            lease_expires_at = now() + make_interval(secs => w.lease_secs), attempted_at = now()
+       FROM within_budget w
+      -- Found by an array of ids: the plan is then index look-ups of the picked ids whatever
+      -- the planner guesses of `LIMIT $2` (a merge join over the whole primary key was its
+      -- choice on a table of a million jobs).
+      WHERE j.id = ANY (ARRAY(SELECT id FROM within_budget)) AND j.id = w.id
+  RETURNING j.id, j.priority, j.payload, j.attempt, j.token, j.lease_expires_at, w.owner)
+  SELECT id, payload::text, attempt, token, to_jsonb(lease_expires_at), owner
     FROM claimed ORDER BY priority DESC, id";
 
 /// Seconds until a job of the queue may become claimable: its earliest `run_at` or lease expiry
@@ -115,6 +127,32 @@ pub struct ClaimSpec {
     pub wait: Duration,
 }
 
+/// The claim slots of one queue in one claim statement: each claim's token, lease and owner,
+/// once per job it may take.
+#[derive(Debug, Default)]
+pub struct Slots {
+    pub tokens: Vec<String>,
+    pub lease_secs: Vec<f64>,
+    pub owners: Vec<i32>,
+}
+
+impl Slots {
+    /// Adds `spec.limit` slots for the claim `owner`, with a fresh token.
+    pub fn add(&mut self, spec: &ClaimSpec, owner: i32) {
+        let token = format!("{:032x}", rand::random::<u128>());
+        for _ in 0..spec.limit {
+            self.tokens.push(token.clone());
+            self.lease_secs.push(spec.lease_secs);
+            self.owners.push(owner);
+        }
+    }
+
+    /// How many jobs the statement may take.
+    pub fn limit(&self) -> i64 {
+        self.tokens.len() as i64
+    }
+}
+
 /// One claimed job, as the claim route returns it.
 #[derive(Debug, Serialize)]
 pub struct ClaimedJob {
@@ -124,6 +162,19 @@ pub struct ClaimedJob {
     pub attempt: i32,
     pub token: String,
     pub lease_expires_at: Value,
+}
+
+impl ClaimedJob {
+    /// A row of [`CLAIM`].
+    pub(crate) fn of(row: &tokio_postgres::Row) -> Result<Self, ApiError> {
+        Ok(Self {
+            id: row.get(0),
+            payload: raw_json(row.get(1))?,
+            attempt: row.get(2),
+            token: row.get(3),
+            lease_expires_at: row.get(4),
+        })
+    }
 }
 
 /// Claims up to `spec.limit` jobs of `spec.queue`: 200 with the jobs, or 204 once `spec.wait`
@@ -208,6 +259,67 @@ async fn claim_with(
     }
 }
 
+/// Completes `completions` (a worker's finished jobs) and claims in job groups
+/// ([`super::group`]): the first attempt carries the completions, so they are committed even
+/// when nothing is there to claim; a claim that finds nothing waits as [`claim`] does, holding
+/// neither a connection nor a place in a group, and tries again in a later group.
+pub async fn claim_in_groups(
+    db: &Db,
+    group: &Arc<GroupCommit<Jobs>>,
+    wakeups: &Wakeups,
+    budget: &WaitBudget,
+    spec: ClaimSpec,
+    completions: Vec<(i64, String)>,
+    opts: &TxOptions,
+) -> Result<(Reply, Vec<ItemResult>), ApiError> {
+    let deadline = Instant::now() + spec.wait;
+    // Subscribed before the first attempt: a NOTIFY that arrives during an attempt is not lost.
+    let mut wake = wakeups.subscribe(&spec.queue);
+    let mut waiting = None;
+    let ids: Vec<i64> = completions.iter().map(|(id, _)| *id).collect();
+    let mut acks = Some(super::plan::completions(completions));
+    let mut completed = Vec::new();
+    loop {
+        let last = Instant::now() >= deadline;
+        let work = JobWork {
+            queue: Some(spec.queue.clone()),
+            acks: acks.take().unwrap_or_default(),
+            claim: Some(spec.clone()),
+        };
+        let answer = group.submit(super::plan::job_request(work, opts)).await?;
+        if !ids.is_empty() && completed.is_empty() {
+            completed = answer.items(&ids);
+        }
+        if !answer.jobs.is_empty() {
+            return Ok((Reply::json(200, &answer.jobs)?, completed));
+        }
+        if last {
+            return Ok((Reply::empty(204), completed));
+        }
+        let client = db.pool.get().await?;
+        let next = client.prepare_cached(NEXT_DUE).await?;
+        let secs: Option<f64> = client.query_one(&next, &[&spec.queue]).await?.get(0);
+        drop(client);
+        let until = idle_for(secs).map_or(deadline, |d| deadline.min(Instant::now() + d));
+        if waiting.is_none() {
+            waiting = Some(budget.enter()?);
+        }
+        wake.until(until).await;
+    }
+}
+
+/// How long an empty claim sleeps, given the seconds until a job may become claimable (`None`:
+/// until a NOTIFY).
+fn idle_for(secs: Option<f64>) -> Option<Duration> {
+    secs.map(|s| {
+        if s > 0.0 {
+            Duration::from_secs_f64(s.min(MAX_WAIT.as_secs_f64()))
+        } else {
+            BUSY_RECHECK
+        }
+    })
+}
+
 /// One claim transaction. Finding nothing on the `last` attempt is a 204; finding nothing
 /// before that is an error that rolls the transaction back (so no idempotency record stores an
 /// empty answer the long poll has not given yet), with `idle` telling the caller how long to
@@ -226,14 +338,16 @@ async fn attempt(
         Some(_) => Some(tx.prepare(COMPLETE_BATCH).await?),
         None => None,
     };
-    let token = format!("{:032x}", rand::random::<u128>());
+    let mut slots = Slots::default();
+    slots.add(spec, 0);
     let client = tx.client();
-    let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+    let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
         &spec.queue,
         &spec.limit,
-        &token,
-        &spec.lease_secs,
+        &slots.tokens,
+        &slots.lease_secs,
         &MAX_CLAIM_BYTES,
+        &slots.owners,
     ];
     let rescue_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&spec.queue, &spec.limit];
     let (ids, tokens): (Vec<i64>, Vec<&str>) = items
@@ -264,15 +378,7 @@ async fn attempt(
     if !rows.is_empty() {
         let jobs: Vec<ClaimedJob> = rows
             .iter()
-            .map(|r| {
-                Ok(ClaimedJob {
-                    id: r.get(0),
-                    payload: raw_json(r.get(1))?,
-                    attempt: r.get(2),
-                    token: r.get(3),
-                    lease_expires_at: r.get(4),
-                })
-            })
+            .map(ClaimedJob::of)
             .collect::<Result<_, ApiError>>()?;
         return Reply::json(200, &jobs);
     }
@@ -283,18 +389,12 @@ async fn attempt(
     // an idempotency record defers it; either way it only reads).
     let next = tx.prepare(NEXT_DUE).await?;
     let secs: Option<f64> = client.query_one(&next, &[&spec.queue]).await?.get(0);
-    idle.set(Some(secs.map(|s| {
-        if s > 0.0 {
-            Duration::from_secs_f64(s.min(MAX_WAIT.as_secs_f64()))
-        } else {
-            BUSY_RECHECK
-        }
-    })));
+    idle.set(Some(idle_for(secs)));
     Err(ApiError::RowSkipped("nothing to claim yet".into()))
 }
 
 /// JSON text from `jsonb::text`, handed on as it is.
-fn raw_json(text: String) -> Result<Box<RawValue>, ApiError> {
+pub(crate) fn raw_json(text: String) -> Result<Box<RawValue>, ApiError> {
     RawValue::from_string(text)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("a job payload is not JSON: {e}")))
 }
