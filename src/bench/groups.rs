@@ -31,15 +31,25 @@ pub struct GroupSizes {
     pub max_bucket: f64,
 }
 
-/// Scrapes `{base}/metrics`; `None` (with a warning) when it cannot be read.
+/// Scrapes `rowlock_group_size` from `{base}/metrics`; `None` (with a warning) when it cannot
+/// be read.
 pub async fn scrape(http: &reqwest::Client, base: &str) -> Option<Scrape> {
+    scrape_histogram(http, base, METRIC).await
+}
+
+/// Scrapes the histogram `metric` from `{base}/metrics` (e.g. `rowlock_job_group_acks`).
+pub async fn scrape_histogram(
+    http: &reqwest::Client,
+    base: &str,
+    metric: &str,
+) -> Option<Scrape> {
     let answer = async {
         let response = http.get(format!("{base}/metrics")).send().await?;
         response.error_for_status()?.text().await
     }
     .await;
     match answer {
-        Ok(text) => Some(parse(&text)),
+        Ok(text) => Some(parse_histogram(&text, metric)),
         Err(e) => {
             eprintln!("warning: cannot scrape {base}/metrics: {e}");
             None
@@ -54,9 +64,14 @@ pub fn between(before: Option<&Scrape>, after: Option<&Scrape>) -> Option<GroupS
 
 /// `rowlock_group_size` out of a Prometheus (or OpenMetrics) text exposition.
 pub fn parse(text: &str) -> Scrape {
+    parse_histogram(text, METRIC)
+}
+
+/// The histogram `metric` out of a Prometheus (or OpenMetrics) text exposition.
+pub fn parse_histogram(text: &str, metric: &str) -> Scrape {
     let mut scrape = Scrape::default();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix(METRIC) else {
+        let Some(rest) = line.strip_prefix(metric) else {
             continue;
         };
         let value = |s: &str| s.split_whitespace().next().map(str::to_owned);

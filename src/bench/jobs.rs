@@ -57,6 +57,7 @@ async fn run_on(
     let admin = crate::db::connect(&url).await?;
     let pool = args.pool_size.first().copied().unwrap_or(32);
     let mut all_passed = true;
+    let http = reqwest::Client::new();
     println!("| clients | pgbench jobs/s | rowlock limit=1 jobs/s | × | rowlock limit=10 jobs/s | × | verification |");
     println!("|---|---|---|---|---|---|---|");
     for &clients in &args.clients {
@@ -71,9 +72,11 @@ async fn run_on(
         let server = Server::start(binary, &url, pool, args.workers, group_commit, &log).await?;
         let mut reports = Vec::new();
         let mut cpus = Vec::new();
+        let mut groups = Vec::new();
         for limit in [1, 10] {
             settle(&admin).await?;
             eprintln!("rowlock  jobs {clients:>3} workers, limit {limit} …");
+            let groups_before = ack_groups(&http, &server.url).await;
             let cpu_before = super::cpu::Snapshot::take(Some(server.pid()));
             let report =
                 crate::hammer::jobs::execute(&hammer_args(&server.url, clients, limit)).await?;
@@ -82,6 +85,14 @@ async fn run_on(
                 report.jobs,
                 false,
             ));
+            let groups_after = ack_groups(&http, &server.url).await;
+            groups.push(
+                groups_before
+                    .iter()
+                    .zip(&groups_after)
+                    .map(|(before, after)| super::groups::between(before.as_ref(), after.as_ref()))
+                    .collect::<Vec<_>>(),
+            );
             reports.push(report);
         }
         server.stop().await?;
@@ -100,8 +111,20 @@ async fn run_on(
             "  CPU µs per job, pgbench: postgres {:.0} + pgbench {:.0}",
             pgbench_cpu.postgres_us, pgbench_cpu.client_us
         );
-        for (r, cpu) in reports.iter().zip(&cpus) {
+        for ((r, cpu), groups) in reports.iter().zip(&cpus).zip(&groups) {
             print_detail(r);
+            for (what, sizes) in ["requests", "acknowledgements"].iter().zip(groups) {
+                if let Some(g) = sizes {
+                    eprintln!(
+                        "    {what} per job group: mean {:.1}, p50 ≤{}, p90 ≤{}, p99 ≤{} ({} groups)",
+                        g.mean,
+                        super::groups::show(Some(g.p50)),
+                        super::groups::show(Some(g.p90)),
+                        super::groups::show(Some(g.p99)),
+                        g.groups
+                    );
+                }
+            }
             eprintln!(
                 "    CPU µs per job (enqueue included): postgres {:.0} + serve {:.0} + hammer {:.0}",
                 cpu.postgres_us, cpu.server_us, cpu.client_us
@@ -109,6 +132,15 @@ async fn run_on(
         }
     }
     Ok(all_passed)
+}
+
+/// The job groups' request and acknowledgement histograms of `rowlock serve` at `base`.
+async fn ack_groups(http: &reqwest::Client, base: &str) -> [Option<super::groups::Scrape>; 2] {
+    let scrape = |metric| super::groups::scrape_histogram(http, base, metric);
+    [
+        scrape("rowlock_job_group_requests").await,
+        scrape("rowlock_job_group_acks").await,
+    ]
 }
 
 fn print_detail(r: &JobsReport) {
