@@ -38,11 +38,7 @@ pub async fn scrape(http: &reqwest::Client, base: &str) -> Option<Scrape> {
 }
 
 /// Scrapes the histogram `metric` from `{base}/metrics` (e.g. `rowlock_job_group_acks`).
-pub async fn scrape_histogram(
-    http: &reqwest::Client,
-    base: &str,
-    metric: &str,
-) -> Option<Scrape> {
+pub async fn scrape_histogram(http: &reqwest::Client, base: &str, metric: &str) -> Option<Scrape> {
     let answer = async {
         let response = http.get(format!("{base}/metrics")).send().await?;
         response.error_for_status()?.text().await

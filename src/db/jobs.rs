@@ -424,7 +424,14 @@ mod tests {
 
     #[test]
     fn every_notifying_statement_uses_the_listened_channel() {
-        for sql in [INSERT, FAIL, RETRY, CANCEL, crate::db::queues::SET_PAUSED] {
+        for sql in [
+            INSERT,
+            FAIL,
+            RETRY,
+            CANCEL,
+            group::ACK,
+            crate::db::queues::SET_PAUSED,
+        ] {
             assert!(sql.contains(&format!("pg_notify('{CHANNEL}'")), "{sql}");
         }
     }

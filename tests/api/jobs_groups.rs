@@ -60,12 +60,7 @@ async fn acknowledgements_of_many_workers_share_one_transaction_each_with_its_ow
         .await;
 
     // Job 0's row is held; its completion waits for it in PostgreSQL, in the only group slot.
-    let holder = app.pg().await;
-    holder.batch_execute("BEGIN").await.unwrap();
-    holder
-        .execute("SELECT * FROM jobs WHERE id = $1 FOR UPDATE", &[&jobs[0].0])
-        .await
-        .unwrap();
+    let holder = hold(&app, jobs[0].0).await;
     let complete = |(id, token): &(i64, String)| {
         send(
             &app,
@@ -213,12 +208,7 @@ async fn two_acknowledgements_of_one_job_never_share_a_group_and_only_one_wins()
     );
     let jobs = claimed(&app, "d", 2, 2).await;
     let groups_before = app.metric("rowlock_job_group_requests_count").await;
-    let holder = app.pg().await;
-    holder.batch_execute("BEGIN").await.unwrap();
-    holder
-        .execute("SELECT * FROM jobs WHERE id = $1 FOR UPDATE", &[&jobs[0].0])
-        .await
-        .unwrap();
+    let holder = hold(&app, jobs[0].0).await;
     let (id, token) = &jobs[1];
     let first = send(
         &app,
@@ -279,5 +269,63 @@ async fn acknowledgements_with_an_idempotency_key_or_group_off_run_alone() {
         app.scalar("SELECT count(*) FROM jobs WHERE state = 'completed'")
             .await,
         2
+    );
+}
+
+/// A plain connection holding job `id`'s row in an open transaction.
+async fn hold(app: &TestApp, id: i64) -> tokio_postgres::Client {
+    let holder = app.pg().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute("SELECT * FROM jobs WHERE id = $1 FOR UPDATE", &[&id])
+        .await
+        .unwrap();
+    holder
+}
+
+#[tokio::test]
+async fn a_job_held_past_its_lock_timeout_is_423_and_its_group_still_acknowledges_the_others() {
+    let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
+    let batch: Vec<Value> = (0..3).map(|i| json!({"payload": i})).collect();
+    assert_eq!(
+        post(&app, "/queues/h/jobs", json!(batch)).await.status(),
+        201
+    );
+    let jobs = claimed(&app, "h", 3, 3).await;
+    let (holds_0, holds_1) = (hold(&app, jobs[0].0).await, hold(&app, jobs[1].0).await);
+    let complete = |(id, token): &(i64, String), query: &str| {
+        send(
+            &app,
+            format!("/jobs/{id}/complete{query}"),
+            json!({ "token": token }),
+        )
+    };
+    // Job 0 blocks the only group slot; jobs 1 (held, 1 s timeout) and 2 queue behind it.
+    let first = complete(&jobs[0], "");
+    app.wait_for_lock_waiters(1).await;
+    let held = complete(&jobs[1], "?lock_timeout_ms=1000");
+    let free = complete(&jobs[2], "");
+    app.wait_until_metric("rowlock_job_group_queued", 2.0).await;
+    // Job 0 goes; jobs 1 and 2 form the next group, which waits for job 1's row until job 1's
+    // timeout, then acknowledges job 2 without it.
+    holds_0.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(first.await.unwrap().0, 200);
+    let (status, body) = held.await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (423, Some("lock_not_available")),
+        "{body}"
+    );
+    let (status, body) = free.await.unwrap();
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("completed")),
+        "{body}"
+    );
+    holds_1.batch_execute("COMMIT").await.unwrap();
+    let (state, _) = crate::jobs::job_state(&app, jobs[1].0).await;
+    assert_eq!(
+        state, "running",
+        "the timed-out acknowledgement changed nothing"
     );
 }

@@ -282,47 +282,57 @@ impl Inputs {
 }
 
 /// Runs one group to its end and answers every member; dropping `lane` lets the next start.
-async fn run(lane: Lane<Jobs>, members: Vec<Member<Jobs>>) {
-    let members = expire(members);
-    if members.is_empty() {
-        return;
-    }
+async fn run(lane: Lane<Jobs>, mut members: Vec<Member<Jobs>>) {
     let db = &lane.executor().kind.db;
-    let inputs = Rc::new(Inputs::of(&members));
+    let mut timeouts = 0;
+    loop {
+        members = expire(members);
+        if members.is_empty() {
+            break;
+        }
+        match attempt(db, lane.id(), &members).await {
+            Ok(outcome) => {
+                outcome.answer(members);
+                break;
+            }
+            // The lock timeout was the shortest member's remaining budget: that member has
+            // expired now, the others try again (the bound only guards against a lock timeout
+            // that came from elsewhere).
+            Err(ApiError::LockNotAvailable(_)) if timeouts < members.len() + 2 => timeouts += 1,
+            Err(error) => {
+                for member in members {
+                    member.answer(Err(error.duplicate()));
+                }
+                break;
+            }
+        }
+    }
+    drop(lane);
+}
+
+/// One transaction for `members`: what its statements answered, once committed.
+async fn attempt(db: &Db, group: u64, members: &[Member<Jobs>]) -> Result<Outcome, ApiError> {
+    let inputs = Rc::new(Inputs::of(members));
     db.metrics.job_group(members.len(), inputs.ids.len());
-    let remaining = remaining_lock_timeout(&members);
+    let remaining = remaining_lock_timeout(members);
     let opts = TxOptions {
-        request_id: Some(format!("job-group-{}", lane.id())),
+        request_id: Some(format!("job-group-{group}")),
         lock_timeout_ms: Some(u32::try_from(remaining.as_millis().max(1)).unwrap_or(u32::MAX)),
         ..TxOptions::default()
     };
     let outcome: Rc<RefCell<Option<Outcome>>> = Rc::default();
     let (inputs_, outcome_) = (inputs.clone(), outcome.clone());
-    let result = db
-        .transact(opts, move |tx| {
-            let (inputs, outcome) = (inputs_.clone(), outcome_.clone());
-            Box::pin(async move {
-                *outcome.borrow_mut() = Some(statements(tx, &inputs).await?);
-                Ok(Reply::empty(200))
-            })
+    db.transact(opts, move |tx| {
+        let (inputs, outcome) = (inputs_.clone(), outcome_.clone());
+        Box::pin(async move {
+            *outcome.borrow_mut() = Some(statements(tx, &inputs).await?);
+            Ok(Reply::empty(200))
         })
-        .await;
+    })
+    .await?;
     let outcome = outcome.borrow_mut().take();
-    match (result, outcome) {
-        (Ok(_), Some(outcome)) => outcome.answer(members),
-        (Ok(_), None) => {
-            let error = ApiError::Internal(anyhow::anyhow!("a job group ended without an answer"));
-            for member in members {
-                member.answer(Err(error.duplicate()));
-            }
-        }
-        (Err(error), _) => {
-            for member in members {
-                member.answer(Err(error.duplicate()));
-            }
-        }
-    }
-    drop(lane);
+    outcome
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a job group ended without an answer")))
 }
 
 /// What a group's statements answered, before it is dealt out to the members.
