@@ -14,8 +14,10 @@
 //! and only then answer each request.
 //!
 //! How groups form ("natural batching", no timer):
-//! - a request joins the queue; if fewer than `--group-concurrency` groups are in the database,
-//!   a group is formed at once, so a lone request is a group of one and waits for nobody;
+//! - a request joins the queue; if no group is in the database, a group is formed at once, so a
+//!   lone request is a group of one and waits for nobody. While groups are in the database,
+//!   another starts if fewer than `--group-concurrency` are, and (jobs only, [`Kind::COMPANY`])
+//!   once enough requests wait to be worth a transaction of their own;
 //! - a row belongs to at most one group in the database at a time. A request whose rows are
 //!   taken waits in the queue, and so does every later request on those rows (per-row arrival
 //!   order): when the group holding the row commits, the next group takes all of them. This is
@@ -55,6 +57,9 @@ pub trait Kind: Send + Sync + Sized + 'static {
     /// Whether two requests of one group may share a row (`false`: the group applies them one
     /// after another itself) or not (`true`: the later one waits for the next group).
     const EXCLUSIVE_ROWS: bool;
+    /// While a group of this kind is in the database, another one starts only once this many
+    /// requests wait (and a slot is free); with none in the database, a request starts at once.
+    const COMPANY: usize;
 
     /// The rows `work` needs (with repeats).
     fn rows(work: &Self::Work) -> Vec<&Self::Row>;
@@ -225,6 +230,11 @@ impl<K: Kind> GroupCommit<K> {
     /// Starts groups while there is room in the database and work whose rows are free.
     fn launch(self: &Arc<Self>, state: &mut State<K>) {
         while state.running < self.concurrency {
+            // Under load, another group in the database is worth its transaction only with
+            // company; alone (nothing in the database), a request never waits.
+            if state.running > 0 && state.queue.len() < K::COMPANY {
+                break;
+            }
             let members = self.form(state);
             if members.is_empty() {
                 break;

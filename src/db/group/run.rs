@@ -94,6 +94,8 @@ impl Kind for Counters {
     type Row = String;
     type Answer = Reply;
     const EXCLUSIVE_ROWS: bool = false;
+    /// A counter group starts whenever a slot is free: its rows decide who waits.
+    const COMPANY: usize = 0;
 
     fn rows(change: &Change) -> Vec<&String> {
         change.work.rows()

@@ -210,6 +210,11 @@ impl Kind for Jobs {
     type Row = i64;
     type Answer = JobAnswer;
     const EXCLUSIVE_ROWS: bool = true;
+    /// Workers answered by one group come back together: without this, the first few of them
+    /// would each take a free slot as a group of one and pay a transaction each (64 workers at
+    /// `limit=1`: half the groups were of one request, PostgreSQL spent 200 µs per job; with
+    /// groups of 16, 150 µs and +25 % jobs/s; 8 and 32 measured the same within noise).
+    const COMPANY: usize = 16;
 
     fn rows(work: &JobWork) -> Vec<&i64> {
         work.acks.iter().map(|a| &a.id).collect()
