@@ -40,6 +40,11 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// A direct PostgreSQL URL for the one long-lived `LISTEN` connection, when DATABASE_URL
+    /// points at a transaction pooler (which cannot carry `LISTEN`). Default: DATABASE_URL.
+    #[arg(long, env = "ROWLOCK_LISTEN_DATABASE_URL")]
+    pub listen_database_url: Option<String>,
+
     /// Data directory of the local cluster started when DATABASE_URL is unset.
     #[arg(long, env = "ROWLOCK_DATA_DIR", default_value = ".rowlock/pg")]
     pub data_dir: PathBuf,
@@ -103,6 +108,14 @@ pub struct PoolArgs {
     #[arg(long, env = "ROWLOCK_POOL_SIZE", default_value_t = 32)]
     pub pool_size: usize,
 
+    /// Prepare statements once per connection and cache them (on), or send every statement
+    /// unnamed with its parameter types and apply the timeouts per transaction (off: behind a
+    /// transaction-mode pooler such as pgbouncer).
+    #[arg(long, env = "ROWLOCK_STATEMENT_CACHE", default_value = "on",
+          value_parser = crate::db::group::parse_switch, action = clap::ArgAction::Set,
+          value_name = "on|off")]
+    pub statement_cache: bool,
+
     /// How many transactions on one counter rowlock lets into PostgreSQL at once; the rest wait
     /// their turn in rowlock (0: no limit).
     #[arg(long, env = "ROWLOCK_ROW_CONCURRENCY", default_value_t = 2)]
@@ -147,6 +160,7 @@ impl Default for PoolArgs {
     fn default() -> Self {
         Self {
             pool_size: 32,
+            statement_cache: true,
             row_concurrency: 2,
             pool_wait_ms: 5000,
             pool_create_ms: 5000,

@@ -498,6 +498,19 @@ impl OsUser {
     }
 }
 
+/// Makes `cmd` run as the OS user the local cluster runs as (when rowlock runs as root), and
+/// gives that user `dir`: for helper processes that, like PostgreSQL, refuse to run as root
+/// (pgbouncer in the tests).
+pub fn run_unprivileged(cmd: &mut Command, dir: &Path) -> Result<()> {
+    let user = OsUser::for_cluster()?;
+    if let Some(user) = &user {
+        user.check_can_reach(dir)?;
+        std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid))?;
+    }
+    run_as(cmd, &user);
+    Ok(())
+}
+
 fn run_as(cmd: &mut Command, user: &Option<OsUser>) {
     if let Some(user) = user {
         // std also drops root's supplementary groups (setgroups(0)) when a uid is set.

@@ -110,7 +110,22 @@ impl Application {
             (db::notify::CHANNEL, Arc::new(wakeups.clone())),
             (db::leases::CHANNEL, leases.subscriber()),
         ];
-        let listener_task = tokio::spawn(db::listener::run(url.clone(), channels));
+        let listener_task = match (
+            &args.database.listen_database_url,
+            args.pool.statement_cache,
+        ) {
+            (Some(listen_url), _) => tokio::spawn(db::listener::run(listen_url.clone(), channels)),
+            (None, true) => tokio::spawn(db::listener::run(url.clone(), channels)),
+            (None, false) => {
+                tracing::warn!(
+                    every_ms = db::listener::POLL_INTERVAL.as_millis() as u64,
+                    "--statement-cache off without --listen-database-url: a transaction pooler \
+                     cannot carry LISTEN, so long-polling claims and waiting lease acquisitions \
+                     look again on a timer instead of being woken by NOTIFY"
+                );
+                tokio::spawn(db::listener::poll(channels))
+            }
+        };
         let (wakeups, leases, budget) = (Data::new(wakeups), Data::new(leases), Data::new(budget));
         let body_deadline =
             routes::extract::BodyDeadline(Duration::from_millis(args.body_timeout_ms));

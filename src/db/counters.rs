@@ -4,6 +4,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 
 use super::locking::{LockStatements, RowLock, WaitPolicy};
+use super::statements::Conn;
 use super::tx::Tx;
 use crate::error::ApiError;
 use crate::lock_statements;
@@ -57,11 +58,8 @@ pub(crate) fn counter(row: &Row) -> Counter {
 }
 
 /// Reads a counter without locking it.
-pub async fn get(
-    client: &deadpool_postgres::ClientWrapper,
-    name: &str,
-) -> Result<Counter, ApiError> {
-    let stmt = client.prepare_cached(SELECT).await?;
+pub async fn get(client: Conn<'_>, name: &str) -> Result<Counter, ApiError> {
+    let stmt = client.prepare(SELECT).await?;
     client
         .query_opt(&stmt, &[&name])
         .await?

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::db::statements::Conn;
 use deadpool_postgres::Pool;
 
 /// How often housekeeping runs, at most.
@@ -87,12 +88,13 @@ pub async fn run(pool: Pool, retention: Retention) {
 
 /// One purge, batch after batch; returns how many rows it deleted.
 async fn once(pool: &Pool, purge: &Purge, keep: Duration) -> anyhow::Result<u64> {
-    let client = pool.get().await?;
+    let pooled = pool.get().await?;
+    let client = Conn::outside(&pooled);
     let secs = keep.as_secs_f64();
     let stmt = client.prepare(purge.sql).await?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&BATCH, &secs];
     // The keys' purge takes only the batch size.
-    let params = &params[..stmt.params().len()];
+    let params = &params[..stmt.param_count()];
     let mut rows = 0;
     loop {
         let deleted = client.execute(&stmt, params).await?;

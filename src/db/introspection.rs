@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::db::statements::Conn;
 use crate::error::ApiError;
 
 /// A backend waiting for a lock.
@@ -66,7 +67,7 @@ const BLOCKERS: &str = "
 /// Every backend of this database waiting for a lock, with who blocks it. `group_requests`
 /// names the requests of a group-commit session (`rowlock/group-<id>`).
 pub async fn waiters(
-    client: &tokio_postgres::Client,
+    client: Conn<'_>,
     group_requests: impl Fn(u64) -> Option<Vec<String>>,
 ) -> Result<Vec<Waiter>, ApiError> {
     let request_ids = |name: &str| -> Vec<String> {
@@ -78,9 +79,13 @@ pub async fn waiters(
             None => vec![id.to_owned()],
         }
     };
-    let rows = client.query(WAITERS, &[]).await?;
+    let (waiters, blockers) = (
+        client.prepare(WAITERS).await?,
+        client.prepare(BLOCKERS).await?,
+    );
+    let rows = client.query(&waiters, &[]).await?;
     let blocking: Vec<i32> = rows.iter().flat_map(|r| r.get::<_, Vec<i32>>(7)).collect();
-    let blockers = client.query(BLOCKERS, &[&blocking]).await?;
+    let blockers = client.query(&blockers, &[&blocking]).await?;
     let blocker = |pid: i32| {
         let row = blockers.iter().find(|b| b.get::<_, i32>(0) == pid);
         let name: String = row.map(|r| r.get(1)).unwrap_or_default();
@@ -117,17 +122,14 @@ pub async fn waiters(
         .collect())
 }
 
+const QUEUE_DEPTHS: &str =
+    "SELECT queue, state, count(*) FROM jobs WHERE state <> 'completed' GROUP BY 1, 2";
+
 /// Unfinished jobs by queue and state (`queued`, `running`, `dead`), for the metrics.
 /// Completed jobs are left out: they only grow, and their count says nothing about the backlog.
-pub async fn queue_depths(
-    client: &tokio_postgres::Client,
-) -> Result<Vec<(String, String, i64)>, ApiError> {
-    let rows = client
-        .query(
-            "SELECT queue, state, count(*) FROM jobs WHERE state <> 'completed' GROUP BY 1, 2",
-            &[],
-        )
-        .await?;
+pub async fn queue_depths(client: Conn<'_>) -> Result<Vec<(String, String, i64)>, ApiError> {
+    let stmt = client.prepare(QUEUE_DEPTHS).await?;
+    let rows = client.query(&stmt, &[]).await?;
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))

@@ -20,6 +20,7 @@ use tokio_postgres::Row;
 
 use super::locking::{LockStatements, RowLock, WaitPolicy};
 use super::tx::Tx;
+use crate::db::statements::Conn;
 use crate::error::ApiError;
 use crate::lock_statements;
 
@@ -274,8 +275,8 @@ pub(crate) fn item_results(rows: &[Row]) -> Vec<ItemResult> {
 }
 
 /// The whole job as JSON (everything but its token), without locking it.
-pub async fn get(client: &deadpool_postgres::ClientWrapper, id: i64) -> Result<Value, ApiError> {
-    let stmt = client.prepare_cached(SELECT).await?;
+pub async fn get(client: Conn<'_>, id: i64) -> Result<Value, ApiError> {
+    let stmt = client.prepare(SELECT).await?;
     let row = client.query_opt(&stmt, &[&id]).await?;
     row.map(|r| r.get(0)).ok_or_else(|| not_found(id))
 }

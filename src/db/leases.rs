@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 
 use super::tx::Tx;
+use crate::db::statements::Conn;
 use crate::error::ApiError;
 
 pub use waiters::{Leases, CHANNEL};
@@ -251,12 +252,8 @@ pub async fn release(tx: &Tx, key: &str, token: i64) -> Result<(), ApiError> {
 }
 
 /// The lock of `key` as it is now, without locking it.
-pub async fn get(
-    client: &deadpool_postgres::ClientWrapper,
-    key: &str,
-    waiting: usize,
-) -> Result<LockState, ApiError> {
-    let stmt = client.prepare_cached(SELECT).await?;
+pub async fn get(client: Conn<'_>, key: &str, waiting: usize) -> Result<LockState, ApiError> {
+    let stmt = client.prepare(SELECT).await?;
     let row = client
         .query_opt(&stmt, &[&key])
         .await?

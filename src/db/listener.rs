@@ -31,6 +31,23 @@ pub trait Subscriber: Send + Sync {
 /// `(channel, subscriber)` pairs; the channel names are rowlock's own constants.
 pub type Channels = Vec<(&'static str, Arc<dyn Subscriber>)>;
 
+/// Without a connection that can `LISTEN` (behind a transaction pooler): how often every waiter
+/// looks again by itself.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Wakes every waiter every [`POLL_INTERVAL`], forever: the fallback when no connection can
+/// `LISTEN`.
+pub async fn poll(channels: Channels) {
+    let mut ticks = tokio::time::interval(POLL_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        for (_, subscriber) in &channels {
+            subscriber.wake_all();
+        }
+    }
+}
+
 /// Listens on `database_url` forever, reconnecting when the connection drops.
 pub async fn run(database_url: String, channels: Channels) {
     let mut delay = Duration::from_millis(100);

@@ -49,13 +49,21 @@ const MIN_SERVER_VERSION: i32 = 150_000;
 
 /// Refuses a server older than [`MIN_SERVER_VERSION`], with a message that says so.
 async fn require_version(client: &tokio_postgres::Client) -> Result<()> {
-    let row = client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
-            &[],
+    // The simple protocol: no statement is prepared, which a transaction pooler could not keep.
+    let messages = client
+        .simple_query(
+            "SELECT current_setting('server_version_num'), current_setting('server_version')",
         )
         .await?;
-    let (version, name): (i32, String) = (row.get(0), row.get(1));
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .context("the server did not say its version")?;
+    let version: i32 = row.get(0).unwrap_or_default().parse().unwrap_or_default();
+    let name = row.get(1).unwrap_or_default().to_owned();
     if version < MIN_SERVER_VERSION {
         anyhow::bail!("PostgreSQL {name} is too old: rowlock needs PostgreSQL 15 or later");
     }

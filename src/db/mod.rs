@@ -18,6 +18,7 @@ pub mod notify;
 pub mod outcome;
 mod plan;
 pub mod queues;
+pub mod statements;
 pub mod transactions;
 pub mod tx;
 
@@ -55,7 +56,19 @@ pub fn build_pool(database_url: &str, args: &PoolArgs) -> Result<Pool> {
         Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
         _ => ours,
     };
-    pg.options(&options);
+    // Behind a transaction pooler no startup option reaches PostgreSQL (pgbouncer refuses
+    // them): each transaction sets them instead, and statements go unnamed.
+    statements::set_statement_cache(args.statement_cache);
+    if args.statement_cache {
+        pg.options(&options);
+        statements::set_per_transaction(None);
+    } else {
+        statements::set_per_transaction(Some((
+            args.statement_timeout_ms,
+            args.lock_timeout_ms,
+            args.idle_in_transaction_timeout_ms,
+        )));
+    }
     if pg.get_application_name().is_none() {
         pg.application_name("rowlock");
     }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
 
+use crate::db::statements::Conn;
 use crate::error::ApiError;
 
 /// The server's crash mark, as a SQL expression (see the module documentation).
@@ -42,8 +43,13 @@ pub struct TxIdentity {
 pub async fn resolve(pool: &Pool, tx: &TxIdentity, timeout: Duration) -> Option<bool> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(client) = pool.get().await {
-            match client.query_one(STATUS, &[&tx.txid]).await {
+        if let Ok(pooled) = pool.get().await {
+            let client = Conn::outside(&pooled);
+            let status = match client.prepare(STATUS).await {
+                Ok(stmt) => client.query_one(&stmt, &[&tx.txid]).await,
+                Err(e) => Err(e),
+            };
+            match status {
                 Ok(row) => {
                     let crashed = row.get::<_, String>(1) != tx.crash_mark;
                     match (row.get::<_, Option<String>>(0).as_deref(), crashed) {
@@ -59,7 +65,7 @@ pub async fn resolve(pool: &Pool, tx: &TxIdentity, timeout: Duration) -> Option<
                 }
                 // A pooled connection broken by the same failure: drop it, try another.
                 Err(_) => {
-                    let _ = Object::take(client);
+                    let _ = Object::take(pooled);
                 }
             }
         }

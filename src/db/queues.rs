@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::tx::Tx;
+use crate::db::statements::Conn;
 use crate::error::ApiError;
 
 /// Pausing or resuming wakes the queue's waiting claims (resume lets them claim again; pause
@@ -66,10 +67,7 @@ pub async fn set_max_running(
 }
 
 /// Counts by state, whether the queue is paused, and the age of its oldest queued job.
-pub async fn stats(
-    client: &deadpool_postgres::ClientWrapper,
-    queue: &str,
-) -> Result<Value, ApiError> {
-    let stmt = client.prepare_cached(STATS).await?;
+pub async fn stats(client: Conn<'_>, queue: &str) -> Result<Value, ApiError> {
+    let stmt = client.prepare(STATS).await?;
     Ok(client.query_one(&stmt, &[&queue]).await?.get(0))
 }

@@ -14,6 +14,7 @@
 //!   enforce the bounds, and a refused op is undone with `ROLLBACK TO SAVEPOINT` and reported,
 //!   while the others commit (Django's nested `atomic()`).
 
+use crate::db::statements::Conn;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -283,11 +284,8 @@ pub struct StoredTransaction {
 }
 
 /// A committed transaction by id.
-pub async fn get(
-    client: &deadpool_postgres::ClientWrapper,
-    id: i64,
-) -> Result<StoredTransaction, ApiError> {
-    let stmt = client.prepare_cached(GET).await?;
+pub async fn get(client: Conn<'_>, id: i64) -> Result<StoredTransaction, ApiError> {
+    let stmt = client.prepare(GET).await?;
     let row = client
         .query_opt(&stmt, &[&id])
         .await?

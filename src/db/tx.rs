@@ -22,11 +22,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::statements::{self, Conn, Stmt};
 use deadpool_postgres::Pool;
 use futures_util::future::LocalBoxFuture;
 use rand::Rng;
 use tokio::sync::watch;
-use tokio_postgres::Statement;
 
 use super::admission::{Admission, Permit};
 use super::conn::TxConnection;
@@ -100,14 +100,15 @@ pub struct Tx {
 
 impl Tx {
     /// The connection, for statements inside the transaction.
-    pub fn client(&self) -> &deadpool_postgres::ClientWrapper {
-        &self.client
+    pub fn client(&self) -> Conn<'_> {
+        Conn::inside(&self.client)
     }
 
-    /// Prepares `sql` once per connection. Prepare every statement of a pipeline *before*
-    /// issuing it: a statement that still needs its own prepare round trip would be sent late.
-    pub async fn prepare(&self, sql: &'static str) -> Result<Statement, ApiError> {
-        Ok(self.client.prepare_cached(sql).await?)
+    /// `sql`, ready to run in this transaction (see [`Conn::prepare`]). Prepare every statement
+    /// of a pipeline *before* issuing it: a statement that still needs its own round trip would
+    /// be sent late.
+    pub async fn prepare(&self, sql: &'static str) -> Result<Stmt, ApiError> {
+        Ok(self.client().prepare(sql).await?)
     }
 
     /// Records that the target rows of `resource` are now locked (the lock-wait histogram).
@@ -246,7 +247,8 @@ impl Db {
         // BEGIN and the settings, which read the transaction's identity; the body's statements
         // follow without waiting for them, its COMMIT does wait (see `Tx::commit_with`).
         let first_round = async {
-            let begin = tx.client.batch_execute(opts.isolation.begin_sql());
+            let begin_sql = statements::begin(opts.isolation.begin_sql());
+            let begin = tx.client.batch_execute(&begin_sql);
             let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
             let (begun, set) = futures_util::join!(begin, settings);
             let identity = begun.map_err(ApiError::from).and(set);
@@ -348,12 +350,12 @@ async fn set_local(
     let rows = match lock_timeout_ms {
         None => {
             let stmt = tx.prepare(SET_APPLICATION_NAME).await?;
-            tx.client.query(&stmt, &[&application_name]).await?
+            tx.client().query(&stmt, &[&application_name]).await?
         }
         Some(ms) => {
             let stmt = tx.prepare(SET_APPLICATION_NAME_AND_LOCK_TIMEOUT).await?;
             let timeout = format!("{ms}ms");
-            tx.client
+            tx.client()
                 .query(&stmt, &[&application_name, &timeout])
                 .await?
         }
@@ -370,11 +372,12 @@ async fn set_local(
 
 /// Prepares, on a new connection, the statements that must never cost a round trip of their
 /// own in the middle of a pipeline.
+/// Behind a pooler, their parameter types are learned (once per process) instead.
 pub async fn warm_up(
     client: &deadpool_postgres::ClientWrapper,
 ) -> Result<(), tokio_postgres::Error> {
     for sql in [SET_APPLICATION_NAME, SET_APPLICATION_NAME_AND_LOCK_TIMEOUT] {
-        client.prepare_cached(sql).await?;
+        Conn::outside(client).prepare(sql).await?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::extract::{int64, FencingTokens, IdempotencyKey, IfMatch, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
 use crate::db::counters::{self, Counter, CounterSpec, Increment};
+use crate::db::statements::Conn;
 use crate::db::{Db, Reply};
 use crate::error::ApiError;
 
@@ -93,7 +94,7 @@ impl IncrementBody {
                headers(("etag" = String, description = "Quoted version")))))]
 pub async fn get(db: Data<Db>, name: Name) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
-    let counter = counters::get(&client, &name.0).await?;
+    let counter = counters::get(Conn::outside(&client), &name.0).await?;
     Ok(respond(
         Reply::json(200, &counter)?.header("etag", etag(counter.version)),
     ))

@@ -18,6 +18,7 @@ use super::extract::{FencingTokens, IdempotencyKey, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
 use crate::db::jobs::{self, claim, Transition};
 use crate::db::notify::{WaitBudget, Wakeups};
+use crate::db::statements::Conn;
 use crate::db::{Db, Reply, TxOptions};
 use crate::error::ApiError;
 
@@ -235,7 +236,10 @@ fn both(claimed: Reply, completed: &impl serde::Serialize) -> Result<HttpRespons
     responses((status = 200, description = "The job", body = docs::Job)))]
 pub(crate) async fn get(db: Data<Db>, id: JobId) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
-    Ok(respond(Reply::json(200, &jobs::get(&client, id.0).await?)?))
+    Ok(respond(Reply::json(
+        200,
+        &jobs::get(Conn::outside(&client), id.0).await?,
+    )?))
 }
 
 /// Completes a running job (current token only).

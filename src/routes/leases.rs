@@ -11,6 +11,7 @@ use super::extract::{int64, FencingTokens, IdempotencyKey, JsonBody, Name};
 use super::{method_not_allowed, respond};
 use crate::db::leases::acquire::{self, Acquisition, MAX_WAIT_MS};
 use crate::db::leases::{self, Lease, Leases, LockState};
+use crate::db::statements::Conn;
 use crate::db::{Db, Reply, TxOptions};
 use crate::error::ApiError;
 
@@ -165,7 +166,7 @@ pub async fn release(
     responses((status = 200, description = "The lock", body = LockState)))]
 pub async fn get(db: Data<Db>, leases: Data<Leases>, key: Name) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
-    let state = leases::get(&client, &key.0, leases.waiting(&key.0)).await?;
+    let state = leases::get(Conn::outside(&client), &key.0, leases.waiting(&key.0)).await?;
     Ok(respond(Reply::json(200, &state)?))
 }
 

@@ -5,6 +5,7 @@ use actix_web::web::{self, Data};
 use actix_web::HttpResponse;
 use serde_json::json;
 
+use crate::db::statements::Conn;
 use crate::db::{introspection, Db};
 use crate::error::ApiError;
 
@@ -30,7 +31,7 @@ pub async fn metrics(
     budget: Data<crate::db::notify::WaitBudget>,
 ) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
-    let depths = introspection::queue_depths(&client).await?;
+    let depths = introspection::queue_depths(Conn::outside(&client)).await?;
     db.metrics.set_queue_depths(&depths);
     db.metrics.set_waiters(budget.waiting());
     Ok(HttpResponse::Ok()
@@ -44,6 +45,8 @@ pub async fn metrics(
 pub async fn debug_locks(db: Data<Db>) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
     let group = db.group.clone();
-    let waiting = introspection::waiters(&client, |id| group.as_ref()?.request_ids(id)).await?;
+    let waiting =
+        introspection::waiters(Conn::outside(&client), |id| group.as_ref()?.request_ids(id))
+            .await?;
     Ok(HttpResponse::Ok().json(json!({ "waiting": waiting })))
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::extract::{JsonBody, Name};
 use super::jobs::Mutation;
 use super::{method_not_allowed, respond};
+use crate::db::statements::Conn;
 use crate::db::{queues, Db, Reply};
 use crate::error::ApiError;
 
@@ -43,7 +44,7 @@ pub(crate) async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiEr
     let client = db.pool.get().await?;
     Ok(respond(Reply::json(
         200,
-        &queues::stats(&client, &queue.0).await?,
+        &queues::stats(Conn::outside(&client), &queue.0).await?,
     )?))
 }
 

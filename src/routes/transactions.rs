@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::extract::{int64, validate_name, FencingTokens, IdempotencyKey, JsonBody, LockParams};
 use super::{method_not_allowed, respond};
+use crate::db::statements::Conn;
 use crate::db::transactions::{self, Committed, Op, StoredTransaction, MAX_OPS};
 use crate::db::Db;
 use crate::error::ApiError;
@@ -121,6 +122,6 @@ pub async fn get(db: Data<Db>, id: web::Path<String>) -> Result<HttpResponse, Ap
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("transaction id '{id}' is not an integer")))?;
     let client = db.pool.get().await?;
-    let found = transactions::get(&client, id).await?;
+    let found = transactions::get(Conn::outside(&client), id).await?;
     Ok(HttpResponse::Ok().json(found))
 }

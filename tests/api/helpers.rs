@@ -115,6 +115,7 @@ pub fn serve_args(database_url: String) -> ServeArgs {
     ServeArgs {
         database: DatabaseArgs {
             database_url: Some(database_url),
+            listen_database_url: None,
             data_dir: "unused".into(),
         },
         listen: "127.0.0.1:0".parse().expect("address"),
@@ -427,8 +428,11 @@ pub async fn serve_process(
         .env_remove("DATABASE_URL")
         .env("ROWLOCK_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stdout(std::process::Stdio::null());
+    // With TEST_LOG set, the server's log shows with the test's output.
+    if std::env::var("TEST_LOG").is_err() {
+        command.stderr(std::process::Stdio::null());
+    }
     for (name, value) in env {
         command.env(name, value);
     }

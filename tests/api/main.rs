@@ -22,5 +22,6 @@ mod lost_commit;
 mod observability;
 mod operations;
 mod panic_safety;
+mod pgbouncer;
 mod transactions;
 mod waiting;

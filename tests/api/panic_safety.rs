@@ -67,11 +67,9 @@ async fn a_panic_inside_a_transaction_closes_its_connection_instead_of_pooling_i
 
 /// A transaction body with a bug: it changes a row, then panics before it can commit.
 async fn update_then_panic(tx: &Tx) -> Result<Reply, ApiError> {
-    tx.client()
-        .execute(
-            "UPDATE counters SET value = value + 1 WHERE name = 'p'",
-            &[],
-        )
+    let stmt = tx
+        .prepare("UPDATE counters SET value = value + 1 WHERE name = 'p'")
         .await?;
+    tx.client().execute(&stmt, &[]).await?;
     panic!("a bug between BEGIN and COMMIT");
 }

@@ -31,6 +31,7 @@ mod args;
 mod run;
 mod work;
 
+pub(crate) use args::parse_switch;
 pub use args::GroupArgs;
 pub use run::Counters;
 pub use work::{Change, Work};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{ClientWrapper, Pool};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Row, Statement};
+use tokio_postgres::Row;
 
 use super::apply::{apply, Applied, Keys, Reserved, Writes};
 use super::{expire, remaining_lock_timeout, Change, Kind, Lane, Member, Work};
@@ -29,6 +29,7 @@ use crate::db::counters::counter;
 use crate::db::idempotency::{stored_reply, Reply};
 use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
 use crate::db::outcome::{self, crash_mark, TxIdentity};
+use crate::db::statements::{self, Conn, Stmt};
 use crate::db::tx::backoff;
 use crate::error::ApiError;
 use crate::lock_statements;
@@ -221,7 +222,7 @@ async fn attempt(
         if writes.is_empty() {
             return Ok(0);
         }
-        client
+        Conn::inside(&client)
             .execute(&write_stmt, &write_params(&writes, executor))
             .await
     };
@@ -256,7 +257,7 @@ async fn lock_and_apply(
     client: &ClientWrapper,
     application_name: &str,
     members: &[Member<Counters>],
-) -> Result<(TxIdentity, (Statement, Applied)), Failed> {
+) -> Result<(TxIdentity, (Stmt, Applied)), Failed> {
     let remaining = remaining_lock_timeout(members);
     let lock_timeout = format!("{}ms", remaining.as_micros().div_ceil(1000).max(1));
     let mut names: Vec<&str> = members
@@ -287,20 +288,24 @@ async fn lock_and_apply(
         .filter(|m| matches!(m.work.work, Work::Transaction { .. }))
         .count();
     let (versions, transactions) = (count(versions)?, count(transactions)?);
-    let settings = client.prepare_cached(SETTINGS).await?;
-    let lock_stmt = client.prepare_cached(lock.pick(&LOCK)).await?;
-    let reserve = client.prepare_cached(RESERVE).await?;
-    let write = client.prepare_cached(WRITE).await?;
+    let conn = Conn::inside(client);
+    let begin = statements::begin("BEGIN ISOLATION LEVEL READ COMMITTED");
+    // Prepared before the transaction begins (so the round one pipeline goes out whole).
+    let before = Conn::outside(client);
+    let settings = before.prepare(SETTINGS).await?;
+    let lock_stmt = before.prepare(lock.pick(&LOCK)).await?;
+    let reserve = before.prepare(RESERVE).await?;
+    let write = before.prepare(WRITE).await?;
     let (lock_keys, stored_keys) = match keys.is_empty() {
         true => (None, None),
         false => (
-            Some(client.prepare_cached(LOCK_KEYS).await?),
-            Some(client.prepare_cached(STORED_KEYS).await?),
+            Some(before.prepare(LOCK_KEYS).await?),
+            Some(before.prepare(STORED_KEYS).await?),
         ),
     };
-    let optional = |stmt: Option<Statement>| async {
+    let optional = |stmt: Option<Stmt>| async {
         match stmt {
-            Some(stmt) => client.query(&stmt, &[&keys]).await,
+            Some(stmt) => conn.query(&stmt, &[&keys]).await,
             None => Ok(Vec::new()),
         }
     };
@@ -308,12 +313,12 @@ async fn lock_and_apply(
     let (lock_params, reserve_params) = ([&names as _], [&versions as _, &transactions as _]);
     // Polled in this order, so sent in this order, without waiting for each other.
     let (begun, set, key_locks, stored, locked, reserved) = futures_util::join!(
-        client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
-        client.query_one(&settings, &set_params),
+        client.batch_execute(&begin),
+        conn.query_one(&settings, &set_params),
         optional(lock_keys),
         optional(stored_keys),
-        client.query(&lock_stmt, &lock_params),
-        client.query_one(&reserve, &reserve_params),
+        conn.query(&lock_stmt, &lock_params),
+        conn.query_one(&reserve, &reserve_params),
     );
     // The first failure is the cause; the later ones only say "transaction aborted".
     begun?;

@@ -24,6 +24,7 @@ use super::group::{JobWork, Jobs};
 use super::{ItemResult, COMPLETE_BATCH};
 use crate::db::group::GroupCommit;
 use crate::db::notify::{WaitBudget, Wakeups};
+use crate::db::statements::Conn;
 use crate::db::{Db, Reply, Tx, TxOptions};
 use crate::error::ApiError;
 
@@ -296,10 +297,11 @@ pub async fn claim_in_groups(
         if last {
             return Ok((Reply::empty(204), completed));
         }
-        let client = db.pool.get().await?;
-        let next = client.prepare_cached(NEXT_DUE).await?;
+        let pooled = db.pool.get().await?;
+        let client = Conn::outside(&pooled);
+        let next = client.prepare(NEXT_DUE).await?;
         let secs: Option<f64> = client.query_one(&next, &[&spec.queue]).await?.get(0);
-        drop(client);
+        drop(pooled);
         let until = idle_for(secs).map_or(deadline, |d| deadline.min(Instant::now() + d));
         if waiting.is_none() {
             waiting = Some(budget.enter()?);

@@ -1,0 +1,338 @@
+//! Scale-out: several `rowlock serve` processes behind pgbouncer in transaction pooling mode
+//! (`--statement-cache off`), every invariant kept across them.
+//!
+//! pgbouncer (Debian's 1.18, installed by `.ci/run`) runs as a real process in front of the test
+//! database, with a pool far smaller than the instances' pools, so transactions of different
+//! instances share server connections: a statement or setting that outlived its transaction
+//! would surface here as an error or a lost update.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use crate::helpers::{free_port, serve_process, spawn_app, TestApp};
+
+/// A pgbouncer process in transaction mode in front of one test database.
+struct Pgbouncer {
+    port: u16,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Pgbouncer {
+    fn start(app: &TestApp) -> Self {
+        let cfg: tokio_postgres::Config = app.db_url.parse().expect("test URL");
+        let password =
+            String::from_utf8_lossy(cfg.get_password().expect("a password")).into_owned();
+        let user = cfg.get_user().expect("a user").to_owned();
+        let pg_port = cfg.get_ports()[0];
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("rowlock-pgbouncer-{port}"));
+        std::fs::create_dir_all(&dir).expect("pgbouncer dir");
+        std::fs::write(
+            dir.join("users.txt"),
+            format!("\"{user}\" \"{password}\"\n"),
+        )
+        .expect("users");
+        let ini = format!(
+            "[databases]\n{db} = host=127.0.0.1 port={pg_port} dbname={db}\n\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = scram-sha-256\nauth_file = {users}\npool_mode = transaction\n\
+             default_pool_size = 6\nmax_client_conn = 500\nlogfile = {log}\n",
+            db = app.db_name,
+            users = dir.join("users.txt").display(),
+            log = dir.join("pgbouncer.log").display(),
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), ini).expect("ini");
+        let mut command = Command::new(binary());
+        command
+            .arg(dir.join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        rowlock::local_cluster::run_unprivileged(&mut command, &dir).expect("run as postgres");
+        for file in ["users.txt", "pgbouncer.ini"] {
+            let _ = Command::new("chown")
+                .arg("--reference")
+                .arg(&dir)
+                .arg(dir.join(file))
+                .status();
+        }
+        let child = command
+            .spawn()
+            .expect("start pgbouncer (apt install pgbouncer)");
+        Self { port, child, dir }
+    }
+
+    /// The test database through pgbouncer.
+    fn url(&self, app: &TestApp) -> String {
+        let cfg: tokio_postgres::Config = app.db_url.parse().expect("test URL");
+        let password =
+            String::from_utf8_lossy(cfg.get_password().expect("a password")).into_owned();
+        format!(
+            "postgres://{}:{password}@127.0.0.1:{}/{}",
+            cfg.get_user().expect("a user"),
+            self.port,
+            app.db_name
+        )
+    }
+
+    /// Waits until pgbouncer accepts a connection and forwards a query.
+    async fn ready(&self, app: &TestApp) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((client, connection)) =
+                tokio_postgres::connect(&self.url(app), tokio_postgres::NoTls).await
+            {
+                tokio::spawn(connection);
+                if client.simple_query("SELECT 1").await.is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "pgbouncer never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Pgbouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn binary() -> PathBuf {
+    ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| "pgbouncer".into())
+}
+
+/// `n` rowlock processes on `url` with the statement cache off; the first listens for
+/// notifications on the direct `listen_url`, the others poll.
+async fn instances(n: usize, url: &str, listen_url: &str) -> Vec<(String, Child)> {
+    let mut started = Vec::new();
+    for i in 0..n {
+        let port = free_port();
+        let mut env = vec![
+            ("DATABASE_URL", url),
+            ("ROWLOCK_STATEMENT_CACHE", "off"),
+            ("ROWLOCK_POOL_SIZE", "8"),
+        ];
+        if i == 0 {
+            env.push(("ROWLOCK_LISTEN_DATABASE_URL", listen_url));
+        }
+        let child = serve_process(port, &env, Duration::from_secs(30)).await;
+        started.push((format!("http://127.0.0.1:{port}"), child));
+    }
+    started
+}
+
+fn stop(instances: Vec<(String, Child)>) {
+    for (_, mut child) in instances {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let r = http.post(url).json(&body).send().await.expect("POST");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn three_instances_behind_pgbouncer_in_transaction_mode_keep_every_invariant() {
+    let app = spawn_app().await;
+    let bouncer = Pgbouncer::start(&app);
+    bouncer.ready(&app).await;
+    let servers = instances(3, &bouncer.url(&app), &app.db_url).await;
+    let bases: Vec<String> = servers.iter().map(|(b, _)| b.clone()).collect();
+    let http = reqwest::Client::new();
+    let at = |i: usize, path: &str| format!("{}{path}", bases[i % bases.len()]);
+
+    // Counters: 48 clients × 25 increments of one hot counter, round-robin over the instances,
+    // in every lock mode: the counter ends at exactly the acknowledged sum.
+    let r = http
+        .put(at(0, "/counters/hot"))
+        .json(&json!({"value": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let modes = [
+        "",
+        "?lock=none",
+        "?group=off",
+        "?lock=nowait",
+        "?lock=skip_locked",
+        "?isolation=serializable",
+    ];
+    let clients = (0..48).map(|c| {
+        let (http, at) = (http.clone(), &at);
+        async move {
+            let mut acked = 0i64;
+            for k in 0..25 {
+                let url = at(c + k, &format!("/counters/hot/increment{}", modes[c % 6]));
+                let (status, body) = post(&http, url, json!({"by": 1})).await;
+                match status {
+                    200 => acked += 1,
+                    409 | 423 => {}
+                    other => panic!("increment answered {other}: {body}"),
+                }
+            }
+            acked
+        }
+    });
+    let acked: i64 = join_all(clients).await.into_iter().sum();
+    assert!(acked > 600, "{acked} increments acknowledged");
+    assert_eq!(app.db_value("hot").await, Some(acked));
+
+    // Transfers between 10 accounts: the sum never moves and no balance goes negative.
+    for a in 0..10 {
+        let url = at(a, &format!("/counters/acct{a}"));
+        let r = http
+            .put(url)
+            .json(&json!({"value": 100, "min": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let transfers = (0..32).map(|c| {
+        let (http, at) = (http.clone(), &at);
+        async move {
+            for k in 0..20 {
+                let (from, to) = ((c * 7 + k) % 10, (c * 3 + k * 5 + 1) % 10);
+                if from == to {
+                    continue;
+                }
+                let ops = json!({"ops": [
+                    {"counter": format!("acct{from}"), "by": -(((c + k) % 30) as i64 + 1)},
+                    {"counter": format!("acct{to}"), "by": ((c + k) % 30) as i64 + 1}]});
+                let (status, body) = post(&http, at(c + k, "/transactions"), ops).await;
+                assert!(
+                    matches!(status, 200 | 409),
+                    "transfer answered {status}: {body}"
+                );
+            }
+        }
+    });
+    join_all(transfers).await;
+    let total = app
+        .scalar("SELECT sum(value)::bigint FROM counters WHERE name LIKE 'acct%'")
+        .await;
+    assert_eq!(total, 1000);
+    let negative = app
+        .scalar("SELECT count(*) FROM counters WHERE name LIKE 'acct%' AND value < 0")
+        .await;
+    assert_eq!(negative, 0);
+
+    // Jobs: 300 jobs, 12 workers claiming with piggy-backed completions round-robin over the
+    // instances: every job completed exactly once.
+    let batch: Vec<Value> = (0..300).map(|i| json!({"payload": {"n": i}})).collect();
+    let (status, _) = post(&http, at(0, "/queues/work/jobs"), json!(batch)).await;
+    assert_eq!(status, 201);
+    let workers = (0..12).map(|w| {
+        let (http, at) = (http.clone(), &at);
+        async move {
+            let (mut finished, mut acknowledged) = (Vec::<Value>::new(), 0usize);
+            for k in 0.. {
+                let body = json!({"limit": 5, "complete": finished});
+                let (status, answer) = post(&http, at(w + k, "/queues/work/claim"), body).await;
+                assert_eq!(status, 200, "{answer}");
+                let completed = answer["completed"].as_array().unwrap();
+                assert!(completed.iter().all(|r| r["status"] == 200), "{answer}");
+                acknowledged += completed.len();
+                let jobs = answer["jobs"].as_array().unwrap();
+                if jobs.is_empty() {
+                    return acknowledged;
+                }
+                finished = jobs
+                    .iter()
+                    .map(|j| json!({"id": j["id"], "token": j["token"]}))
+                    .collect();
+            }
+            unreachable!()
+        }
+    });
+    let acknowledged: usize = join_all(workers).await.into_iter().sum();
+    assert_eq!(acknowledged, 300);
+    let once = app
+        .scalar("SELECT count(*) FROM jobs WHERE queue = 'work' AND state = 'completed' AND attempt = 1")
+        .await;
+    assert_eq!(once, 300);
+
+    // An idempotency key sent to one instance is replayed by another.
+    let send = |i: usize| {
+        http.post(at(i, "/counters/hot/increment"))
+            .header("idempotency-key", "across-instances")
+            .json(&json!({"by": 5}))
+            .send()
+    };
+    let first = send(1).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first_body = first.text().await.unwrap();
+    let again = send(2).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.text().await.unwrap(), first_body);
+    assert_eq!(app.db_value("hot").await, Some(acked + 5));
+
+    // A lease held through one instance is held for all of them.
+    let (status, lease) = post(
+        &http,
+        at(0, "/locks/report"),
+        json!({"owner": "a", "ttl_ms": 30000}),
+    )
+    .await;
+    assert_eq!(status, 201, "{lease}");
+    let (status, _) = post(
+        &http,
+        at(1, "/locks/report"),
+        json!({"owner": "b", "ttl_ms": 30000}),
+    )
+    .await;
+    assert_eq!(status, 423);
+
+    // A long poll on an instance without LISTEN (it looks again on a timer) is answered when
+    // another instance enqueues.
+    let waiting = {
+        let http = http.clone();
+        let url = at(2, "/queues/later/claim");
+        tokio::spawn(async move { post(&http, url, json!({"wait_ms": 20000})).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = http
+            .get(at(2, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| l == "rowlock_waiters 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the claim never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let enqueued = Instant::now();
+    let (status, _) = post(&http, at(0, "/queues/later/jobs"), json!({"payload": 1})).await;
+    assert_eq!(status, 201);
+    let (status, claimed) = waiting.await.unwrap();
+    assert_eq!(status, 200, "{claimed}");
+    assert!(
+        enqueued.elapsed() < Duration::from_secs(5),
+        "woken by the poll, not the deadline"
+    );
+
+    stop(servers);
+    drop(bouncer);
+}
