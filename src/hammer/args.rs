@@ -54,9 +54,10 @@ impl LockArg {
 /// Options of `rowlock hammer`.
 #[derive(Debug, Clone, Args)]
 pub struct HammerArgs {
-    /// Base URL of the rowlock to hammer.
-    #[arg(long, env = "ROWLOCK_URL", default_value = DEFAULT_URL)]
-    pub url: String,
+    /// Base URL of the rowlock to hammer. Given several times (or comma-separated), requests go
+    /// to the instances in turn and one verification covers them all.
+    #[arg(long, env = "ROWLOCK_URL", default_value = DEFAULT_URL, value_delimiter = ',')]
+    pub url: Vec<String>,
 
     /// Counter to increment (created with value 0 if missing). With --spread K the counters are
     /// NAME-0 … NAME-{K-1}.
@@ -140,10 +141,15 @@ pub struct HammerArgs {
 }
 
 impl HammerArgs {
+    /// The instances' base URLs, taken in turn by the requests of a run.
+    pub fn bases(&self) -> Bases {
+        Bases::new(&self.url)
+    }
+
     /// The command-line defaults, aimed at `url`, without a progress bar.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            url: vec![url.into()],
             counter: DEFAULT_COUNTER.into(),
             spread: 1,
             concurrency: DEFAULT_CONCURRENCY,
@@ -178,16 +184,21 @@ impl HammerArgs {
 
     /// Checks what clap cannot: a usable, loopback URL and a consistent combination.
     pub fn validate(&self) -> Result<()> {
-        let url = reqwest::Url::parse(&self.url)
-            .with_context(|| format!("--url {} is not a URL", self.url))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            bail!("--url must be http:// or https://");
+        if self.url.is_empty() {
+            bail!("--url names no rowlock");
         }
-        if !self.allow_remote && !is_loopback(&url) {
-            bail!(
-                "--url {} is not a loopback address; pass --allow-remote to load another machine",
-                self.url
-            );
+        for text in &self.url {
+            let url =
+                reqwest::Url::parse(text).with_context(|| format!("--url {text} is not a URL"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                bail!("--url must be http:// or https://");
+            }
+            if !self.allow_remote && !is_loopback(&url) {
+                bail!(
+                    "--url {text} is not a loopback address; pass --allow-remote to load another \
+                     machine"
+                );
+            }
         }
         let valid_name = |n: &str| {
             (1..=128).contains(&n.len())
@@ -291,5 +302,37 @@ mod tests {
         args.counter = "c".into();
         args.spread = 3;
         assert_eq!(args.counter_names(), ["c-0", "c-1", "c-2"]);
+    }
+}
+
+/// The base URLs of a run's rowlock instances, handed out in turn.
+#[derive(Debug, Default)]
+pub struct Bases {
+    urls: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Bases {
+    pub fn new(urls: &[String]) -> Self {
+        Self {
+            urls: urls
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect(),
+            next: Default::default(),
+        }
+    }
+
+    /// The next instance's base URL (round-robin).
+    pub fn next(&self) -> &str {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.urls
+            .get(i % self.urls.len().max(1))
+            .map_or("", String::as_str)
+    }
+
+    /// Every base URL, in order.
+    pub fn all(&self) -> &[String] {
+        &self.urls
     }
 }

@@ -12,14 +12,18 @@ use reqwest::header::{HeaderValue, CONTENT_TYPE, IF_MATCH};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::args::{HammerArgs, LockArg};
+use super::args::{Bases, HammerArgs, LockArg};
 
 /// One HTTP client (a pool of keep-alive connections) and the prebuilt requests of a run.
 pub struct Api {
     http: reqwest::Client,
-    base: String,
-    /// `POST` URL of each counter's increment, with the run's query string, parsed once.
-    increment_urls: Vec<reqwest::Url>,
+    /// The instances, taken in turn.
+    bases: Bases,
+    /// `POST` URL of each counter's increment on each instance (`[instance][counter]`), with
+    /// the run's query string, parsed once.
+    increment_urls: Vec<Vec<reqwest::Url>>,
+    /// Which instance the next increment goes to.
+    next: std::sync::atomic::AtomicUsize,
     names: Vec<String>,
     body: String,
 }
@@ -52,7 +56,7 @@ impl Api {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("cannot build the HTTP client")?;
-        let base = args.url.trim_end_matches('/').to_owned();
+        let bases = args.bases();
         let mut query = Vec::new();
         if let Some(lock) = args.lock.query_value() {
             query.push(format!("lock={lock}"));
@@ -65,15 +69,22 @@ impl Api {
         } else {
             format!("?{}", query.join("&"))
         };
-        let increment_urls = names
+        let increment_urls = bases
+            .all()
             .iter()
-            .map(|n| reqwest::Url::parse(&format!("{base}/counters/{n}/increment{query}")))
+            .map(|base| {
+                names
+                    .iter()
+                    .map(|n| reqwest::Url::parse(&format!("{base}/counters/{n}/increment{query}")))
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .collect::<Result<_, _>>()
             .context("cannot build the increment URLs")?;
         Ok(Self {
             http,
-            base,
+            bases,
             increment_urls,
+            next: Default::default(),
             names: names.to_vec(),
             body: format!("{{\"by\":{}}}", args.by),
         })
@@ -85,9 +96,11 @@ impl Api {
         index: usize,
         if_match: Option<i64>,
     ) -> Result<Answer, reqwest::Error> {
+        let instance = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let urls = &self.increment_urls[instance % self.increment_urls.len()];
         let mut request = self
             .http
-            .post(self.increment_urls[index].clone())
+            .post(urls[index].clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(self.body.clone());
         if let Some(version) = if_match {
@@ -108,7 +121,11 @@ impl Api {
     pub async fn state(&self, index: usize) -> Result<Result<CounterState, u16>, reqwest::Error> {
         let response = self
             .http
-            .get(format!("{}/counters/{}", self.base, self.names[index]))
+            .get(format!(
+                "{}/counters/{}",
+                self.bases.next(),
+                self.names[index]
+            ))
             .send()
             .await?;
         if response.status() == StatusCode::OK {
@@ -124,7 +141,7 @@ impl Api {
     pub async fn get(&self, name: &str) -> Result<Option<CounterState>> {
         let response = self
             .http
-            .get(format!("{}/counters/{name}", self.base))
+            .get(format!("{}/counters/{name}", self.bases.next()))
             .send()
             .await
             .with_context(|| format!("cannot read counter '{name}'"))?;
@@ -142,7 +159,7 @@ impl Api {
         }
         let response = self
             .http
-            .put(format!("{}/counters/{name}", self.base))
+            .put(format!("{}/counters/{name}", self.bases.next()))
             .json(&serde_json::json!({"value": 0}))
             .send()
             .await

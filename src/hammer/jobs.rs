@@ -173,7 +173,7 @@ pub async fn execute(args: &HammerArgs) -> Result<JobsReport> {
         .context("cannot build the HTTP client")?;
     let shared = Arc::new(Shared {
         http,
-        base: args.url.trim_end_matches('/').to_owned(),
+        bases: args.bases(),
         queue: queue.clone(),
         args: jobs.clone(),
         started: Instant::now(),
@@ -240,7 +240,7 @@ pub async fn execute(args: &HammerArgs) -> Result<JobsReport> {
 
 /// `GET /queues/{queue}` → its counts by state.
 async fn server_counts(shared: &Shared) -> Result<serde_json::Value> {
-    let url = format!("{}/queues/{}", shared.base, shared.queue);
+    let url = format!("{}/queues/{}", shared.bases.next(), shared.queue);
     let stats: serde_json::Value = shared.http.get(url).send().await?.json().await?;
     Ok(stats["counts"].clone())
 }

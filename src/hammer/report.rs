@@ -127,7 +127,7 @@ pub struct Config {
 impl From<&HammerArgs> for Config {
     fn from(a: &HammerArgs) -> Self {
         Self {
-            url: a.url.clone(),
+            url: a.url.join(","),
             counter: a.counter.clone(),
             spread: a.spread,
             concurrency: a.concurrency,

@@ -20,7 +20,8 @@ const CLAIM_WAIT_MS: u64 = 500;
 /// Everything the workers share.
 pub struct Shared {
     pub http: reqwest::Client,
-    pub base: String,
+    /// The instances, taken in turn.
+    pub bases: crate::hammer::args::Bases,
     pub queue: String,
     pub args: JobsArgs,
     pub started: Instant,
@@ -69,7 +70,7 @@ const ENQUEUE_BATCH: u64 = 100;
 /// ids.
 pub async fn enqueue(shared: &Shared, from: u64, to: u64, concurrency: usize) -> Result<Vec<i64>> {
     use futures_util::{stream, StreamExt, TryStreamExt};
-    let url = format!("{}/queues/{}/jobs", shared.base, shared.queue);
+    let url = format!("{}/queues/{}/jobs", shared.bases.next(), shared.queue);
     let batches: Vec<Vec<i64>> = stream::iter((from..to).step_by(ENQUEUE_BATCH as usize))
         .map(|first| {
             let (http, url) = (&shared.http, &url);
@@ -124,7 +125,7 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
         end_to_end: histogram()?,
     };
     let args = &shared.args;
-    let claim_url = format!("{}/queues/{}/claim", shared.base, shared.queue);
+    let claim_url = format!("{}/queues/{}/claim", shared.bases.next(), shared.queue);
     let target = args.jobs;
     // Finished jobs are completed by the worker's next claim: one request per batch.
     let mut finished: Vec<Claimed> = Vec::new();
@@ -201,7 +202,7 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
     }
     // Whatever is still finished but not acknowledged (the run ended, or stalled).
     if !finished.is_empty() {
-        let url = format!("{}/queues/{}/complete", shared.base, shared.queue);
+        let url = format!("{}/queues/{}/complete", shared.bases.next(), shared.queue);
         let complete: Vec<serde_json::Value> = finished
             .iter()
             .map(|j| json!({"id": j.id, "token": j.token}))

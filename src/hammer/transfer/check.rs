@@ -34,7 +34,7 @@ struct Counter {
 pub async fn reset_and_read(client: &Client, names: &[String], initial: i64) -> Result<Vec<i64>> {
     futures_util::stream::iter(names)
         .map(|name| async move {
-            let url = format!("{}/counters/{name}", client.base);
+            let url = format!("{}/counters/{name}", client.bases.next());
             let body = json!({"value": initial, "min": 0, "max": null});
             let status = client.http.put(&url).json(&body).send().await?.status();
             if !status.is_success() {
@@ -81,7 +81,7 @@ async fn get(client: &Client, name: &str) -> Result<Counter> {
 async fn get_once(client: &Client, name: &str) -> Result<Counter> {
     let response = client
         .http
-        .get(format!("{}/counters/{name}", client.base))
+        .get(format!("{}/counters/{name}", client.bases.next()))
         .send()
         .await
         .with_context(|| format!("cannot read counter '{name}'"))?;

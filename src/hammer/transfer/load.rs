@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use serde::Deserialize;
 
+use super::super::args::Bases;
 use super::super::jobs::Workload;
 use super::super::report::StatusCounts;
 use super::super::runner::{Progress, Stop};
@@ -21,8 +22,10 @@ use super::super::{HammerArgs, LockArg};
 /// The HTTP client of a run and its prebuilt URLs.
 pub struct Client {
     pub http: reqwest::Client,
-    pub base: String,
-    tx_url: reqwest::Url,
+    /// The instances, taken in turn by the reads.
+    pub bases: Bases,
+    /// The transactions URL on each instance; worker `i` uses `tx_urls[i % n]`.
+    tx_urls: Vec<reqwest::Url>,
 }
 
 impl Client {
@@ -35,14 +38,22 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("cannot build the HTTP client")?;
-        let base = args.url.trim_end_matches('/').to_owned();
+        let bases = args.bases();
         let mut query = format!("?lock={}", args.lock.query_value().unwrap_or("wait"));
         if let (Some(ms), LockArg::Wait) = (args.lock_timeout_ms, args.lock) {
             query.push_str(&format!("&lock_timeout_ms={ms}"));
         }
-        let tx_url = reqwest::Url::parse(&format!("{base}/transactions{query}"))
+        let tx_urls = bases
+            .all()
+            .iter()
+            .map(|base| reqwest::Url::parse(&format!("{base}/transactions{query}")))
+            .collect::<Result<_, _>>()
             .context("cannot build the transactions URL")?;
-        Ok(Self { http, base, tx_url })
+        Ok(Self {
+            http,
+            bases,
+            tx_urls,
+        })
     }
 }
 
@@ -156,8 +167,9 @@ pub async fn run(
     let tickets = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (http, url) = (client.http.clone(), client.tx_url.clone());
+        .map(|worker| {
+            let url = client.tx_urls[worker % client.tx_urls.len()].clone();
+            let http = client.http.clone();
             let (names, tickets, progress) = (names.clone(), tickets.clone(), progress.clone());
             tokio::spawn(async move {
                 let mut out = RunOutput::empty(plan.counters)?;
