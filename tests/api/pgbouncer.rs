@@ -302,6 +302,57 @@ async fn three_instances_behind_pgbouncer_in_transaction_mode_keep_every_invaria
     .await;
     assert_eq!(status, 423);
 
+    // Fencing across instances: once the lease changed hands through another instance, the old
+    // token is refused by a third.
+    let (status, old) = post(
+        &http,
+        at(0, "/locks/fence"),
+        json!({"owner": "a", "ttl_ms": 100}),
+    )
+    .await;
+    assert_eq!(status, 201, "{old}");
+    let (status, new) = post(
+        &http,
+        at(1, "/locks/fence"),
+        json!({"owner": "b", "ttl_ms": 30000, "wait_ms": 10000}),
+    )
+    .await;
+    assert_eq!(status, 201, "{new}");
+    assert!(new["token"].as_i64() > old["token"].as_i64(), "{old} {new}");
+    let fenced = |token: &Value| {
+        http.post(at(2, "/counters/hot/increment"))
+            .header("fencing-token", format!("fence={token}"))
+            .json(&json!({"by": 1}))
+            .send()
+    };
+    assert_eq!(fenced(&old["token"]).await.unwrap().status(), 409);
+    assert_eq!(fenced(&new["token"]).await.unwrap().status(), 200);
+
+    // max_running across instances: 6 concurrent claims of up to 5 jobs leave at most 2 running.
+    let r = http
+        .put(at(0, "/queues/limited"))
+        .json(&json!({"max_running": 2}))
+        .send()
+        .await;
+    assert_eq!(r.unwrap().status(), 200);
+    let batch: Vec<Value> = (0..10).map(|i| json!({"payload": i})).collect();
+    let (status, _) = post(&http, at(1, "/queues/limited/jobs"), json!(batch)).await;
+    assert_eq!(status, 201);
+    let claims = (0..6).map(|c| post(&http, at(c, "/queues/limited/claim"), json!({"limit": 5})));
+    let claimed: usize = join_all(claims)
+        .await
+        .iter()
+        .map(|(status, jobs)| match status {
+            200 => jobs.as_array().map_or(0, Vec::len),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(claimed, 2);
+    let running = app
+        .scalar("SELECT count(*) FROM jobs WHERE queue = 'limited' AND state = 'running'")
+        .await;
+    assert_eq!(running, 2);
+
     // A long poll on an instance without LISTEN (it looks again on a timer) is answered when
     // another instance enqueues.
     let waiting = {
