@@ -3,6 +3,7 @@
 //! An HTTP service on PostgreSQL where every mutating request is one transaction that locks its
 //! rows (`SELECT … FOR UPDATE`, waiting, `NOWAIT` or `SKIP LOCKED`), mutates them and commits.
 
+pub mod activity;
 pub mod bench;
 pub mod cli;
 pub mod db;

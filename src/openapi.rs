@@ -21,6 +21,8 @@ use crate::routes;
         routes::health::readyz,
         routes::ops::metrics,
         routes::ops::debug_locks,
+        routes::ops::dashboard,
+        routes::ops::ui,
         routes::ops::openapi,
         routes::counters::get,
         routes::counters::put,

@@ -127,6 +127,7 @@ impl Application {
             }
         };
         let (wakeups, leases, budget) = (Data::new(wakeups), Data::new(leases), Data::new(budget));
+        let activity = Data::new(crate::activity::CounterActivity::default());
         let body_deadline =
             routes::extract::BodyDeadline(Duration::from_millis(args.body_timeout_ms));
         let mut server = HttpServer::new(move || {
@@ -135,6 +136,7 @@ impl Application {
                 .app_data(leases.clone())
                 .app_data(wakeups.clone())
                 .app_data(budget.clone())
+                .app_data(activity.clone())
                 .app_data(tokens.clone())
                 .app_data(body_deadline)
                 .wrap(from_fn(routes::auth::authenticate))

@@ -4,6 +4,7 @@
 pub mod admission;
 pub(crate) mod conn;
 pub mod counters;
+pub mod dashboard;
 pub mod fencing;
 pub mod group;
 pub mod housekeeping;

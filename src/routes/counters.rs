@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::extract::{int64, FencingTokens, IdempotencyKey, IfMatch, JsonBody, LockParams, Name};
 use super::{method_not_allowed, respond};
+use crate::activity::CounterActivity;
 use crate::db::counters::{self, Counter, CounterSpec, Increment};
 use crate::db::statements::Conn;
 use crate::db::{Db, Reply};
@@ -178,6 +179,7 @@ pub async fn increment(
     key: IdempotencyKey,
     fences: FencingTokens,
     body: JsonBody<IncrementBody>,
+    activity: Data<CounterActivity>,
 ) -> Result<HttpResponse, ApiError> {
     let by = body.value.by()?;
     let mut opts = params.tx_options()?;
@@ -185,8 +187,11 @@ pub async fn increment(
     opts.fences = fences.0;
     let mode = params.concurrency(if_match.0);
     let reply = db
-        .increment(name.0, by, mode, params.strength, opts)
+        .increment(name.0.clone(), by, mode, params.strength, opts)
         .await?;
+    if reply.status == 200 && !reply.replayed {
+        activity.record(&name.0);
+    }
     Ok(respond(reply))
 }
 

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::extract::{int64, validate_name, FencingTokens, IdempotencyKey, JsonBody, LockParams};
 use super::{method_not_allowed, respond};
+use crate::activity::CounterActivity;
 use crate::db::statements::Conn;
 use crate::db::transactions::{self, Committed, Op, StoredTransaction, MAX_OPS};
 use crate::db::Db;
@@ -96,11 +97,15 @@ pub async fn create(
     key: IdempotencyKey,
     fences: FencingTokens,
     body: JsonBody<TransactionBody>,
+    activity: Data<CounterActivity>,
 ) -> Result<HttpResponse, ApiError> {
     let ops = body.value.ops()?;
     let mut opts = params.tx_options()?;
     opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
     opts.fences = fences.0;
+    let mut names: Vec<String> = ops.iter().map(|op| op.counter.clone()).collect();
+    names.sort_unstable();
+    names.dedup();
     let reply = db
         .transaction(
             ops,
@@ -110,6 +115,11 @@ pub async fn create(
             opts,
         )
         .await?;
+    if reply.status == 200 && !reply.replayed {
+        for name in &names {
+            activity.record(name);
+        }
+    }
     Ok(respond(reply))
 }
 

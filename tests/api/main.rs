@@ -24,4 +24,5 @@ mod operations;
 mod panic_safety;
 mod pgbouncer;
 mod transactions;
+mod ui;
 mod waiting;
