@@ -1,36 +1,36 @@
--- pgbench script: the transaction rowlock runs for a transfer (src/db/transactions.rs,
--- `run_atomic`), `POST /transactions` with {"ops": [{"counter": "account-A", "by": -amount},
--- {"counter": "account-B", "by": amount}]}, between a random pair of distinct accounts among
--- account-0 … account-999 (min 0; what `rowlock hammer --workload transfer --accounts 1000` uses).
--- Both rows are locked by one SELECT in ascending name order, the bound is checked, then both rows
--- are written and the transaction recorded — or, when the payer is short, rolled back (rowlock's
--- 409 bound_violation).
+-- pgbench script: rowlock's transaction for an atomic `POST /transactions` moving
+-- 1…100 between two distinct accounts of account-0 … account-999, built from its own
+-- statements (src/bench/scripts.rs); do not edit by hand.
 \set a random(0, 999)
 \set b (:a + random(1, 999)) % 1000
 \set amount random(1, 100)
 BEGIN ISOLATION LEVEL READ COMMITTED;
-SELECT count(*) = 2 AND bool_and(
-         (min IS NULL OR value + CASE WHEN name = 'account-' || CAST(:a AS text)
-                                      THEN -CAST(:amount AS bigint) ELSE CAST(:amount AS bigint) END >= min)
-     AND (max IS NULL OR value + CAST(:amount AS bigint) <= max)) AS ok
-  FROM (SELECT name, value, min, max, version FROM counters
-         WHERE name = ANY(ARRAY['account-' || CAST(:a AS text), 'account-' || CAST(:b AS text)])
-         ORDER BY name FOR UPDATE) AS locked \gset
-\if :ok
-UPDATE counters c SET value = c.value + v.by, version = c.version + 1, updated_at = now()
-  FROM unnest(ARRAY['account-' || CAST(:a AS text), 'account-' || CAST(:b AS text)],
-              ARRAY[-CAST(:amount AS bigint), CAST(:amount AS bigint)]) AS v(name, by)
- WHERE c.name = v.name;
-INSERT INTO transactions (atomic, ops, results)
-  VALUES (true,
-          jsonb_build_array(
-            jsonb_build_object('counter', 'account-' || CAST(:a AS text), 'by', -CAST(:amount AS bigint)),
-            jsonb_build_object('counter', 'account-' || CAST(:b AS text), 'by', CAST(:amount AS bigint))),
-          jsonb_build_array(
-            jsonb_build_object('counter', 'account-' || CAST(:a AS text), 'applied', true),
-            jsonb_build_object('counter', 'account-' || CAST(:b AS text), 'applied', true)))
-  RETURNING id;
+SELECT txid_current(), coalesce((SELECT stats_reset::text FROM pg_stat_wal), ''), set_config('application_name', 'pgbench', true);
+WITH locked AS MATERIALIZED (
+        SELECT name, value, min, max, version FROM counters
+         WHERE name = ANY((SELECT ARRAY(SELECT unnest(ARRAY['account-' || CAST(:a AS text), 'account-' || CAST(:b AS text)]) ORDER BY 1)::text[])::text[])
+         ORDER BY name FOR UPDATE), steps AS (
+        SELECT o.ord, o.name, o.by,
+               l.value + sum(o.by) OVER (PARTITION BY o.name ORDER BY o.ord) AS after,
+               coalesce(l.min, -9223372036854775808) AS low,
+               coalesce(l.max, 9223372036854775807) AS high
+          FROM unnest((SELECT ARRAY['account-' || CAST(:a AS text), 'account-' || CAST(:b AS text)]::text[]), (SELECT ARRAY[-CAST(:amount AS bigint), CAST(:amount AS bigint)]::bigint[])) WITH ORDINALITY AS o(name, by, ord)
+          JOIN locked l USING (name)
+    ), verdict AS (
+        SELECT count(*) = cardinality(ARRAY['account-' || CAST(:a AS text), 'account-' || CAST(:b AS text)]::text[]) AND bool_and(after BETWEEN low AND high) AS ok
+          FROM steps
+    ), written AS (
+        UPDATE counters c SET value = f.after, version = nextval('counter_versions'), updated_at = now()
+          FROM (SELECT DISTINCT ON (name) name, after FROM steps ORDER BY name, ord DESC) AS f
+         WHERE c.name = f.name AND (SELECT ok FROM verdict)
+    ), recorded AS (
+        INSERT INTO transactions (atomic, ops, results)
+        SELECT true, jsonb_build_array(jsonb_build_object('counter', 'account-' || CAST(:a AS text), 'by', -CAST(:amount AS bigint)), jsonb_build_object('counter', 'account-' || CAST(:b AS text), 'by', CAST(:amount AS bigint)))::text::jsonb, jsonb_agg(jsonb_build_object(
+                   'counter', name, 'applied', true, 'value', after, 'previous', after - by)
+                   ORDER BY ord)
+          FROM steps
+        HAVING (SELECT ok FROM verdict)
+        RETURNING id
+    )
+    SELECT name, value, min, max, version, (SELECT id FROM recorded) FROM locked;
 COMMIT;
-\else
-ROLLBACK;
-\endif

@@ -14,6 +14,7 @@ pub mod groups;
 pub mod jobs;
 pub mod measure;
 pub mod pgbench;
+pub mod scripts;
 pub mod server;
 pub mod table;
 pub mod targets;

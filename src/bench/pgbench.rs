@@ -1,4 +1,5 @@
-//! The baseline: pgbench running rowlock's own transaction (`bench/hot.sql`, `bench/spread.sql`)
+//! The baseline: pgbench running rowlock's own transaction ([`super::scripts`]: `bench/hot.sql`,
+//! `bench/spread.sql`)
 //! straight against PostgreSQL, `-n -M prepared -T <duration> -j 2`.
 //!
 //! pgbench prints its throughput but no percentiles, so every transaction is logged (`-l`) and
@@ -14,9 +15,6 @@ use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
 use super::Workload;
-
-const HOT_SQL: &str = include_str!("../../bench/hot.sql");
-const SPREAD_SQL: &str = include_str!("../../bench/spread.sql");
 
 /// What one pgbench run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,10 +56,10 @@ pub async fn run(
     work_dir: &Path,
 ) -> Result<PgbenchResult> {
     let sql = match workload {
-        Workload::Hot => HOT_SQL,
-        Workload::Spread => SPREAD_SQL,
+        Workload::Hot => super::scripts::hot(),
+        Workload::Spread => super::scripts::spread(),
     };
-    run_script(target, workload.name(), sql, clients, duration, work_dir).await
+    run_script(target, workload.name(), &sql, clients, duration, work_dir).await
 }
 
 /// Runs the script `sql` (called `name` in file names) with `clients` clients for `duration`.

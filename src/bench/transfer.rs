@@ -33,7 +33,6 @@ use crate::hammer::HammerArgs;
 use crate::local_cluster::{Durability, LocalCluster, SUPERUSER};
 
 const DATABASE: &str = "rowlock_bench_transfers";
-const SCRIPT: &str = include_str!("../../bench/transfer.sql");
 /// `bench/transfer.sql` picks `random(0, 999)`.
 const ACCOUNTS: u32 = 1_000;
 const INITIAL: i64 = 1_000;
@@ -202,8 +201,15 @@ async fn pgbench(
     eprintln!("pgbench  transfer {clients:>3} clients …");
     let (sum, committed) = (state(admin).await?, recorded(admin).await?);
     let cpu_before = cpu::Snapshot::take(Some(server.pid()));
-    let mut pg =
-        pgbench::run_script(target, "transfer", SCRIPT, clients, args.duration, dir).await?;
+    let mut pg = pgbench::run_script(
+        target,
+        "transfer",
+        &super::scripts::transfer(),
+        clients,
+        args.duration,
+        dir,
+    )
+    .await?;
     pg.cpu = cpu::Snapshot::take(Some(server.pid())).since(&cpu_before, pg.transactions, true);
     let after = state(admin).await?;
     let pgbench_committed = recorded(admin).await? - committed;

@@ -9,7 +9,7 @@ use super::tx::Tx;
 use crate::error::ApiError;
 use crate::lock_statements;
 
-mod increment;
+pub(crate) mod increment;
 
 pub use increment::{increment, Concurrency, Increment};
 
@@ -31,7 +31,7 @@ pub struct CounterSpec {
     pub max: Option<i64>,
 }
 
-const LOCK: LockStatements =
+pub(crate) const LOCK: LockStatements =
     lock_statements!("SELECT name, value, min, max, version FROM counters WHERE name = $1");
 const SELECT: &str = "SELECT name, value, min, max, version FROM counters WHERE name = $1";
 /// Versions come from the sequence `counter_versions` (sql/0007): never given twice, so an

@@ -85,7 +85,7 @@ const LOCK: LockStatements = lock_statements!(
 /// - `verdict`: every op found its row, and every intermediate value is within the bounds, which
 ///   default to the `bigint` range: this is exactly [`Counter::plus`] applied op after op;
 /// - `written` and `recorded` run only on a positive verdict, which needs every row locked first.
-const APPLY_ALL: LockStatements = lock_statements!(
+pub(crate) const APPLY_ALL: LockStatements = lock_statements!(
     "WITH locked AS MATERIALIZED (
         SELECT name, value, min, max, version FROM counters
          WHERE name = ANY((SELECT $1::text[])::text[])

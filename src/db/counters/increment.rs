@@ -50,7 +50,7 @@ pub enum Concurrency {
 }
 
 /// The bound check is part of the `UPDATE`, so a violating change touches nothing.
-const ADD: &str =
+pub(crate) const ADD: &str =
     "UPDATE counters SET value = value + $2, version = nextval('counter_versions'), updated_at = now()
      WHERE name = $1
        AND (min IS NULL OR value + $2 >= min) AND (max IS NULL OR value + $2 <= max)
