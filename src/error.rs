@@ -70,6 +70,15 @@ impl ApiError {
         }
     }
 
+    /// A lock refusal (`lock=nowait`, a lock timeout) told which resource was locked: `detail`
+    /// replaces the generic one; any other error is left as it is.
+    pub fn on_lock(self, detail: impl FnOnce() -> String) -> Self {
+        match self {
+            Self::LockNotAvailable(_) => Self::LockNotAvailable(detail()),
+            other => other,
+        }
+    }
+
     /// The stable snake_case identifier clients switch on.
     pub fn code(&self) -> &'static str {
         match self {
@@ -237,10 +246,18 @@ impl From<tokio_postgres::Error> for ApiError {
             SqlState::QUERY_CANCELED => {
                 Self::Unavailable("the database did not finish in time (statement timeout)".into())
             }
-            // The counters table's own CHECK constraints: the last line of defence for bounds.
-            SqlState::CHECK_VIOLATION => Self::BoundViolation(
-                "the change would take a counter outside its bounds; nothing changed".into(),
-            ),
+            // Constraints are told apart by name ([`on_constraint`]); one rowlock does not
+            // expect to be violated is a bug.
+            SqlState::CHECK_VIOLATION => match e.as_db_error().and_then(|d| d.constraint()) {
+                Some(name) => on_constraint(name).unwrap_or_else(|| Self::Internal(e.into())),
+                None => Self::Internal(e.into()),
+            },
+            // The only timestamp a client sends is a job's `run_at`.
+            SqlState::INVALID_DATETIME_FORMAT
+            | SqlState::DATETIME_FIELD_OVERFLOW
+            | SqlState::INVALID_TIME_ZONE_DISPLACEMENT_VALUE => {
+                Self::Invalid("run_at is not a valid RFC 3339 timestamp".into())
+            }
             SqlState::NUMERIC_VALUE_OUT_OF_RANGE => {
                 Self::Invalid("the change would overflow a signed 64-bit value".into())
             }
@@ -259,6 +276,33 @@ impl From<tokio_postgres::Error> for ApiError {
             _ => Self::Internal(e.into()),
         }
     }
+}
+
+/// CHECK constraints a request may run into, by name, and what the client is told: the tables'
+/// own rules are the last line of defence behind rowlock's checks (the bounds of a counter, the
+/// alphabet of names, the ranges of numbers). Any other constraint is rowlock's own invariant
+/// (`jobs_running_has_lease`, `jobs_state_check`): violating it is a bug, answered 500.
+fn on_constraint(name: &str) -> Option<ApiError> {
+    let error = match name {
+        "counters_value_above_min" | "counters_value_below_max" => ApiError::BoundViolation(
+            "the change would take a counter outside its bounds; nothing changed".into(),
+        ),
+        "counters_bounds_ordered" => ApiError::Invalid("min must not be above max".into()),
+        "counters_name_check" | "jobs_queue_check" | "queues_name_check" | "locks_key_check" => {
+            ApiError::BadRequest("names are 1-128 characters of A-Z a-z 0-9 . _ -".into())
+        }
+        "jobs_max_attempts_check" => {
+            ApiError::Invalid("max_attempts must be between 1 and 1000".into())
+        }
+        "jobs_unique_key_check" => {
+            ApiError::Invalid("unique_key must be 1 to 255 characters".into())
+        }
+        "queues_max_running_check" => {
+            ApiError::Invalid("max_running must be between 0 and 1000000".into())
+        }
+        _ => return None,
+    };
+    Some(error)
 }
 
 /// The pool gives up after its wait timeout: that is back-pressure, answered 503 + Retry-After.

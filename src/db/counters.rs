@@ -235,10 +235,6 @@ pub(crate) fn not_found(name: &str) -> ApiError {
 
 /// Names the counter(s) in "row is locked" errors.
 pub(crate) fn locked_error(e: impl Into<ApiError>, name: &str) -> ApiError {
-    match e.into() {
-        ApiError::LockNotAvailable(_) => {
-            ApiError::LockNotAvailable(format!("counter '{name}' is locked by another transaction"))
-        }
-        other => other,
-    }
+    e.into()
+        .on_lock(|| format!("counter '{name}' is locked by another transaction"))
 }

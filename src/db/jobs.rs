@@ -175,8 +175,7 @@ pub async fn enqueue(tx: &Tx, queue: &str, jobs: &[NewJob]) -> Result<Vec<Enqueu
         let rows = match keyed {
             false => tx.commit_with(insert).await,
             true => insert.await.map_err(ApiError::from),
-        }
-        .map_err(bad_run_at)?;
+        }?;
         let mut skipped = Vec::new();
         for (&index, row) in pending.iter().zip(&rows) {
             if row.get::<_, bool>(2) {
@@ -327,7 +326,9 @@ pub async fn transition(
                 tx.commit_with(client.query_opt(&stmt, &params)),
             );
             // The SELECT's error is the cause; the guarded one's would be "transaction aborted".
-            let found = found.map_err(|e| locked_error(e, id))?;
+            let found = found.map_err(|e| {
+                ApiError::from(e).on_lock(|| format!("job {id} is locked by another transaction"))
+            })?;
             (Some(found.map(|r| r.get::<_, String>(0))), row?)
         }
     };
@@ -384,38 +385,6 @@ fn refusal(id: i64, transition: &Transition, state: Option<String>) -> ApiError 
 
 fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("job {id} does not exist"))
-}
-
-/// Names the job in "row is locked" errors.
-fn locked_error(e: tokio_postgres::Error, id: i64) -> ApiError {
-    match ApiError::from(e) {
-        ApiError::LockNotAvailable(_) => {
-            ApiError::LockNotAvailable(format!("job {id} is locked by another transaction"))
-        }
-        other => other,
-    }
-}
-
-/// PostgreSQL refused `run_at` (a date that does not exist, out of range): the client's doing.
-fn bad_run_at(e: ApiError) -> ApiError {
-    use tokio_postgres::error::SqlState;
-    let bad = [
-        SqlState::INVALID_DATETIME_FORMAT,
-        SqlState::DATETIME_FIELD_OVERFLOW,
-        SqlState::INVALID_TIME_ZONE_DISPLACEMENT_VALUE,
-    ];
-    let code = match &e {
-        ApiError::Internal(inner) => inner
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(|pg| pg.code()),
-        _ => None,
-    };
-    match code {
-        Some(code) if bad.contains(code) => {
-            ApiError::Invalid("run_at is not a valid RFC 3339 timestamp".into())
-        }
-        _ => e,
-    }
 }
 
 #[cfg(test)]

@@ -293,10 +293,6 @@ fn not_found(key: &str) -> ApiError {
 
 /// Names the lock in "row is locked" errors (`NOWAIT`, or a lock timeout that ran out).
 fn busy(e: tokio_postgres::Error, key: &str) -> ApiError {
-    match ApiError::from(e) {
-        ApiError::LockNotAvailable(_) => ApiError::LockNotAvailable(format!(
-            "lock '{key}' is being changed by another request right now"
-        )),
-        other => other,
-    }
+    ApiError::from(e)
+        .on_lock(|| format!("lock '{key}' is being changed by another request right now"))
 }

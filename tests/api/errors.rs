@@ -355,3 +355,27 @@ async fn a_body_that_trickles_in_past_the_deadline_is_408_and_changes_nothing() 
     assert!(answer.contains("request_timeout"), "{answer}");
     assert_eq!(app.db_value("x").await, Some(0));
 }
+
+#[tokio::test]
+async fn check_constraints_are_told_apart_by_name() {
+    use rowlock::error::ApiError;
+    let app = crate::helpers::spawn_app().await;
+    let pg = app.pg().await;
+    let refused = |sql: &'static str| {
+        let pg = &pg;
+        async move { ApiError::from(pg.batch_execute(sql).await.expect_err(sql)) }
+    };
+    app.create_counter("bounded", 0).await;
+    let bound = refused("UPDATE counters SET min = 0, value = -1 WHERE name = 'bounded'").await;
+    assert_eq!(bound.code(), "bound_violation", "{bound}");
+    let attempts =
+        refused("INSERT INTO jobs (queue, payload, max_attempts) VALUES ('q', '{}', 0)").await;
+    assert_eq!(attempts.code(), "invalid", "{attempts}");
+    assert!(attempts.to_string().contains("max_attempts"), "{attempts}");
+    let limit = refused("INSERT INTO queues (name, max_running) VALUES ('q', -1)").await;
+    assert_eq!(limit.code(), "invalid", "{limit}");
+    // rowlock's own invariant: violating it is a bug, never blamed on the client.
+    let lease =
+        refused("INSERT INTO jobs (queue, payload, state) VALUES ('q', '{}', 'running')").await;
+    assert_eq!(lease.code(), "internal", "{lease}");
+}
