@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod notify;
 pub mod outcome;
 mod plan;
+pub mod pool;
 pub mod queues;
 pub mod statements;
 pub mod transactions;
@@ -30,9 +31,8 @@ use deadpool_postgres::Hook;
 use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::cli::PoolArgs;
-
 pub use idempotency::Reply;
+pub use pool::PoolArgs;
 pub use tx::{Db, Tx, TxOptions};
 
 /// Builds the pool. Every connection carries its own timeouts (set as startup options, so they

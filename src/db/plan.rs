@@ -100,7 +100,7 @@ impl Db {
     async fn transact_holding<F>(
         &self,
         alone: Option<Alone<Counters>>,
-        mut opts: TxOptions,
+        opts: TxOptions,
         body: F,
     ) -> Result<Reply, ApiError>
     where
@@ -113,8 +113,6 @@ impl Db {
         let Some(alone) = alone else {
             return self.transact(opts, body).await;
         };
-        // The task below does not see the request's task-locals.
-        opts.request_id = crate::routes::current_request_id();
         let db = self.clone();
         actix_web::rt::spawn(async move {
             let reply = db.transact(opts, body).await;
@@ -149,6 +147,6 @@ fn grouped(
         lock_timeout: opts
             .lock_timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms))),
-        request_id: crate::routes::current_request_id(),
+        request_id: opts.request_id,
     }
 }

@@ -53,8 +53,8 @@ pub struct TxOptions {
     /// The row this transaction waits its turn for before taking a connection (see
     /// [`super::admission`]); `None` for requests that must not wait (`nowait`, `skip_locked`).
     pub admit: Option<String>,
-    /// The request this transaction serves (it names the session); read from the request's
-    /// task when unset.
+    /// The request this transaction serves (it names the session in `pg_stat_activity`); set
+    /// by the routes.
     pub request_id: Option<String>,
     /// The client lets the request share a group-commit transaction (it did not say
     /// `group=off`); [`super::plan`] decides whether it does.
@@ -169,10 +169,7 @@ impl Db {
         F: for<'t> Fn(&'t Tx) -> LocalBoxFuture<'t, Result<Reply, ApiError>> + 'static,
     {
         let db = self.clone();
-        let request_id = opts
-            .request_id
-            .clone()
-            .or_else(crate::routes::current_request_id);
+        let request_id = opts.request_id.clone();
         // Its own task: dropping the handler (client gone) must not drop an open transaction.
         actix_web::rt::spawn(async move {
             // Held until the transaction ended.

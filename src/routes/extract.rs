@@ -209,6 +209,7 @@ impl LockParams {
             lock_timeout_ms: self.lock_timeout_ms,
             idempotency: None,
             group: self.group == GroupParam::On,
+            request_id: crate::routes::current_request_id(),
             ..TxOptions::default()
         })
     }

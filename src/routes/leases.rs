@@ -91,6 +91,7 @@ pub async fn acquire(
         idempotency: idempotency.bind(&req, &body.raw, db.idempotency_retention),
         fences: fences.0,
         lease: Some(request.key.clone()),
+        request_id: crate::routes::current_request_id(),
         ..TxOptions::default()
     };
     Ok(respond(
@@ -115,6 +116,7 @@ pub async fn renew(
     let opts = TxOptions {
         fences: fences.0,
         lease: Some(key.0.clone()),
+        request_id: crate::routes::current_request_id(),
         ..TxOptions::default()
     };
     let key = key.0;
@@ -145,6 +147,7 @@ pub async fn release(
     let opts = TxOptions {
         fences: fences.0,
         lease: Some(key.0.clone()),
+        request_id: crate::routes::current_request_id(),
         ..TxOptions::default()
     };
     let key = key.0;

@@ -111,9 +111,6 @@ pub(crate) fn job_request(work: JobWork, opts: &TxOptions) -> Request<Jobs> {
         lock_timeout: opts
             .lock_timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms))),
-        request_id: opts
-            .request_id
-            .clone()
-            .or_else(crate::routes::current_request_id),
+        request_id: opts.request_id.clone(),
     }
 }
