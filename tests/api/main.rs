@@ -20,6 +20,7 @@ mod local_cluster;
 mod locking;
 mod lost_commit;
 mod observability;
+mod openapi_routes;
 mod operations;
 mod panic_safety;
 mod pgbouncer;
