@@ -151,7 +151,7 @@ async fn when_a_groups_session_is_killed_before_commit_every_request_is_503_and_
 async fn the_outcome_of_a_transaction_is_learned_from_its_id() {
     use rowlock::db::outcome::{resolve, TxIdentity};
     let app = spawn_app().await;
-    let pool = rowlock::db::build_pool(&app.db_url, &rowlock::cli::PoolArgs::default()).unwrap();
+    let pool = rowlock::db::build_pool(&app.db_url, &crate::helpers::pool_args()).unwrap();
     let pg = app.pg().await;
     let identity = |sql: &'static str| {
         let pg = &pg;

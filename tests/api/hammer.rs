@@ -7,7 +7,6 @@ use std::time::Duration;
 use actix_web::web::{self, Data, Json, Path};
 use actix_web::HttpResponse;
 use deadpool_postgres::Pool;
-use rowlock::cli::PoolArgs;
 use rowlock::hammer::linearizable::{self, Op};
 use rowlock::hammer::{self, HammerArgs, LockArg, Verdict};
 use serde_json::{json, Value};
@@ -128,7 +127,7 @@ async fn the_json_report_parses_and_holds_the_counts() {
 async fn verification_fails_against_a_server_that_loses_updates() {
     let app = spawn_app().await;
     app.create_counter("racy", 0).await;
-    let pool = rowlock::db::build_pool(&app.db_url, &PoolArgs::default()).expect("pool");
+    let pool = rowlock::db::build_pool(&app.db_url, &crate::helpers::pool_args()).expect("pool");
     let racy = RacyServer::start(pool);
     let mut args = hammer_args(&racy.address, "racy", 16, 300);
     args.check_linearizable = true;
@@ -232,7 +231,7 @@ async fn racy_increment(pool: Data<Pool>, name: Path<String>, body: Json<Value>)
 async fn a_run_with_a_500_never_passes_even_when_the_sums_add_up() {
     let app = spawn_app().await;
     app.create_counter("flaky", 0).await;
-    let pool = rowlock::db::build_pool(&app.db_url, &PoolArgs::default()).expect("pool");
+    let pool = rowlock::db::build_pool(&app.db_url, &crate::helpers::pool_args()).expect("pool");
     let data = Data::new((pool, std::sync::atomic::AtomicU64::new(0)));
     let flaky = TestServer::start(move |cfg| {
         cfg.app_data(data.clone())

@@ -8,7 +8,6 @@ use std::time::Duration;
 use actix_web::web::{self, Data, Json, Path};
 use actix_web::HttpResponse;
 use deadpool_postgres::Pool;
-use rowlock::cli::PoolArgs;
 use rowlock::hammer::jobs::Workload;
 use rowlock::hammer::transfer::{self, TransferReport};
 use rowlock::hammer::{HammerArgs, Verdict};
@@ -176,7 +175,8 @@ struct BrokenServer;
 
 impl BrokenServer {
     fn start(app: &TestApp, bug: Bug) -> TestServer {
-        let pool = rowlock::db::build_pool(&app.db_url, &PoolArgs::default()).expect("pool");
+        let pool =
+            rowlock::db::build_pool(&app.db_url, &crate::helpers::pool_args()).expect("pool");
         let (pool, bug) = (Data::new(pool), Data::new(bug));
         TestServer::start(move |cfg| {
             cfg.app_data(pool.clone())

@@ -110,12 +110,27 @@ pub struct TestApp {
     handle: actix_web::dev::ServerHandle,
 }
 
+/// Pool settings of the tests. `ROWLOCK_TEST_STATEMENT_CACHE=off` runs the suite the way rowlock
+/// runs behind a transaction pooler: unnamed statements, settings per transaction (the mode is
+/// process-wide, so every pool of the run must agree).
+pub fn pool_args() -> PoolArgs {
+    PoolArgs {
+        statement_cache: !statement_cache_off(),
+        ..PoolArgs::default()
+    }
+}
+
+fn statement_cache_off() -> bool {
+    std::env::var("ROWLOCK_TEST_STATEMENT_CACHE").is_ok_and(|v| v == "off")
+}
+
 /// `rowlock serve`'s settings for a test server on `database_url`, on a free port.
 pub fn serve_args(database_url: String) -> ServeArgs {
     ServeArgs {
         database: DatabaseArgs {
+            // Behind a pooler rowlock needs a direct URL to LISTEN: the tests' database is one.
+            listen_database_url: statement_cache_off().then(|| database_url.clone()),
             database_url: Some(database_url),
-            listen_database_url: None,
             data_dir: "unused".into(),
         },
         listen: "127.0.0.1:0".parse().expect("address"),
@@ -126,7 +141,7 @@ pub fn serve_args(database_url: String) -> ServeArgs {
         body_timeout_ms: 10_000,
         max_waiters: 10_000,
         lock_max_ttl_ms: 3_600_000,
-        pool: PoolArgs::default(),
+        pool: pool_args(),
         group: Default::default(),
         auth: Default::default(),
     }

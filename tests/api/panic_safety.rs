@@ -25,7 +25,7 @@ async fn a_panic_inside_a_transaction_closes_its_connection_instead_of_pooling_i
         &app.db_url,
         &PoolArgs {
             pool_size: 1,
-            ..PoolArgs::default()
+            ..crate::helpers::pool_args()
         },
     )
     .expect("pool");
