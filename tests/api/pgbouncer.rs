@@ -6,113 +6,23 @@
 //! instances share server connections: a statement or setting that outlived its transaction
 //! would surface here as an error or a lost update.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use rowlock::hammer::jobs::Workload;
 use rowlock::hammer::{self, transfer, HammerArgs, Verdict};
+use rowlock::local_cluster::Pgbouncer;
 use serde_json::{json, Value};
 
 use crate::helpers::{free_port, serve_process, spawn_app, TestApp};
 
-/// A pgbouncer process in transaction mode in front of one test database.
-struct Pgbouncer {
-    port: u16,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Pgbouncer {
-    fn start(app: &TestApp) -> Self {
-        let cfg: tokio_postgres::Config = app.db_url.parse().expect("test URL");
-        let password =
-            String::from_utf8_lossy(cfg.get_password().expect("a password")).into_owned();
-        let user = cfg.get_user().expect("a user").to_owned();
-        let pg_port = cfg.get_ports()[0];
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("rowlock-pgbouncer-{port}"));
-        std::fs::create_dir_all(&dir).expect("pgbouncer dir");
-        std::fs::write(
-            dir.join("users.txt"),
-            format!("\"{user}\" \"{password}\"\n"),
-        )
-        .expect("users");
-        let ini = format!(
-            "[databases]\n{db} = host=127.0.0.1 port={pg_port} dbname={db}\n\n\
-             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
-             auth_type = scram-sha-256\nauth_file = {users}\npool_mode = transaction\n\
-             default_pool_size = 6\nmax_client_conn = 500\nlogfile = {log}\n",
-            db = app.db_name,
-            users = dir.join("users.txt").display(),
-            log = dir.join("pgbouncer.log").display(),
-        );
-        std::fs::write(dir.join("pgbouncer.ini"), ini).expect("ini");
-        let mut command = Command::new(binary());
-        command
-            .arg(dir.join("pgbouncer.ini"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        rowlock::local_cluster::run_unprivileged(&mut command, &dir).expect("run as postgres");
-        for file in ["users.txt", "pgbouncer.ini"] {
-            let _ = Command::new("chown")
-                .arg("--reference")
-                .arg(&dir)
-                .arg(dir.join(file))
-                .status();
-        }
-        let child = command
-            .spawn()
-            .expect("start pgbouncer (apt install pgbouncer)");
-        Self { port, child, dir }
-    }
-
-    /// The test database through pgbouncer.
-    fn url(&self, app: &TestApp) -> String {
-        let cfg: tokio_postgres::Config = app.db_url.parse().expect("test URL");
-        let password =
-            String::from_utf8_lossy(cfg.get_password().expect("a password")).into_owned();
-        format!(
-            "postgres://{}:{password}@127.0.0.1:{}/{}",
-            cfg.get_user().expect("a user"),
-            self.port,
-            app.db_name
-        )
-    }
-
-    /// Waits until pgbouncer accepts a connection and forwards a query.
-    async fn ready(&self, app: &TestApp) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok((client, connection)) =
-                tokio_postgres::connect(&self.url(app), tokio_postgres::NoTls).await
-            {
-                tokio::spawn(connection);
-                if client.simple_query("SELECT 1").await.is_ok() {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "pgbouncer never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Pgbouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn binary() -> PathBuf {
-    ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| "pgbouncer".into())
+/// pgbouncer in transaction mode in front of the test database, with six server connections:
+/// far fewer than the instances' pools.
+async fn pgbouncer(app: &TestApp) -> Pgbouncer {
+    Pgbouncer::start(&app.db_url, 6)
+        .await
+        .expect("start pgbouncer (apt-get install pgbouncer)")
 }
 
 /// `n` rowlock processes on `url` with the statement cache off; the first listens for
@@ -151,9 +61,8 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) 
 #[tokio::test]
 async fn three_instances_behind_pgbouncer_in_transaction_mode_keep_every_invariant() {
     let app = spawn_app().await;
-    let bouncer = Pgbouncer::start(&app);
-    bouncer.ready(&app).await;
-    let servers = instances(3, &bouncer.url(&app), &app.db_url).await;
+    let bouncer = pgbouncer(&app).await;
+    let servers = instances(3, bouncer.url(), &app.db_url).await;
     let bases: Vec<String> = servers.iter().map(|(b, _)| b.clone()).collect();
     let http = reqwest::Client::new();
     let at = |i: usize, path: &str| format!("{}{path}", bases[i % bases.len()]);
@@ -393,9 +302,8 @@ async fn three_instances_behind_pgbouncer_in_transaction_mode_keep_every_invaria
 #[tokio::test]
 async fn the_hammer_spreads_its_requests_over_three_instances_behind_pgbouncer_and_verifies_once() {
     let app = spawn_app().await;
-    let bouncer = Pgbouncer::start(&app);
-    bouncer.ready(&app).await;
-    let servers = instances(3, &bouncer.url(&app), &app.db_url).await;
+    let bouncer = pgbouncer(&app).await;
+    let servers = instances(3, bouncer.url(), &app.db_url).await;
     let urls: Vec<String> = servers.iter().map(|(b, _)| b.clone()).collect();
     let args = |workload: Workload| {
         let mut args = HammerArgs::new(urls[0].clone());

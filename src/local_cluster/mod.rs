@@ -26,6 +26,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+mod os;
+mod pgbouncer;
+
+pub use os::{find_bin_dir, run_unprivileged};
+use os::{run_as, OsUser};
+pub use pgbouncer::Pgbouncer;
+
 /// Superuser name created by `initdb`.
 pub const SUPERUSER: &str = "postgres";
 /// The superuser's password, in the data directory.
@@ -398,127 +405,7 @@ fn write_owned(path: &Path, contents: &str, mode: u32, os_user: &Option<OsUser>)
     Ok(())
 }
 
-/// Finds the directory holding `initdb`, `postgres` and `pg_isready`.
-pub fn find_bin_dir() -> Result<PathBuf> {
-    let complete = |dir: &Path| {
-        ["initdb", "postgres", "pg_isready"]
-            .iter()
-            .all(|b| dir.join(b).is_file())
-    };
-    // initdb on PATH, following symlinks (Debian links /usr/local/bin/initdb into its bindir).
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if let Ok(initdb) = dir.join("initdb").canonicalize() {
-                if let Some(parent) = initdb.parent().filter(|p| complete(p)) {
-                    return Ok(parent.to_path_buf());
-                }
-            }
-        }
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && complete(&dir) {
-            return Ok(dir);
-        }
-    }
-    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.flatten().map(|e| e.path().join("bin")).collect())
-        .unwrap_or_default();
-    versions.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    if let Some(dir) = versions.into_iter().rev().find(|d| complete(d)) {
-        return Ok(dir);
-    }
-    bail!(
-        "no PostgreSQL server binaries found (initdb, postgres, pg_isready on PATH, via pg_config \
-         or under /usr/lib/postgresql/*/bin): install PostgreSQL (e.g. `apt-get install \
-         postgresql`) or set DATABASE_URL to an existing database"
-    )
-}
-
-/// The unprivileged OS user the cluster runs as when rowlock runs as root.
-struct OsUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl OsUser {
-    fn for_cluster() -> Result<Option<Self>> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            return Ok(None);
-        }
-        let name = std::env::var("ROWLOCK_PG_OS_USER").unwrap_or_else(|_| "postgres".into());
-        let passwd = fs::read_to_string("/etc/passwd").context("cannot read /etc/passwd")?;
-        for line in passwd.lines() {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.len() > 3 && fields[0] == name {
-                return Ok(Some(Self {
-                    uid: fields[2].parse().context("bad uid in /etc/passwd")?,
-                    gid: fields[3].parse().context("bad gid in /etc/passwd")?,
-                    name,
-                }));
-            }
-        }
-        bail!(
-            "rowlock runs as root and PostgreSQL refuses to: create the OS user '{name}' \
-             (or set ROWLOCK_PG_OS_USER to an existing unprivileged user), or set DATABASE_URL"
-        )
-    }
-}
-
-impl OsUser {
-    /// Fails with advice when a directory above `dir` does not let this user through (a data
-    /// directory under `/root` or under a `mktemp -d` directory, say): initdb's own message
-    /// would only say "Permission denied".
-    fn check_can_reach(&self, dir: &Path) -> Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        for ancestor in dir.ancestors().skip(1) {
-            let meta = fs::metadata(ancestor)?;
-            let traversable = meta.mode() & 0o001 != 0
-                || (meta.uid() == self.uid && meta.mode() & 0o100 != 0)
-                || (meta.gid() == self.gid && meta.mode() & 0o010 != 0);
-            if !traversable {
-                bail!(
-                    "the local PostgreSQL runs as OS user '{}', which cannot enter {}: choose a \
-                     data directory elsewhere (--data-dir / ROWLOCK_DATA_DIR), make that directory \
-                     traversable (chmod o+x), or set DATABASE_URL",
-                    self.name,
-                    ancestor.display()
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Makes `cmd` run as the OS user the local cluster runs as (when rowlock runs as root), and
-/// gives that user `dir`: for helper processes that, like PostgreSQL, refuse to run as root
-/// (pgbouncer in the tests).
-pub fn run_unprivileged(cmd: &mut Command, dir: &Path) -> Result<()> {
-    let user = OsUser::for_cluster()?;
-    if let Some(user) = &user {
-        user.check_can_reach(dir)?;
-        std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid))?;
-    }
-    run_as(cmd, &user);
-    Ok(())
-}
-
-fn run_as(cmd: &mut Command, user: &Option<OsUser>) {
-    if let Some(user) = user {
-        // std also drops root's supplementary groups (setgroups(0)) when a uid is set.
-        cmd.uid(user.uid).gid(user.gid);
-    }
-}
-
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
 }
