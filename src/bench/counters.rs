@@ -24,20 +24,7 @@ pub(super) async fn run_on(
     url: &str,
     work_dir: &Path,
 ) -> Result<Results> {
-    crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
-    crate::startup::migrate(url).await?;
-    let admin = crate::db::connect(url).await?;
-    admin
-        .batch_execute(&format!(
-            "INSERT INTO counters (name, value) VALUES ('{HOT}', 0);
-             INSERT INTO counters (name, value)
-               SELECT '{SPREAD_PREFIX}-' || g, 0 FROM generate_series(0, {}) g;",
-            SPREAD - 1
-        ))
-        .await
-        .context("cannot create the counters")?;
-    // VACUUM cannot share a batch (an implicit transaction) with anything else.
-    admin.batch_execute("VACUUM ANALYZE counters").await?;
+    let admin = create_counters(cluster, url).await?;
     let target = pgbench::Target {
         port: cluster.port(),
         user: SUPERUSER,
@@ -54,7 +41,7 @@ pub(super) async fn run_on(
             let group_commit = group.enabled();
             let log = work_dir.join(format!("serve-{pool_size}-{}.log", on_off(group_commit)));
             let server =
-                Server::start(binary, url, pool_size, args.workers, group_commit, &log).await?;
+                Server::start(binary, url, pool_size, args.workers, group_commit, &log, &[]).await?;
             let run = Run {
                 args,
                 admin: &admin,
@@ -99,6 +86,28 @@ pub(super) async fn run_on(
         rowlock_peak_rss_mib: peaks,
         background_busy_pct: 0.0,
     })
+}
+
+/// Creates the benchmark database, its schema and the counters: `hot` and the spread ones.
+pub(super) async fn create_counters(
+    cluster: &LocalCluster,
+    url: &str,
+) -> Result<tokio_postgres::Client> {
+    crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
+    crate::startup::migrate(url).await?;
+    let admin = crate::db::connect(url).await?;
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO counters (name, value) VALUES ('{HOT}', 0);
+             INSERT INTO counters (name, value)
+               SELECT '{SPREAD_PREFIX}-' || g, 0 FROM generate_series(0, {}) g;",
+            SPREAD - 1
+        ))
+        .await
+        .context("cannot create the counters")?;
+    // VACUUM cannot share a batch (an implicit transaction) with anything else.
+    admin.batch_execute("VACUUM ANALYZE counters").await?;
+    Ok(admin)
 }
 
 /// The runs against one `rowlock serve`.
@@ -202,7 +211,7 @@ impl Run<'_> {
     }
 }
 
-fn hammer_args(url: &str, workload: Workload, clients: usize, args: &BenchArgs) -> HammerArgs {
+pub(super) fn hammer_args(url: &str, workload: Workload, clients: usize, args: &BenchArgs) -> HammerArgs {
     let mut h = HammerArgs::new(url);
     h.concurrency = clients;
     h.duration = Some(args.duration);
@@ -221,14 +230,14 @@ fn hammer_args(url: &str, workload: Workload, clients: usize, args: &BenchArgs) 
 }
 
 /// Leaves no dead rows and no pending checkpoint to the next run.
-async fn settle(admin: &tokio_postgres::Client) -> Result<()> {
+pub(super) async fn settle(admin: &tokio_postgres::Client) -> Result<()> {
     admin.batch_execute("VACUUM counters").await?;
     admin.batch_execute("CHECKPOINT").await?;
     Ok(())
 }
 
 /// The counters' total.
-async fn total(admin: &tokio_postgres::Client) -> Result<i64> {
+pub(super) async fn total(admin: &tokio_postgres::Client) -> Result<i64> {
     let row = admin
         .query_one("SELECT sum(value)::bigint FROM counters", &[])
         .await?;

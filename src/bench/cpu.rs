@@ -93,8 +93,8 @@ fn ticks_to_us(ticks: u64) -> u64 {
     ticks * 1_000_000 / hz
 }
 
-/// Busy time of all CPUs: everything in the first line of /proc/stat but idle and iowait.
-fn machine_busy() -> u64 {
+/// Busy time of all CPUs, in microseconds: everything in the first line of /proc/stat but idle and iowait.
+pub fn machine_busy() -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<u64> = stat
         .lines()
@@ -114,8 +114,8 @@ fn machine_busy() -> u64 {
     ticks_to_us(busy)
 }
 
-/// utime + stime of `pid` (fields 14 and 15 of /proc/<pid>/stat, after the command name).
-fn process_ticks(pid: u32) -> u64 {
+/// utime + stime of `pid`, in microseconds (fields 14 and 15 of /proc/<pid>/stat, after the command name).
+pub fn process_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name may contain spaces; the fields after it are unambiguous.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
@@ -128,7 +128,8 @@ fn process_ticks(pid: u32) -> u64 {
     ticks_to_us(fields.iter().sum())
 }
 
-fn rusage(who: libc::c_int) -> u64 {
+/// utime + stime of this process (`RUSAGE_SELF`) or its waited-for children, in microseconds.
+pub fn rusage(who: libc::c_int) -> u64 {
     // SAFETY: getrusage writes into the zeroed struct we pass and has no other effect.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(who, &mut usage) } != 0 {

@@ -14,6 +14,7 @@ pub mod groups;
 pub mod jobs;
 pub mod measure;
 pub mod pgbench;
+mod scaleout;
 pub mod scripts;
 pub mod server;
 pub mod table;
@@ -108,6 +109,10 @@ pub struct BenchArgs {
     /// vs pgbench's `bench/transfer.sql`) instead of counters.
     #[arg(long, conflicts_with = "jobs")]
     pub transfers: bool,
+    /// Benchmark counters through pgbouncer in transaction mode (one instance direct, one and
+    /// three behind pgbouncer, side by side) instead of rowlock against pgbench.
+    #[arg(long, conflicts_with_all = ["jobs", "transfers"])]
+    pub pgbouncer: bool,
 }
 
 /// The JSON written under `bench/results/`.
@@ -140,6 +145,9 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     if args.transfers {
         return transfer::run(&args).await;
+    }
+    if args.pgbouncer {
+        return scaleout::run(&args).await;
     }
     let binary = rowlock_binary(&args)?;
     std::fs::create_dir_all(&args.out)?;

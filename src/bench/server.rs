@@ -33,7 +33,8 @@ pub struct Memory {
 
 impl Server {
     /// Starts `binary serve` against `database_url` with `pool_size` connections, `workers`
-    /// HTTP workers (0: actix's default) and group commit on or off, logging to `log`.
+    /// HTTP workers (0: actix's default) and group commit on or off, logging to `log`, with
+    /// `env` added to its environment.
     pub async fn start(
         binary: &Path,
         database_url: &str,
@@ -41,6 +42,7 @@ impl Server {
         workers: usize,
         group_commit: bool,
         log: &Path,
+        env: &[(&str, &str)],
     ) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -59,6 +61,7 @@ impl Server {
             )
             // Per-request logs would measure the terminal, not rowlock.
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
