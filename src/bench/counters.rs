@@ -40,8 +40,16 @@ pub(super) async fn run_on(
         for &group in &args.group_commit {
             let group_commit = group.enabled();
             let log = work_dir.join(format!("serve-{pool_size}-{}.log", on_off(group_commit)));
-            let server =
-                Server::start(binary, url, pool_size, args.workers, group_commit, &log, &[]).await?;
+            let server = Server::start(
+                binary,
+                url,
+                pool_size,
+                args.workers,
+                group_commit,
+                &log,
+                &[],
+            )
+            .await?;
             let run = Run {
                 args,
                 admin: &admin,
@@ -211,7 +219,12 @@ impl Run<'_> {
     }
 }
 
-pub(super) fn hammer_args(url: &str, workload: Workload, clients: usize, args: &BenchArgs) -> HammerArgs {
+pub(super) fn hammer_args(
+    url: &str,
+    workload: Workload,
+    clients: usize,
+    args: &BenchArgs,
+) -> HammerArgs {
     let mut h = HammerArgs::new(url);
     h.concurrency = clients;
     h.duration = Some(args.duration);

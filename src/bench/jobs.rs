@@ -69,7 +69,8 @@ async fn run_on(
         let pgbench_cpu = super::cpu::Snapshot::take(None).since(&cpu_before, done, true);
         let log = dir.join(format!("serve-{clients}.log"));
         let group_commit = super::first_group_setting(args);
-        let server = Server::start(binary, &url, pool, args.workers, group_commit, &log, &[]).await?;
+        let server =
+            Server::start(binary, &url, pool, args.workers, group_commit, &log, &[]).await?;
         let mut reports = Vec::new();
         let mut cpus = Vec::new();
         let mut groups = Vec::new();

@@ -97,7 +97,9 @@ pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode> {
     let path = args.out.join("scaleout-latest.json");
     std::fs::write(&path, json)?;
     println!("results written to {}", path.display());
-    let passed = rows.iter().all(|r| r.verification == Verdict::Pass.to_string());
+    let passed = rows
+        .iter()
+        .all(|r| r.verification == Verdict::Pass.to_string());
     Ok(if passed {
         ExitCode::SUCCESS
     } else {

@@ -138,8 +138,16 @@ async fn run_on(
     for &group in &args.group_commit {
         let group_commit = group.enabled();
         let log = dir.join(format!("serve-{}.log", on_off(group_commit)));
-        let server =
-            Server::start(binary, &url, pool_size, args.workers, group_commit, &log, &[]).await?;
+        let server = Server::start(
+            binary,
+            &url,
+            pool_size,
+            args.workers,
+            group_commit,
+            &log,
+            &[],
+        )
+        .await?;
         for &clients in &args.clients {
             if let Entry::Vacant(slot) = baseline.entry(clients) {
                 slot.insert(pgbench(&admin, &target, &server, clients, args, dir).await?);

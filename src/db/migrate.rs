@@ -43,39 +43,18 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
-/// The oldest PostgreSQL rowlock runs on: it reads `pg_stat_wal` to learn of crashes, and needs
-/// crash recovery to reset it, which PostgreSQL does since 15 (see [`super::outcome`]).
-const MIN_SERVER_VERSION: i32 = 150_000;
-
-/// Refuses a server older than [`MIN_SERVER_VERSION`], with a message that says so.
-async fn require_version(client: &tokio_postgres::Client) -> Result<()> {
-    // The simple protocol: no statement is prepared, which a transaction pooler could not keep.
-    let messages = client
-        .simple_query(
-            "SELECT current_setting('server_version_num'), current_setting('server_version')",
-        )
-        .await?;
-    let row = messages
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .context("the server did not say its version")?;
-    let version: i32 = row.get(0).unwrap_or_default().parse().unwrap_or_default();
-    let name = row.get(1).unwrap_or_default().to_owned();
-    if version < MIN_SERVER_VERSION {
-        anyhow::bail!("PostgreSQL {name} is too old: rowlock needs PostgreSQL 15 or later");
-    }
-    Ok(())
-}
-
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.
 const MIGRATION_LOCK_KEY: i64 = 0x726f_776c_6f63_6b00; // "rowlock\0"
 
 /// Applies every pending migration; returns how many were applied.
 pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {
-    require_version(client).await?;
+    let server = super::server::identify(client).await?;
+    if let super::server::Server::Citus { citus, .. } = &server {
+        tracing::info!(
+            citus = %citus,
+            "Citus is installed; rowlock's tables stay local to the coordinator"
+        );
+    }
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;

@@ -20,6 +20,7 @@ pub mod outcome;
 mod plan;
 pub mod pool;
 pub mod queues;
+pub mod server;
 pub mod statements;
 pub mod transactions;
 pub mod tx;
