@@ -76,6 +76,7 @@ pub async fn put(
     if_match: Option<i64>,
 ) -> Result<(Counter, bool), ApiError> {
     let client = tx.client();
+    let lock = super::citus::lock_first(lock);
     let values: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
         [&name, &spec.value, &spec.min, &spec.max];
     let (version, created) = if let Some(expected) = if_match {

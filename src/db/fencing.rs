@@ -8,6 +8,7 @@
 //! That closes the gap of a client that paused past its lease: its late write is refused by the
 //! storage itself, whatever the client believes.
 
+use super::citus;
 use super::tx::Tx;
 use crate::error::ApiError;
 
@@ -26,6 +27,11 @@ const CHECK: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
 const CHECK_CHANGING: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
        FROM locks WHERE key = ANY($1) OR key = $2 ORDER BY key FOR UPDATE";
 
+const CHECK_ONE: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
+       FROM locks WHERE key = $1 FOR SHARE";
+const CHECK_OWN: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
+       FROM locks WHERE key = $1 FOR UPDATE";
+
 /// Refuses the transaction unless every fence is the live, current grant of its key.
 /// `changing`: the lease the transaction itself changes, if any.
 pub async fn check(tx: &Tx, fences: &[Fence], changing: Option<&str>) -> Result<(), ApiError> {
@@ -33,6 +39,9 @@ pub async fn check(tx: &Tx, fences: &[Fence], changing: Option<&str>) -> Result<
         return Ok(());
     }
     let keys: Vec<&str> = fences.iter().map(|f| f.key.as_str()).collect();
+    if citus::on() {
+        return verify(fences, &lock_each(tx, keys, changing).await?);
+    }
     let rows = match changing {
         None => {
             let stmt = tx.prepare(CHECK).await?;
@@ -44,6 +53,28 @@ pub async fn check(tx: &Tx, fences: &[Fence], changing: Option<&str>) -> Result<
         }
     };
     verify(fences, &rows)
+}
+
+/// On Citus: each lease row by a single-row statement, in key order — `FOR UPDATE` for the
+/// lease the transaction changes, `FOR SHARE` for the others.
+async fn lock_each(
+    tx: &Tx,
+    mut keys: Vec<&str>,
+    changing: Option<&str>,
+) -> Result<Vec<tokio_postgres::Row>, ApiError> {
+    keys.extend(changing);
+    keys.sort_unstable();
+    keys.dedup();
+    let (share, update) = (tx.prepare(CHECK_ONE).await?, tx.prepare(CHECK_OWN).await?);
+    let mut rows = Vec::with_capacity(keys.len());
+    for run in keys.chunk_by(|a, b| (Some(*a) == changing) == (Some(*b) == changing)) {
+        let stmt = match Some(run[0]) == changing {
+            true => &update,
+            false => &share,
+        };
+        rows.extend(citus::lock_each(tx.client(), stmt, run).await?);
+    }
+    Ok(rows)
 }
 
 fn verify(fences: &[Fence], rows: &[tokio_postgres::Row]) -> Result<(), ApiError> {

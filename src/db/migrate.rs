@@ -44,17 +44,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.
-const MIGRATION_LOCK_KEY: i64 = 0x726f_776c_6f63_6b00; // "rowlock\0"
+pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x726f_776c_6f63_6b00; // "rowlock\0"
 
 /// Applies every pending migration; returns how many were applied.
 pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {
     let server = super::server::identify(client).await?;
-    if let super::server::Server::Citus { citus, .. } = &server {
-        tracing::info!(
-            citus = %citus,
-            "Citus is installed; rowlock's tables stay local to the coordinator"
-        );
-    }
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
@@ -89,5 +83,9 @@ pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {
         count += 1;
     }
     tx.commit().await?;
+    if let super::server::Server::Citus { citus, .. } = &server {
+        let distributed = super::citus::distribute(client).await?;
+        tracing::info!(citus = %citus, distributed, "Citus is installed");
+    }
     Ok(count)
 }

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub(crate) mod conn;
+pub mod citus;
 pub mod counters;
 pub mod dashboard;
 pub mod fencing;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
 
+use crate::db::citus;
 use crate::db::statements::Conn;
 use crate::error::ApiError;
 
@@ -57,6 +58,10 @@ pub async fn resolve(pool: &Pool, tx: &TxIdentity, timeout: Duration) -> Option<
                         // Perhaps another transaction that was given the same id after the
                         // crash.
                         (Some("committed"), true) => return None,
+                        // On Citus a worker may have committed before the coordinator died.
+                        (Some("aborted"), _) | (Some("in progress"), true) if citus::on() => {
+                            return None
+                        }
                         (Some("aborted"), _) | (Some("in progress"), true) => return Some(false),
                         // The old session has not noticed yet that its client is gone.
                         (Some("in progress"), false) => {}

@@ -13,9 +13,8 @@
 //! - **YugabyteDB** (`-YB-` in `version()`): `lock_timeout` does not bound row-lock waits,
 //!   READ COMMITTED runs as snapshot isolation unless a server flag is set, and it has no xid
 //!   functions and no `LISTEN`.
-//! - **Citus with rowlock's tables distributed**: rowlock locks several rows with one statement
-//!   and takes versions from a sequence inside its `UPDATE`s, both of which Citus refuses on
-//!   distributed tables. With rowlock's tables local to the coordinator, Citus is PostgreSQL.
+//!
+//! Citus is recognised by its extension; [`super::citus`] distributes rowlock's tables.
 
 use anyhow::{bail, Context, Result};
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -24,17 +23,13 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 /// crash recovery to reset it, which PostgreSQL does since 15 (see [`super::outcome`]).
 const MIN_SERVER_VERSION: i32 = 150_000;
 
-/// rowlock's tables that Citus could distribute, as found on the search path.
-const TABLES: &str = "ARRAY[to_regclass('counters'), to_regclass('idempotency_keys'), \
-     to_regclass('transactions'), to_regclass('jobs'), to_regclass('queues'), to_regclass('locks')]";
-
 /// What startup learned about the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Server {
     PostgreSql {
         version: String,
     },
-    /// The Citus extension is installed; rowlock's tables are local to the coordinator.
+    /// The Citus extension is installed (rowlock distributes its tables: [`super::citus`]).
     Citus {
         version: String,
         citus: String,
@@ -62,26 +57,6 @@ pub async fn identify(client: &Client) -> Result<Server> {
         return Ok(server);
     };
     let citus = citus.first().cloned().flatten().unwrap_or_default();
-    let distributed = first_row(
-        client,
-        &format!(
-            "SELECT string_agg(logicalrelid::text, ', ' ORDER BY logicalrelid::text)
-               FROM pg_dist_partition
-              WHERE logicalrelid = ANY ({TABLES})"
-        ),
-    )
-    .await?
-    .unwrap_or_default();
-    if let Some(tables) = distributed.first().cloned().flatten() {
-        bail!(
-            "Citus {citus} distributes rowlock's tables ({tables}): rowlock locks the rows of a \
-             transaction or a group with one statement and takes versions and fencing tokens \
-             from sequences inside its UPDATEs, which Citus refuses on distributed tables, so \
-             those requests would fail. Run rowlock on a database where its tables are local to \
-             the coordinator (SELECT undistribute_table('<table>')) — see README, \"Beyond one \
-             PostgreSQL\""
-        );
-    }
     Ok(Server::Citus {
         version: server.version().to_owned(),
         citus,

@@ -121,6 +121,7 @@ impl<'a> Conn<'a> {
     /// `sql`, ready to run. Prepare every statement of a pipeline *before* issuing it: a
     /// statement that still needs a round trip of its own would be sent late.
     pub async fn prepare(self, sql: &'static str) -> Result<Stmt, Error> {
+        let sql = super::citus::adapt(sql);
         if statement_cache() {
             return Ok(Stmt::Prepared(self.client.prepare_cached(sql).await?));
         }

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 
+use super::citus;
 use super::counters::{self, Counter};
 use super::idempotency::Reply;
 use super::locking::{LockStatements, RowLock, WaitPolicy};
@@ -118,6 +119,11 @@ pub(crate) const APPLY_ALL: LockStatements = lock_statements!(
 const ADD_ONE: &str =
     "UPDATE counters SET value = value + $2, version = nextval('counter_versions'), updated_at = now()
      WHERE name = $1 RETURNING value";
+/// The locked counters' new values (`$1` names, `$2` values), after every op was checked.
+const WRITE_ALL: &str =
+    "UPDATE counters c SET value = w.value, version = nextval('counter_versions'), updated_at = now()
+       FROM unnest($1::text[], $2::bigint[]) AS w(name, value)
+      WHERE c.name = w.name";
 const RECORD: &str =
     "INSERT INTO transactions (atomic, ops, results) VALUES ($1, $2, $3) RETURNING id";
 const GET: &str =
@@ -146,12 +152,18 @@ async fn lock_all(
     lock: RowLock,
 ) -> Result<BTreeMap<String, Counter>, ApiError> {
     let names = lock_order(ops);
-    let stmt = tx.prepare(lock.pick(&LOCK)).await?;
-    let rows = tx
-        .client()
-        .query(&stmt, &[&names])
-        .await
-        .map_err(|e| counters::locked_error(e, &names.join("', '")))?;
+    let rows = match citus::on() {
+        // One single-row statement per counter, in the same order.
+        true => {
+            let stmt = tx.prepare(lock.pick(&counters::LOCK)).await?;
+            citus::lock_each(tx.client(), &stmt, &names).await
+        }
+        false => {
+            let stmt = tx.prepare(lock.pick(&LOCK)).await?;
+            tx.client().query(&stmt, &[&names]).await
+        }
+    };
+    let rows = rows.map_err(|e| counters::locked_error(e, &names.join("', '")))?;
     tx.locked("transaction", lock.mode_name());
     Ok(by_name(&rows))
 }
@@ -171,6 +183,9 @@ async fn missing(tx: &Tx, name: &str, lock: RowLock) -> ApiError {
 
 /// Applies every op or none, in one statement pipelined with `COMMIT`.
 pub async fn run_atomic(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed, ApiError> {
+    if citus::on() {
+        return run_atomic_in_steps(tx, ops, lock).await;
+    }
     let names = lock_order(ops);
     let (op_names, bys): (Vec<&str>, Vec<i64>) =
         ops.iter().map(|op| (op.counter.as_str(), op.by)).unzip();
@@ -198,6 +213,42 @@ pub async fn run_atomic(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed,
             "rowlock and the database disagree on transaction {recorded:?}: {replayed:?}"
         ))),
     }
+}
+
+/// Applies every op or none on Citus, where one statement cannot lock several rows: the rows are
+/// locked one by one in name order, the ops replayed on the locked values here, and only when
+/// every op is within its bounds are the rows written and the transaction recorded, with
+/// `COMMIT` in the same round trip.
+async fn run_atomic_in_steps(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed, ApiError> {
+    let current = lock_all(tx, ops, lock).await?;
+    let results = match replay(ops, current) {
+        Ok(results) => results,
+        Err(Refused::Missing(i)) => {
+            return Err(name_op(i, missing(tx, &ops[i].counter, lock).await))
+        }
+        Err(Refused::Bound(i, why)) => return Err(name_op(i, why)),
+    };
+    // Each counter's value after its last op.
+    let last: BTreeMap<&str, i64> = results
+        .iter()
+        .filter_map(|r| Some((r.counter.as_str(), r.value?)))
+        .collect();
+    let (names, values): (Vec<&str>, Vec<i64>) = last.into_iter().unzip();
+    let (write, record) = (tx.prepare(WRITE_ALL).await?, tx.prepare(RECORD).await?);
+    let client = tx.client();
+    let (ops_json, results_json) = (Json(ops), Json(&results));
+    let record_params = [&true as _, &ops_json as _, &results_json as _];
+    let write_params = [&names as _, &values as _];
+    let (written, row) = futures_util::join!(
+        client.execute(&write, &write_params),
+        tx.commit_with(client.query_one(&record, &record_params)),
+    );
+    written?;
+    Ok(Committed {
+        id: row?.get(0),
+        atomic: true,
+        results,
+    })
 }
 
 /// Why an atomic transaction was refused: the index of the op, and what was wrong with it.

@@ -1,6 +1,11 @@
 //! The black-box test harness: one throwaway PostgreSQL cluster per test run (started with the
 //! same module `rowlock serve` uses, or `DATABASE_URL` when set), a migrated template database,
 //! and per test a fresh database cloned from it plus a real rowlock server on port 0.
+//!
+//! With `ROWLOCK_TEST_CITUS_URL` (a Citus coordinator's database, whose workers it knows), every
+//! test runs on Citus instead: its database is created on the coordinator and on each worker,
+//! with the extension and the workers registered, and rowlock distributes its tables when it
+//! migrates it at startup.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -20,20 +25,23 @@ pub const DEADLOCKS: &str =
 
 struct TestCluster {
     admin_url: String,
+    /// With `ROWLOCK_TEST_CITUS_URL`: the Citus workers, as `(host, port)`. Every test database
+    /// exists on each of them too, with the Citus extension, and rowlock distributes its tables.
+    citus_workers: Vec<(String, u16)>,
     /// Kept alive for the whole run; its server dies with the test process.
     _cluster: Option<LocalCluster>,
 }
 
 impl TestCluster {
     fn url(&self, database: &str) -> String {
-        let mut cfg: tokio_postgres::Config = self.admin_url.parse().expect("admin URL parses");
-        cfg.dbname(database);
+        let (host, port) = host_port(&self.admin_url);
+        self.url_at(&host, port, database)
+    }
+
+    /// `database` on another server of the same cluster, with the same credentials.
+    fn url_at(&self, host: &str, port: u16, database: &str) -> String {
         // tokio-postgres has no Config -> URL; rebuild the parts the harness uses.
-        let host = match cfg.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".into(),
-        };
-        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let cfg: tokio_postgres::Config = self.admin_url.parse().expect("admin URL parses");
         let user = cfg.get_user().unwrap_or("postgres");
         match cfg.get_password() {
             Some(pw) => format!(
@@ -43,6 +51,98 @@ impl TestCluster {
             None => format!("postgres://{user}@{host}:{port}/{database}"),
         }
     }
+
+    /// Creates the template database and migrates it (not on Citus: see [`Self::create_database`]).
+    async fn create_template(&self) {
+        if !self.citus_workers.is_empty() {
+            return;
+        }
+        let admin = connect(&self.admin_url).await;
+        let t = quote_ident(TEMPLATE);
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {t} WITH (FORCE)"),
+            format!("CREATE DATABASE {t}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .expect("create the template");
+        }
+        startup::migrate(&self.url(TEMPLATE))
+            .await
+            .expect("migrate the template database");
+    }
+
+    /// A test's database: cloned from the template; on Citus created on every node with the
+    /// extension and the workers registered (Citus's daemons keep a template busy, so it cannot
+    /// be cloned), and migrated — its tables distributed — by the rowlock that starts on it.
+    async fn create_database(&self, name: &str) {
+        if self.citus_workers.is_empty() {
+            return create_database_from_template(&self.admin_url, name).await;
+        }
+        for (host, port) in &self.citus_workers {
+            connect(&self.url_at(host, *port, "postgres"))
+                .await
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+                .await
+                .expect("create the test database on a worker");
+            connect(&self.url_at(host, *port, name))
+                .await
+                .batch_execute("CREATE EXTENSION citus")
+                .await
+                .expect("create the Citus extension on a worker");
+        }
+        connect(&self.admin_url)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .await
+            .expect("create the test database");
+        let coordinator = connect(&self.url(name)).await;
+        let (host, port) = host_port(&self.admin_url);
+        coordinator
+            .batch_execute("CREATE EXTENSION citus")
+            .await
+            .expect("create the Citus extension");
+        coordinator
+            .execute(
+                "SELECT citus_set_coordinator_host($1, $2)",
+                &[&host, &i32::from(port)],
+            )
+            .await
+            .expect("register the coordinator");
+        for (host, port) in &self.citus_workers {
+            coordinator
+                .execute("SELECT citus_add_node($1, $2)", &[host, &i32::from(*port)])
+                .await
+                .expect("register a Citus worker");
+        }
+    }
+}
+
+fn host_port(url: &str) -> (String, u16) {
+    let cfg: tokio_postgres::Config = url.parse().expect("admin URL parses");
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    (host, cfg.get_ports().first().copied().unwrap_or(5432))
+}
+
+/// The primary workers of the Citus coordinator at `url`.
+async fn citus_workers(url: &str) -> Vec<(String, u16)> {
+    let coordinator = connect(url).await;
+    let rows = coordinator
+        .query(
+            "SELECT nodename, nodeport FROM pg_dist_node
+              WHERE groupid <> 0 AND noderole = 'primary' ORDER BY nodeid",
+            &[],
+        )
+        .await
+        .expect("ROWLOCK_TEST_CITUS_URL must name a Citus coordinator's database with workers");
+    assert!(!rows.is_empty(), "the Citus coordinator has no workers");
+    rows.iter()
+        .map(|r| (r.get(0), u16::try_from(r.get::<_, i32>(1)).expect("a port")))
+        .collect()
 }
 
 static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
@@ -51,38 +151,28 @@ fn cluster() -> &'static TestCluster {
     CLUSTER.get_or_init(|| {
         // Its own thread and runtime: this may be first called from inside a test's runtime.
         std::thread::spawn(|| {
-            let (admin_url, cluster) = match std::env::var("DATABASE_URL") {
-                Ok(url) => (url, None),
-                Err(_) => {
-                    let cluster = LocalCluster::start_throwaway(Durability::Throwaway)
-                        .expect("start a throwaway PostgreSQL cluster");
-                    (cluster.url("postgres"), Some(cluster))
-                }
-            };
-            let tc = TestCluster {
-                admin_url,
-                _cluster: cluster,
-            };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(async {
-                let admin = connect(&tc.admin_url).await;
-                let t = quote_ident(TEMPLATE);
-                for sql in [
-                    format!("DROP DATABASE IF EXISTS {t} WITH (FORCE)"),
-                    format!("CREATE DATABASE {t}"),
-                ] {
-                    admin
-                        .batch_execute(&sql)
-                        .await
-                        .expect("create the template");
-                }
-                startup::migrate(&tc.url(TEMPLATE))
-                    .await
-                    .expect("migrate the template database");
-            });
+            let (admin_url, cluster, citus_workers) = if let Ok(url) =
+                std::env::var("ROWLOCK_TEST_CITUS_URL")
+            {
+                let workers = rt.block_on(citus_workers(&url));
+                (url, None, workers)
+            } else if let Ok(url) = std::env::var("DATABASE_URL") {
+                (url, None, Vec::new())
+            } else {
+                let cluster = LocalCluster::start_throwaway(Durability::Throwaway)
+                    .expect("start a throwaway PostgreSQL cluster");
+                (cluster.url("postgres"), Some(cluster), Vec::new())
+            };
+            let tc = TestCluster {
+                admin_url,
+                citus_workers,
+                _cluster: cluster,
+            };
+            rt.block_on(tc.create_template());
             tc
         })
         .join()
@@ -174,7 +264,7 @@ pub async fn spawn_app_via(
     }
     let cluster = cluster();
     let db_name = format!("rowlock_test_{:016x}", rand::random::<u64>());
-    create_database_from_template(&cluster.admin_url, &db_name).await;
+    cluster.create_database(&db_name).await;
     let db_url = cluster.url(&db_name);
     let mut args = serve_args(route(&db_url));
     tune(&mut args);

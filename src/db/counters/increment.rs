@@ -17,6 +17,7 @@ use super::{
     bound_violation, counter, get, lock_row, locked_error, not_found, overflow, within, Counter,
     LOCK,
 };
+use crate::db::citus;
 use crate::db::idempotency::Reply;
 use crate::db::locking::{RowLock, WaitPolicy};
 use crate::db::tx::Tx;
@@ -67,6 +68,13 @@ pub async fn increment(
     by: i64,
     mode: Concurrency,
 ) -> Result<Increment, ApiError> {
+    let mode = match mode {
+        Concurrency::Atomic => match citus::lock_first(None) {
+            Some(lock) => Concurrency::Locked(lock),
+            None => Concurrency::Atomic,
+        },
+        other => other,
+    };
     match mode {
         Concurrency::Locked(lock) if lock.wait == WaitPolicy::SkipLocked => {
             let current = lock_row(tx, name, lock).await?;

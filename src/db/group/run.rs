@@ -25,7 +25,8 @@ use tokio_postgres::Row;
 use super::apply::{apply, Applied, Keys, Reserved, Writes};
 use super::{expire, remaining_lock_timeout, Change, Kind, Lane, Member, Work};
 use crate::db::conn::TxConnection;
-use crate::db::counters::counter;
+use crate::db::counters::{self, counter};
+use crate::db::citus;
 use crate::db::idempotency::{stored_reply, Reply};
 use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
 use crate::db::outcome::{self, crash_mark, TxIdentity};
@@ -293,7 +294,17 @@ async fn lock_and_apply(
     // Prepared before the transaction begins (so the round one pipeline goes out whole).
     let before = Conn::outside(client);
     let settings = before.prepare(SETTINGS).await?;
-    let lock_stmt = before.prepare(lock.pick(&LOCK)).await?;
+    // On Citus one single-row statement per counter, in the same (ascending) order.
+    let lock_stmt = match citus::on() {
+        true => before.prepare(lock.pick(&counters::LOCK)).await?,
+        false => before.prepare(lock.pick(&LOCK)).await?,
+    };
+    let lock_rows = async {
+        match citus::on() {
+            true => citus::lock_each(conn, &lock_stmt, &names).await,
+            false => conn.query(&lock_stmt, &[&names]).await,
+        }
+    };
     let reserve = before.prepare(RESERVE).await?;
     let write = before.prepare(WRITE).await?;
     let (lock_keys, stored_keys) = match keys.is_empty() {
@@ -310,14 +321,14 @@ async fn lock_and_apply(
         }
     };
     let set_params = [&application_name as _, &lock_timeout as _];
-    let (lock_params, reserve_params) = ([&names as _], [&versions as _, &transactions as _]);
+    let reserve_params = [&versions as _, &transactions as _];
     // Polled in this order, so sent in this order, without waiting for each other.
     let (begun, set, key_locks, stored, locked, reserved) = futures_util::join!(
         client.batch_execute(&begin),
         conn.query_one(&settings, &set_params),
         optional(lock_keys),
         optional(stored_keys),
-        conn.query(&lock_stmt, &lock_params),
+        lock_rows,
         conn.query_one(&reserve, &reserve_params),
     );
     // The first failure is the cause; the later ones only say "transaction aborted".
