@@ -249,7 +249,8 @@ impl From<tokio_postgres::Error> for ApiError {
             // Constraints are told apart by name ([`on_constraint`]); one rowlock does not
             // expect to be violated is a bug.
             SqlState::CHECK_VIOLATION => match e.as_db_error().and_then(|d| d.constraint()) {
-                Some(name) => on_constraint(name).unwrap_or_else(|| Self::Internal(e.into())),
+                Some(name) => on_constraint(without_shard_suffix(name))
+                    .unwrap_or_else(|| Self::Internal(e.into())),
                 None => Self::Internal(e.into()),
             },
             // The only timestamp a client sends is a job's `run_at`.
@@ -282,6 +283,15 @@ impl From<tokio_postgres::Error> for ApiError {
 /// own rules are the last line of defence behind rowlock's checks (the bounds of a counter, the
 /// alphabet of names, the ranges of numbers). Any other constraint is rowlock's own invariant
 /// (`jobs_running_has_lease`, `jobs_state_check`): violating it is a bug, answered 500.
+/// A constraint's name as rowlock's migrations gave it: on Citus, a worker names the constraint
+/// of its shard, with the shard's id appended (`counters_value_above_min_102008`).
+fn without_shard_suffix(name: &str) -> &str {
+    match name.rsplit_once('_') {
+        Some((base, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => name,
+    }
+}
+
 fn on_constraint(name: &str) -> Option<ApiError> {
     let error = match name {
         "counters_value_above_min" | "counters_value_below_max" => ApiError::BoundViolation(
@@ -320,5 +330,23 @@ impl From<PoolError> for ApiError {
             PoolError::Closed => Self::Unavailable("rowlock is shutting down".into()),
             other => Self::Internal(anyhow::anyhow!("pool: {other}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_constraint_maps_as_its_table_constraint() {
+        assert_eq!(
+            without_shard_suffix("counters_value_above_min_102008"),
+            "counters_value_above_min"
+        );
+        assert_eq!(without_shard_suffix("counters_name_check"), "counters_name_check");
+        assert!(matches!(
+            on_constraint(without_shard_suffix("counters_value_below_max_102040")),
+            Some(ApiError::BoundViolation(_))
+        ));
     }
 }

@@ -16,14 +16,19 @@
 //!   its row is locked, so the value is taken after the previous writer committed: versions
 //!   still increase, and stay unique across delete and re-create (one sequence). `lock=none`
 //!   increments therefore lock their row first on Citus.
+//! - **Lock timeouts are `SET LOCAL` and passed on.** A row-lock wait happens on a worker, which
+//!   sees neither the coordinator's startup options nor its `set_config`: every transaction
+//!   sets its lock timeout with a `SET LOCAL` that Citus forwards ([`with_lock_timeout`]).
 //! - **A lost `COMMIT` that the coordinator says aborted is unknown, not rolled back.** A
 //!   transaction writing one worker commits there before the coordinator commits its own, so a
 //!   coordinator that died in between reports "aborted" for a change the worker kept: rowlock
 //!   answers 504 `outcome_unknown` rather than a 503 that would claim nothing was applied.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio_postgres::{Client, Error, Row};
@@ -60,10 +65,12 @@ pub fn on() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
-/// `sql` as this process sends it: on Citus, with every `nextval(…)` taken by a sub-`SELECT`.
-/// Only rowlock's own statements (constants) pass through here; each is adapted once.
+/// `sql` as this process sends it: on Citus, an `UPDATE`'s `nextval(…)` is taken by a
+/// sub-`SELECT`. Only `UPDATE`s are rewritten: elsewhere (`ARRAY(SELECT nextval(…) FROM
+/// generate_series(…))`) a sub-`SELECT` would be evaluated once for every row. Only rowlock's own
+/// statements (constants) pass through here; each is adapted once.
 pub fn adapt(sql: &'static str) -> &'static str {
-    if !on() || !sql.contains("nextval(") {
+    if !on() || !sql.contains("nextval(") || !is_update(sql) {
         return sql;
     }
     let mut adapted = ADAPTED.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,6 +78,12 @@ pub fn adapt(sql: &'static str) -> &'static str {
         .entry(sql)
         // A bounded set: one entry per statement constant that takes a sequence value.
         .or_insert_with(|| Box::leak(rewrite(sql).into_boxed_str()))
+}
+
+fn is_update(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("UPDATE"))
 }
 
 /// Every `nextval(…)` of `sql` wrapped in a sub-`SELECT`.
@@ -89,6 +102,22 @@ fn rewrite(sql: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `begin` (a `BEGIN …` and the settings that follow it) and, on Citus, the transaction's lock
+/// timeout as a `SET LOCAL` that Citus passes on to the workers, where the row-lock waits
+/// happen (a `set_config` or a startup option stays on the coordinator). `lock_timeout` is
+/// rowlock's own number, rendered here, never text from a request.
+pub fn with_lock_timeout(begin: Cow<'static, str>, lock_timeout: Duration) -> Cow<'static, str> {
+    if !on() {
+        return begin;
+    }
+    let ms = lock_timeout.as_micros().div_ceil(1000).max(1);
+    format!(
+        "{begin}; SET LOCAL citus.propagate_set_commands = 'local'; \
+         SET LOCAL lock_timeout = '{ms}ms'"
+    )
+    .into()
 }
 
 /// The row lock of a write that would otherwise take none (`lock=none`): on Citus its version
@@ -224,6 +253,8 @@ mod tests {
             "SELECT (SELECT nextval('a')), 1, (SELECT nextval('b'))"
         );
         assert_eq!(rewrite("SELECT 1"), "SELECT 1");
+        assert!(is_update(sql) && is_update("\n  update x SET a = 1"));
+        assert!(!is_update("SELECT ARRAY(SELECT nextval('s') FROM generate_series(1, 3))"));
     }
 
     #[test]

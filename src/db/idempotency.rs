@@ -93,7 +93,7 @@ const RECORD: &str =
      ON CONFLICT (key) DO UPDATE
         SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
             headers = EXCLUDED.headers, body = EXCLUDED.body,
-            created_at = now(), expires_at = EXCLUDED.expires_at";
+            created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at";
 
 /// Claims the key for this transaction; returns the stored reply to replay, if there is one.
 pub async fn claim(tx: &Tx, idem: &Idempotency) -> Result<Option<Reply>, ApiError> {

@@ -1,8 +1,10 @@
 //! What is waiting on what in rowlock's database right now, from `pg_stat_activity`,
-//! `pg_locks` and `pg_blocking_pids` (for `GET /debug/locks`).
+//! `pg_locks` and `pg_blocking_pids` (for `GET /debug/locks`), and on Citus from
+//! `citus_lock_waits`.
 
 use serde::Serialize;
 
+use crate::db::citus;
 use crate::db::statements::Conn;
 use crate::error::ApiError;
 
@@ -59,6 +61,21 @@ const WAITERS: &str = "
      WHERE a.datname = current_database()
      ORDER BY 3 DESC";
 
+/// On Citus, a coordinator session waiting for a row lock on a worker shows no lock wait of its
+/// own: `citus_lock_waits` names both sides by global pid (node id × 10¹⁰ + pid). The waits of
+/// this database's coordinator sessions come first, then the coordinator's own lock waits.
+const CITUS_WAITERS: &str = "
+    SELECT a.pid, a.application_name,
+           (extract(epoch FROM now() - coalesce(a.query_start, a.state_change)) * 1000)::float8,
+           'distributed'::text, 'row lock on a worker'::text, NULL::text, NULL::text,
+           array_agg(DISTINCT (w.blocking_gpid % 10000000000)::int)
+      FROM citus_lock_waits w
+      JOIN pg_stat_activity a ON a.pid = (w.waiting_gpid % 10000000000)::int
+     WHERE a.datname = current_database()
+       AND w.waiting_nodeid = (SELECT nodeid FROM pg_dist_node WHERE groupid = 0 LIMIT 1)
+     GROUP BY a.pid, a.application_name, a.query_start, a.state_change
+     ORDER BY 3 DESC";
+
 const BLOCKERS: &str = "
     SELECT pid, application_name, state,
            (extract(epoch FROM now() - xact_start) * 1000)::float8
@@ -83,7 +100,13 @@ pub async fn waiters(
         client.prepare(WAITERS).await?,
         client.prepare(BLOCKERS).await?,
     );
-    let rows = client.query(&waiters, &[]).await?;
+    let mut rows = client.query(&waiters, &[]).await?;
+    if citus::on() {
+        let distributed = client.prepare(CITUS_WAITERS).await?;
+        let mut found = client.query(&distributed, &[]).await?;
+        found.append(&mut rows);
+        rows = found;
+    }
     let blocking: Vec<i32> = rows.iter().flat_map(|r| r.get::<_, Vec<i32>>(7)).collect();
     let blockers = client.query(&blockers, &[&blocking]).await?;
     let blocker = |pid: i32| {

@@ -28,6 +28,7 @@ use futures_util::future::LocalBoxFuture;
 use rand::Rng;
 use tokio::sync::watch;
 
+use super::citus;
 use super::admission::{Admission, Permit};
 use super::conn::TxConnection;
 use super::fencing::{self, Fence};
@@ -244,7 +245,13 @@ impl Db {
         // BEGIN and the settings, which read the transaction's identity; the body's statements
         // follow without waiting for them, its COMMIT does wait (see `Tx::commit_with`).
         let first_round = async {
-            let begin_sql = statements::begin(opts.isolation.begin_sql());
+            let lock_timeout = opts
+                .lock_timeout_ms
+                .map_or(self.lock_timeout, |ms| Duration::from_millis(u64::from(ms)));
+            let begin_sql = citus::with_lock_timeout(
+                statements::begin(opts.isolation.begin_sql()),
+                lock_timeout,
+            );
             let begin = tx.client.batch_execute(&begin_sql);
             let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
             let (begun, set) = futures_util::join!(begin, settings);

@@ -564,7 +564,7 @@ async fn groups_see_a_counter_replaced_or_deleted_concurrently_as_it_is_after_th
     operator.batch_execute("BEGIN").await.unwrap();
     operator
         .execute(
-            "UPDATE counters SET value = 1000, min = 998, version = nextval('counter_versions')
+            "UPDATE counters SET value = 1000, min = 998, version = (SELECT nextval('counter_versions'))
               WHERE name = 'c'",
             &[],
         )

@@ -52,6 +52,18 @@ impl TestCluster {
         }
     }
 
+    /// The admin URLs of the servers a test database exists on: the Citus workers first, then
+    /// the server rowlock connects to.
+    fn servers(&self) -> Vec<String> {
+        let mut urls: Vec<String> = self
+            .citus_workers
+            .iter()
+            .map(|(host, port)| self.url_at(host, *port, "postgres"))
+            .collect();
+        urls.push(self.admin_url.clone());
+        urls
+    }
+
     /// Creates the template database and migrates it (not on Citus: see [`Self::create_database`]).
     async fn create_template(&self) {
         if !self.citus_workers.is_empty() {
@@ -115,6 +127,19 @@ impl TestCluster {
                 .execute("SELECT citus_add_node($1, $2)", &[host, &i32::from(*port)])
                 .await
                 .expect("register a Citus worker");
+        }
+    }
+}
+
+/// The condition, on a row of `pg_stat_activity`, that its session waits for a lock. On Citus a
+/// coordinator session waiting for a row lock on a worker shows no lock wait itself; Citus's
+/// `citus_lock_waits` names it by its global pid (node id × 10¹⁰ + pid).
+pub fn waiting_on_a_lock() -> &'static str {
+    match cluster().citus_workers.is_empty() {
+        true => "wait_event_type = 'Lock'",
+        false => {
+            "(wait_event_type = 'Lock'
+              OR pid IN (SELECT (waiting_gpid % 10000000000)::int FROM citus_lock_waits))"
         }
     }
 }
@@ -309,20 +334,46 @@ impl Drop for TestApp {
         // runtime, which this blocking drop must not wait for) and drop the database:
         // WITH (FORCE) ends the pool's sessions.
         drop(self.handle.stop(false));
-        let (admin_url, db) = (cluster().admin_url.clone(), self.db_name.clone());
+        // On Citus the coordinator's copy first (it has sessions to the workers' copies).
+        let (servers, db) = (cluster().servers(), self.db_name.clone());
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let admin = connect(&admin_url).await;
-                let _ = admin
-                    .batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        quote_ident(&db)
-                    ))
-                    .await;
+                for server in servers.iter().rev() {
+                    let admin = connect(server).await;
+                    // A Citus worker may keep two-phase commits whose coordinator is gone.
+                    if let Ok(rows) = admin
+                        .query(
+                            "SELECT gid FROM pg_prepared_xacts WHERE database = $1",
+                            &[&db],
+                        )
+                        .await
+                    {
+                        if !rows.is_empty() {
+                            let mut cfg: tokio_postgres::Config = server.parse().expect("URL");
+                            cfg.dbname(&db);
+                            if let Ok((inside, connection)) = cfg.connect(NoTls).await {
+                                tokio::spawn(connection);
+                                for row in rows {
+                                    let gid: String = row.get(0);
+                                    let gid = gid.replace('\'', "''");
+                                    let _ = inside
+                                        .batch_execute(&format!("ROLLBACK PREPARED '{gid}'"))
+                                        .await;
+                                }
+                            }
+                        }
+                    }
+                    let _ = admin
+                        .batch_execute(&format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            quote_ident(&db)
+                        ))
+                        .await;
+                }
             });
         })
         .join();
@@ -392,13 +443,13 @@ impl TestApp {
 
     /// Waits (bounded) until `n` of rowlock's sessions are blocked on a lock.
     pub async fn wait_for_lock_waiters(&self, n: i64) {
-        self.wait_until(
+        let sql = format!(
             "SELECT count(*) FROM pg_stat_activity
               WHERE datname = current_database() AND application_name LIKE 'rowlock%'
-                AND wait_event_type = 'Lock'",
-            n,
-        )
-        .await;
+                AND {}",
+            waiting_on_a_lock()
+        );
+        self.wait_until(&sql, n).await;
     }
 
     /// One bigint read straight from the database (`SELECT count(*) …`).

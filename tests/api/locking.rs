@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, waiting_on_a_lock};
 
 const HOLD: &str = "SELECT * FROM counters WHERE name = 'hot' FOR UPDATE";
 
@@ -165,13 +165,13 @@ async fn a_client_that_gives_up_while_waiting_leaves_nothing_behind() {
     app.wait_until("SELECT value FROM counters WHERE name = 'hot'", 1)
         .await;
     // ... and leaves no session in a transaction and no waiter behind.
-    app.wait_until(
+    let left = format!(
         "SELECT count(*) FROM pg_stat_activity
           WHERE datname = current_database() AND application_name LIKE 'rowlock%'
-            AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')",
-        0,
-    )
-    .await;
+            AND (state LIKE 'idle in transaction%' OR {})",
+        waiting_on_a_lock()
+    );
+    app.wait_until(&left, 0).await;
     // Nobody holds the row lock any more.
     let pg = app.pg().await;
     pg.batch_execute(

@@ -76,7 +76,7 @@ const WRITE: &str = "WITH written AS (
         ON CONFLICT (key) DO UPDATE
            SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
                headers = EXCLUDED.headers, body = EXCLUDED.body,
-               created_at = now(), expires_at = EXCLUDED.expires_at
+               created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
     )
     SELECT 1";
 
@@ -290,7 +290,10 @@ async fn lock_and_apply(
         .count();
     let (versions, transactions) = (count(versions)?, count(transactions)?);
     let conn = Conn::inside(client);
-    let begin = statements::begin("BEGIN ISOLATION LEVEL READ COMMITTED");
+    let begin = citus::with_lock_timeout(
+        statements::begin("BEGIN ISOLATION LEVEL READ COMMITTED"),
+        remaining,
+    );
     // Prepared before the transaction begins (so the round one pipeline goes out whole).
     let before = Conn::outside(client);
     let settings = before.prepare(SETTINGS).await?;
