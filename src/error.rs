@@ -248,7 +248,7 @@ impl From<tokio_postgres::Error> for ApiError {
             }
             // Constraints are told apart by name ([`on_constraint`]); one rowlock does not
             // expect to be violated is a bug.
-            SqlState::CHECK_VIOLATION => match e.as_db_error().and_then(|d| d.constraint()) {
+            SqlState::CHECK_VIOLATION => match e.as_db_error().and_then(violated_constraint) {
                 Some(name) => on_constraint(without_shard_suffix(name))
                     .unwrap_or_else(|| Self::Internal(e.into())),
                 None => Self::Internal(e.into()),
@@ -283,6 +283,16 @@ impl From<tokio_postgres::Error> for ApiError {
 /// own rules are the last line of defence behind rowlock's checks (the bounds of a counter, the
 /// alphabet of names, the ranges of numbers). Any other constraint is rowlock's own invariant
 /// (`jobs_running_has_lease`, `jobs_state_check`): violating it is a bug, answered 500.
+/// The CHECK constraint an error names: its constraint field, or — from a Citus worker, whose
+/// error the coordinator passes on without that field — the name in its message (`new row for
+/// relation "counters_102008" violates check constraint "counters_value_above_min_102008"`).
+fn violated_constraint(e: &tokio_postgres::error::DbError) -> Option<&str> {
+    e.constraint().or_else(|| {
+        let (_, rest) = e.message().split_once("violates check constraint \"")?;
+        rest.split_once('"').map(|(name, _)| name)
+    })
+}
+
 /// A constraint's name as rowlock's migrations gave it: on Citus, a worker names the constraint
 /// of its shard, with the shard's id appended (`counters_value_above_min_102008`).
 fn without_shard_suffix(name: &str) -> &str {

@@ -65,12 +65,13 @@ pub fn on() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
-/// `sql` as this process sends it: on Citus, an `UPDATE`'s `nextval(…)` is taken by a
-/// sub-`SELECT`. Only `UPDATE`s are rewritten: elsewhere (`ARRAY(SELECT nextval(…) FROM
-/// generate_series(…))`) a sub-`SELECT` would be evaluated once for every row. Only rowlock's own
-/// statements (constants) pass through here; each is adapted once.
+/// `sql` as this process sends it: on Citus, a `nextval(…)` assigned in an `UPDATE`'s `SET`
+/// (`= nextval(…)`) is taken by a sub-`SELECT`. Nothing else is rewritten: elsewhere
+/// (`ARRAY(SELECT nextval(…) FROM generate_series(…))`) a sub-`SELECT` would be evaluated once
+/// for all rows. Only rowlock's own statements (constants) pass through here; each is adapted
+/// once.
 pub fn adapt(sql: &'static str) -> &'static str {
-    if !on() || !sql.contains("nextval(") || !is_update(sql) {
+    if !on() || !sql.contains("nextval(") {
         return sql;
     }
     let mut adapted = ADAPTED.lock().unwrap_or_else(|p| p.into_inner());
@@ -80,13 +81,7 @@ pub fn adapt(sql: &'static str) -> &'static str {
         .or_insert_with(|| Box::leak(rewrite(sql).into_boxed_str()))
 }
 
-fn is_update(sql: &str) -> bool {
-    sql.trim_start()
-        .get(..6)
-        .is_some_and(|w| w.eq_ignore_ascii_case("UPDATE"))
-}
-
-/// Every `nextval(…)` of `sql` wrapped in a sub-`SELECT`.
+/// Every assigned `nextval(…)` of `sql` (`= nextval(…)`) wrapped in a sub-`SELECT`.
 fn rewrite(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut rest = sql;
@@ -95,9 +90,14 @@ fn rewrite(sql: &str) -> String {
             break;
         };
         out.push_str(&rest[..at]);
-        out.push_str("(SELECT ");
-        out.push_str(&rest[at..at + close + 1]);
-        out.push(')');
+        let call = &rest[at..at + close + 1];
+        if out.trim_end().ends_with('=') {
+            out.push_str("(SELECT ");
+            out.push_str(call);
+            out.push(')');
+        } else {
+            out.push_str(call);
+        }
         rest = &rest[at + close + 1..];
     }
     out.push_str(rest);
@@ -249,12 +249,13 @@ mod tests {
             "UPDATE counters SET value = $2, version = (SELECT nextval('counter_versions')) WHERE name = $1"
         );
         assert_eq!(
-            rewrite("SELECT nextval('a'), 1, nextval('b')"),
-            "SELECT (SELECT nextval('a')), 1, (SELECT nextval('b'))"
+            rewrite("WITH g AS (UPDATE l SET t = nextval('t'), u = 1) SELECT * FROM g"),
+            "WITH g AS (UPDATE l SET t = (SELECT nextval('t')), u = 1) SELECT * FROM g"
         );
+        // A value per row stays one per row.
+        let per_row = "SELECT ARRAY(SELECT nextval('s') FROM generate_series(1, $1::int))";
+        assert_eq!(rewrite(per_row), per_row);
         assert_eq!(rewrite("SELECT 1"), "SELECT 1");
-        assert!(is_update(sql) && is_update("\n  update x SET a = 1"));
-        assert!(!is_update("SELECT ARRAY(SELECT nextval('s') FROM generate_series(1, 3))"));
     }
 
     #[test]

@@ -76,6 +76,19 @@ const CITUS_WAITERS: &str = "
      GROUP BY a.pid, a.application_name, a.query_start, a.state_change
      ORDER BY 3 DESC";
 
+/// [`CITUS_WAITERS`]; none where Citus's ways run on plain PostgreSQL (no `citus_lock_waits`).
+async fn citus_waiters(client: Conn<'_>) -> Result<Vec<tokio_postgres::Row>, ApiError> {
+    use tokio_postgres::error::SqlState;
+    let found = match client.prepare(CITUS_WAITERS).await {
+        Ok(stmt) => client.query(&stmt, &[]).await,
+        Err(e) => Err(e),
+    };
+    match found {
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
+        other => Ok(other?),
+    }
+}
+
 const BLOCKERS: &str = "
     SELECT pid, application_name, state,
            (extract(epoch FROM now() - xact_start) * 1000)::float8
@@ -102,8 +115,7 @@ pub async fn waiters(
     );
     let mut rows = client.query(&waiters, &[]).await?;
     if citus::on() {
-        let distributed = client.prepare(CITUS_WAITERS).await?;
-        let mut found = client.query(&distributed, &[]).await?;
+        let mut found = citus_waiters(client).await?;
         found.append(&mut rows);
         rows = found;
     }

@@ -100,24 +100,32 @@ const LOCK_NOWAIT: &str = lock_sql!(" NOWAIT");
 /// as the grant that follows, so it never commits as such. A literal 0, not `nextval`: a lost
 /// `ON CONFLICT` race must not burn a token.
 const CREATE: &str = "INSERT INTO locks (key, token) VALUES ($1, 0) ON CONFLICT (key) DO NOTHING";
+/// The times are formatted outside the `UPDATE`: Citus allows no `to_char` (a stable function)
+/// in the `RETURNING` of a distributed `UPDATE`.
 const GRANT: &str = concat!(
-    "UPDATE locks
-    SET owner = $2, token = nextval('lock_tokens'), acquired_at = now(),
-        expires_at = now() + make_interval(secs => $3), updated_at = now()
-  WHERE key = $1
-  RETURNING token, ",
+    "WITH granted AS (
+       UPDATE locks
+          SET owner = $2, token = nextval('lock_tokens'), acquired_at = now(),
+              expires_at = now() + make_interval(secs => $3), updated_at = now()
+        WHERE key = $1
+    RETURNING token, acquired_at, expires_at)
+     SELECT token, ",
     utc!("acquired_at"),
     ", ",
-    utc!("expires_at")
+    utc!("expires_at"),
+    " FROM granted"
 );
 const RENEW: &str = concat!(
-    "UPDATE locks
-    SET expires_at = now() + make_interval(secs => $2), updated_at = now()
-  WHERE key = $1
-  RETURNING owner, token, ",
+    "WITH renewed AS (
+       UPDATE locks
+          SET expires_at = now() + make_interval(secs => $2), updated_at = now()
+        WHERE key = $1
+    RETURNING owner, token, acquired_at, expires_at)
+     SELECT owner, token, ",
     utc!("acquired_at"),
     ", ",
-    utc!("expires_at")
+    utc!("expires_at"),
+    " FROM renewed"
 );
 /// The lease ends now (or when it expired, if earlier): `expires_at` records when it ended.
 const RELEASE: &str = "UPDATE locks

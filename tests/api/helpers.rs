@@ -131,11 +131,16 @@ impl TestCluster {
     }
 }
 
+/// Whether the suite runs on Citus (`ROWLOCK_TEST_CITUS_URL`).
+pub fn on_citus() -> bool {
+    !cluster().citus_workers.is_empty()
+}
+
 /// The condition, on a row of `pg_stat_activity`, that its session waits for a lock. On Citus a
 /// coordinator session waiting for a row lock on a worker shows no lock wait itself; Citus's
 /// `citus_lock_waits` names it by its global pid (node id × 10¹⁰ + pid).
 pub fn waiting_on_a_lock() -> &'static str {
-    match cluster().citus_workers.is_empty() {
+    match !on_citus() {
         true => "wait_event_type = 'Lock'",
         false => {
             "(wait_event_type = 'Lock'
@@ -174,6 +179,12 @@ static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
 
 fn cluster() -> &'static TestCluster {
     CLUSTER.get_or_init(|| {
+        // `ROWLOCK_TEST_CITUS_WAYS=1`: the statements rowlock sends once its tables are
+        // distributed by Citus (one row per locking statement, `nextval` by sub-SELECT, lock
+        // timeouts passed on), on plain PostgreSQL, where they must keep every guarantee too.
+        if std::env::var("ROWLOCK_TEST_CITUS_WAYS").is_ok_and(|v| v == "1") {
+            rowlock::db::citus::enable();
+        }
         // Its own thread and runtime: this may be first called from inside a test's runtime.
         std::thread::spawn(|| {
             let rt = tokio::runtime::Builder::new_current_thread()

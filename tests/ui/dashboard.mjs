@@ -46,7 +46,7 @@ try {
   const waits = page.locator("#waits li.wait");
   await waits.first().waitFor({ timeout: 10000 });
   const waitText = await page.locator("#waits").textContent();
-  check(waitText.includes("counters"), `the wait names the counters table: ${waitText}`);
+  check(waitText.includes(expect.wait_names), `the wait names ${expect.wait_names}: ${waitText}`);
   check(waitText.includes(`pid ${expect.blocker_pid}`), `the blocker pid ${expect.blocker_pid}: ${waitText}`);
   check(/request [0-9a-f]+/.test(waitText), `the blocked request's id: ${waitText}`);
 
