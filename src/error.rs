@@ -243,6 +243,16 @@ impl From<tokio_postgres::Error> for ApiError {
             }
             SqlState::T_R_SERIALIZATION_FAILURE => Self::SerializationFailure,
             SqlState::T_R_DEADLOCK_DETECTED => Self::Deadlock,
+            // Citus: a worker refused its part at COMMIT (a deferred constraint, say), so the
+            // coordinator rolled the whole transaction back. The worker's own code is lost.
+            SqlState::INTERNAL_ERROR
+                if e.as_db_error().is_some_and(|d| {
+                    d.message()
+                        .starts_with("could not commit transaction for shard")
+                }) =>
+            {
+                Self::Unavailable("a node refused the commit; nothing was applied".into())
+            }
             SqlState::QUERY_CANCELED => {
                 Self::Unavailable("the database did not finish in time (statement timeout)".into())
             }
@@ -353,7 +363,10 @@ mod tests {
             without_shard_suffix("counters_value_above_min_102008"),
             "counters_value_above_min"
         );
-        assert_eq!(without_shard_suffix("counters_name_check"), "counters_name_check");
+        assert_eq!(
+            without_shard_suffix("counters_name_check"),
+            "counters_name_check"
+        );
         assert!(matches!(
             on_constraint(without_shard_suffix("counters_value_below_max_102040")),
             Some(ApiError::BoundViolation(_))

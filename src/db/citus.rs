@@ -196,7 +196,9 @@ pub async fn distribute(client: &mut Client) -> Result<bool> {
 }
 
 /// rowlock's tables known to Citus: `(table, distribution column, method)`.
-async fn distribution(tx: &tokio_postgres::Transaction<'_>) -> Result<Vec<(String, String, String)>> {
+async fn distribution(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<Vec<(String, String, String)>> {
     let rows = tx
         .query(
             "SELECT logicalrelid::regclass::text,
@@ -243,7 +245,8 @@ mod tests {
 
     #[test]
     fn nextval_is_taken_by_a_sub_select() {
-        let sql = "UPDATE counters SET value = $2, version = nextval('counter_versions') WHERE name = $1";
+        let sql =
+            "UPDATE counters SET value = $2, version = nextval('counter_versions') WHERE name = $1";
         assert_eq!(
             rewrite(sql),
             "UPDATE counters SET value = $2, version = (SELECT nextval('counter_versions')) WHERE name = $1"

@@ -2,8 +2,8 @@
 //! of each table (one module per table).
 
 pub mod admission;
-pub(crate) mod conn;
 pub mod citus;
+pub(crate) mod conn;
 pub mod counters;
 pub mod dashboard;
 pub mod fencing;

@@ -28,8 +28,8 @@ use futures_util::future::LocalBoxFuture;
 use rand::Rng;
 use tokio::sync::watch;
 
-use super::citus;
 use super::admission::{Admission, Permit};
+use super::citus;
 use super::conn::TxConnection;
 use super::fencing::{self, Fence};
 use super::idempotency::{self, Idempotency, Reply};

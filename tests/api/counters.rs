@@ -143,7 +143,11 @@ async fn if_match_with_a_stale_version_is_412_and_a_current_one_applies() {
     assert_eq!(current.status().as_u16(), 200);
     // Versions increase; on Citus the refused request above may have taken one from the
     // sequence, so the next is not always 3.
-    let applied = current.headers()["etag"].to_str().unwrap().trim_matches('"').to_owned();
+    let applied = current.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
     assert!(applied.parse::<i64>().unwrap() > 2, "{applied}");
     assert_eq!(app.db_value("o").await, Some(2));
 

@@ -210,16 +210,15 @@ async fn a_statement_past_the_statement_timeout_is_503_with_retry_after() {
     let app = crate::helpers::spawn_app_with(|args| args.pool.statement_timeout_ms = 300).await;
     app.create_counter("slow", 0).await;
     let pg = app.pg().await;
-    if crate::helpers::on_citus() {
-        // Citus refuses a trigger on a distributed table unless told it is safe.
-        pg.batch_execute("SET citus.enable_unsafe_triggers = on")
-            .await
-            .unwrap();
-    }
+    crate::helpers::allow_triggers(&pg).await;
     pg.batch_execute(
         "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$;
-         CREATE TRIGGER slow BEFORE UPDATE ON counters FOR EACH ROW EXECUTE FUNCTION slow();",
+         BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$",
+    )
+    .await
+    .unwrap();
+    pg.batch_execute(
+        "CREATE TRIGGER slow BEFORE UPDATE ON counters FOR EACH ROW EXECUTE FUNCTION slow()",
     )
     .await
     .unwrap();

@@ -136,6 +136,25 @@ pub fn on_citus() -> bool {
     !cluster().citus_workers.is_empty()
 }
 
+/// Lets `pg` create triggers on rowlock's tables, which Citus refuses on distributed tables
+/// unless told they are safe (they are: the tests' triggers touch only their own row).
+pub async fn allow_triggers(pg: &tokio_postgres::Client) {
+    if on_citus() {
+        pg.batch_execute("SET citus.enable_unsafe_triggers = on")
+            .await
+            .expect("allow triggers on distributed tables");
+    }
+}
+
+/// On Citus, says that a test is skipped and why; true then. For tests whose fault injection
+/// (a trigger with a sequence on the coordinator) cannot run on a worker.
+pub fn skipped_on_citus(why: &str) -> bool {
+    if on_citus() {
+        eprintln!("skipped on Citus: {why}");
+    }
+    on_citus()
+}
+
 /// The condition, on a row of `pg_stat_activity`, that its session waits for a lock. On Citus a
 /// coordinator session waiting for a row lock on a worker shows no lock wait itself; Citus's
 /// `citus_lock_waits` names it by its global pid (node id × 10¹⁰ + pid).
@@ -191,18 +210,17 @@ fn cluster() -> &'static TestCluster {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            let (admin_url, cluster, citus_workers) = if let Ok(url) =
-                std::env::var("ROWLOCK_TEST_CITUS_URL")
-            {
-                let workers = rt.block_on(citus_workers(&url));
-                (url, None, workers)
-            } else if let Ok(url) = std::env::var("DATABASE_URL") {
-                (url, None, Vec::new())
-            } else {
-                let cluster = LocalCluster::start_throwaway(Durability::Throwaway)
-                    .expect("start a throwaway PostgreSQL cluster");
-                (cluster.url("postgres"), Some(cluster), Vec::new())
-            };
+            let (admin_url, cluster, citus_workers) =
+                if let Ok(url) = std::env::var("ROWLOCK_TEST_CITUS_URL") {
+                    let workers = rt.block_on(citus_workers(&url));
+                    (url, None, workers)
+                } else if let Ok(url) = std::env::var("DATABASE_URL") {
+                    (url, None, Vec::new())
+                } else {
+                    let cluster = LocalCluster::start_throwaway(Durability::Throwaway)
+                        .expect("start a throwaway PostgreSQL cluster");
+                    (cluster.url("postgres"), Some(cluster), Vec::new())
+                };
             let tc = TestCluster {
                 admin_url,
                 citus_workers,

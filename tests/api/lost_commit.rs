@@ -88,16 +88,21 @@ async fn relay(client: TcpStream, server: TcpStream, mut cut: watch::Receiver<u6
 
 /// Makes every write of counter `name` sleep 1.5 s in PostgreSQL.
 async fn slow_writes_of(app: &TestApp, name: &str) {
-    app.pg()
-        .await
-        .batch_execute(&format!(
-            "CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$;
-             CREATE TRIGGER slow_write BEFORE UPDATE ON counters FOR EACH ROW
-             WHEN (NEW.name = '{name}') EXECUTE FUNCTION slow_write();"
-        ))
-        .await
-        .unwrap();
+    let pg = app.pg().await;
+    crate::helpers::allow_triggers(&pg).await;
+    // One statement per message: Citus passes each on to the workers on its own.
+    pg.batch_execute(
+        "CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$",
+    )
+    .await
+    .unwrap();
+    pg.batch_execute(&format!(
+        "CREATE TRIGGER slow_write BEFORE UPDATE ON counters FOR EACH ROW
+         WHEN (NEW.name = '{name}') EXECUTE FUNCTION slow_write()"
+    ))
+    .await
+    .unwrap();
 }
 
 /// Cuts rowlock's connections once one of its sessions sleeps in the trigger (watched through
@@ -105,16 +110,19 @@ async fn slow_writes_of(app: &TestApp, name: &str) {
 async fn cut_during_the_write(pg: &tokio_postgres::Client, proxy: &Proxy) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let sleeping: i64 = pg
-            .query_one(
+        // On Citus the trigger sleeps on a worker, in a session Citus opened for rowlock's.
+        let sql = match crate::helpers::on_citus() {
+            false => {
                 "SELECT count(*) FROM pg_stat_activity
                   WHERE datname = current_database() AND application_name LIKE 'rowlock/%'
-                    AND wait_event = 'PgSleep'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+                    AND wait_event = 'PgSleep'"
+            }
+            true => {
+                "SELECT count(*) FROM citus_stat_activity
+                  WHERE datname = current_database() AND wait_event = 'PgSleep'"
+            }
+        };
+        let sleeping: i64 = pg.query_one(sql, &[]).await.unwrap().get(0);
         if sleeping > 0 {
             proxy.cut();
             return;
@@ -202,18 +210,22 @@ async fn a_lone_increment_whose_answer_is_lost_is_looked_up_never_503() {
 async fn a_change_refused_at_commit_is_never_answered_200() {
     let app = crate::helpers::spawn_app().await;
     app.create_counter("d", 0).await;
-    app.pg()
-        .await
-        .batch_execute(
-            "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'serialization_failure';
-             END $$;
-             CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON counters
-             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-             WHEN (NEW.name = 'd') EXECUTE FUNCTION refuse_at_commit();",
-        )
-        .await
-        .unwrap();
+    let pg = app.pg().await;
+    crate::helpers::allow_triggers(&pg).await;
+    pg.batch_execute(
+        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'serialization_failure';
+         END $$",
+    )
+    .await
+    .unwrap();
+    pg.batch_execute(
+        "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON counters
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+         WHEN (NEW.name = 'd') EXECUTE FUNCTION refuse_at_commit()",
+    )
+    .await
+    .unwrap();
     for query in [
         "lock=wait",
         "lock=nowait",

@@ -24,9 +24,9 @@ use tokio_postgres::Row;
 
 use super::apply::{apply, Applied, Keys, Reserved, Writes};
 use super::{expire, remaining_lock_timeout, Change, Kind, Lane, Member, Work};
+use crate::db::citus;
 use crate::db::conn::TxConnection;
 use crate::db::counters::{self, counter};
-use crate::db::citus;
 use crate::db::idempotency::{stored_reply, Reply};
 use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
 use crate::db::outcome::{self, crash_mark, TxIdentity};
