@@ -204,7 +204,7 @@ async fn waiting_claims_are_still_woken_after_the_listening_connection_is_killed
         .await
         .unwrap()
         .get(0);
-    pg.execute("SELECT pg_terminate_backend($1)", &[&old])
+    pg.execute("SELECT pg_terminate_backend($1::int)", &[&old])
         .await
         .unwrap();
     app.wait_until(&format!("{listener} AND pid <> {old}"), 1)
