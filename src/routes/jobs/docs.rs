@@ -210,3 +210,59 @@ pub struct QueuePaused {
     queue: String,
     paused: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use utoipa::OpenApi;
+
+    use super::super::input::{
+        MAX_ATTEMPTS, MAX_BATCH, MAX_CLAIM, MAX_LEASE_MS, MAX_RUNNING, MAX_UNIQUE_KEY,
+    };
+    use crate::db::jobs::claim::MAX_WAIT;
+
+    /// The limits `/openapi.json` documents are the ones the handlers enforce.
+    #[test]
+    fn the_documented_limits_are_the_enforced_ones() {
+        let doc = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap();
+        let property = |schema: &str, name: &str, key: &str| -> Value {
+            doc["components"]["schemas"][schema]["properties"][name][key].clone()
+        };
+        let number = |v: Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+        let as_f64 = |n: i64| n as f64;
+        let cases = [
+            (
+                "EnqueueRequest",
+                "max_attempts",
+                "maximum",
+                as_f64(MAX_ATTEMPTS),
+            ),
+            (
+                "EnqueueRequest",
+                "unique_key",
+                "maxLength",
+                MAX_UNIQUE_KEY as f64,
+            ),
+            ("ClaimRequest", "limit", "maximum", as_f64(MAX_CLAIM)),
+            ("ClaimRequest", "lease_ms", "maximum", as_f64(MAX_LEASE_MS)),
+            (
+                "ClaimRequest",
+                "wait_ms",
+                "maximum",
+                MAX_WAIT.as_millis() as f64,
+            ),
+            ("ClaimRequest", "complete", "maxItems", MAX_BATCH as f64),
+            ("CompleteRequest", "jobs", "maxItems", MAX_BATCH as f64),
+            (
+                "QueueSettingsRequest",
+                "max_running",
+                "maximum",
+                as_f64(MAX_RUNNING),
+            ),
+        ];
+        for (schema, name, key, enforced) in cases {
+            let documented = number(property(schema, name, key));
+            assert_eq!(documented, enforced, "{schema}.{name}.{key}");
+        }
+    }
+}

@@ -24,13 +24,15 @@ pub const CLAIM_BODY_BYTES: usize = 256 * 1024;
 /// Most jobs one enqueue or batch completion names.
 pub const MAX_BATCH: usize = 1000;
 /// Longest `unique_key`.
-const MAX_UNIQUE_KEY: usize = 255;
+pub(super) const MAX_UNIQUE_KEY: usize = 255;
 /// Longest lease a claim or heartbeat may ask for (a day); the default is 30 s.
-const MAX_LEASE_MS: i64 = 86_400_000;
+pub(super) const MAX_LEASE_MS: i64 = 86_400_000;
 const DEFAULT_LEASE_MS: i64 = 30_000;
 /// Most jobs one claim returns.
-const MAX_CLAIM: i64 = 1000;
-const MAX_ATTEMPTS: i64 = 1000;
+pub(super) const MAX_CLAIM: i64 = 1000;
+pub(super) const MAX_ATTEMPTS: i64 = 1000;
+/// Most jobs of a queue that may run at once, when limited.
+pub(super) const MAX_RUNNING: i64 = 1_000_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,7 +216,7 @@ impl QueueSettings {
                 "'max_running' is required (a number, or null for no limit)".into(),
             ));
         };
-        let limit = within("max_running", limit.as_ref(), 0, -1, 1_000_000)?;
+        let limit = within("max_running", limit.as_ref(), 0, -1, MAX_RUNNING)?;
         Ok((limit >= 0).then_some(limit as i32))
     }
 }
