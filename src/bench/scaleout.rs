@@ -3,6 +3,7 @@
 //! drives in turn
 //!
 //! - one `rowlock serve` directly on PostgreSQL (prepared statements, startup options),
+//! - three directly on PostgreSQL (what more instances cost without a pooler),
 //! - one behind pgbouncer in transaction mode (`--statement-cache off`), and
 //! - three behind the same pgbouncer, the hammer spreading its clients over them round-robin,
 //!
@@ -32,13 +33,15 @@ const INSTANCE_POOL: usize = 32;
 #[derive(Debug, Clone, Copy, Serialize)]
 enum Setup {
     Direct,
+    ThreeDirect,
     OneBehindPgbouncer,
     ThreeBehindPgbouncer,
 }
 
 impl Setup {
-    const ALL: [Self; 3] = [
+    const ALL: [Self; 4] = [
         Self::Direct,
+        Self::ThreeDirect,
         Self::OneBehindPgbouncer,
         Self::ThreeBehindPgbouncer,
     ];
@@ -46,6 +49,7 @@ impl Setup {
     fn label(self) -> &'static str {
         match self {
             Self::Direct => "1 direct",
+            Self::ThreeDirect => "3 direct",
             Self::OneBehindPgbouncer => "1 via pgbouncer",
             Self::ThreeBehindPgbouncer => "3 via pgbouncer",
         }
@@ -121,6 +125,7 @@ async fn measure_all(
     for setup in Setup::ALL {
         let (count, database_url, pooled) = match setup {
             Setup::Direct => (1, url, false),
+            Setup::ThreeDirect => (3, url, false),
             Setup::OneBehindPgbouncer => (1, bouncer.url(), true),
             Setup::ThreeBehindPgbouncer => (3, bouncer.url(), true),
         };
