@@ -55,6 +55,30 @@ const LOCK: LockStatements = lock_statements!(
 const RESERVE: &str = "SELECT
        ARRAY(SELECT nextval('counter_versions') FROM generate_series(1, $1::int)),
        ARRAY(SELECT nextval('transactions_id_seq') FROM generate_series(1, $2::int))";
+/// On Citus: one changed row (a statement naming one shard; [`WRITE`]'s join with `unnest`
+/// would be sent to every shard).
+const WRITE_ONE: &str =
+    "UPDATE counters SET value = $2, version = $3, updated_at = now() WHERE name = $1";
+/// On Citus, after [`WRITE_ONE`] for every changed row: the group's transactions and its
+/// idempotency records ([`WRITE`] without its `UPDATE`; `$1`…`$9` are its `$4`…`$12`).
+const RECORD: &str = "WITH recorded AS (
+        INSERT INTO transactions (id, atomic, ops, results) OVERRIDING SYSTEM VALUE
+        SELECT t.id, true, t.ops::jsonb, t.results::jsonb
+          FROM unnest((SELECT $1::bigint[]), (SELECT $2::text[]), (SELECT $3::text[]))
+               AS t(id, ops, results)
+    ), remembered AS (
+        INSERT INTO idempotency_keys (key, request_hash, status, headers, body, expires_at)
+        SELECT i.key, i.hash, i.status, i.headers::jsonb, i.body,
+               now() + make_interval(secs => $9)
+          FROM unnest((SELECT $4::text[]), (SELECT $5::bytea[]), (SELECT $6::smallint[]),
+                      (SELECT $7::text[]), (SELECT $8::bytea[]))
+               AS i(key, hash, status, headers, body)
+        ON CONFLICT (key) DO UPDATE
+           SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
+               headers = EXCLUDED.headers, body = EXCLUDED.body,
+               created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+    )
+    SELECT 1";
 /// Every changed row once, the group's transactions and its idempotency records.
 const WRITE: &str = "WITH written AS (
         UPDATE counters c SET value = w.value, version = w.version, updated_at = now()
@@ -223,9 +247,27 @@ async fn attempt(
         if writes.is_empty() {
             return Ok(0);
         }
-        Conn::inside(&client)
-            .execute(&write_stmt, &write_params(&writes, executor))
-            .await
+        let conn = Conn::inside(&client);
+        let params = write_params(&writes, executor);
+        match &write_stmt {
+            Write::Joined(write) => conn.execute(write, &params).await,
+            Write::PerRow { row, records } => {
+                // Polled in order, so sent in order, in the same pipeline as the COMMIT.
+                let each: Vec<_> = (0..writes.names.len())
+                    .map(|i| params_of_row(&writes, i))
+                    .collect();
+                let rows =
+                    futures_util::future::join_all(each.iter().map(|p| conn.execute(row, p)));
+                let (rows, recorded) =
+                    futures_util::join!(rows, conn.execute(records, &params[3..]));
+                let mut written = 0;
+                for row in rows {
+                    written += row?;
+                }
+                recorded?;
+                Ok(written)
+            }
+        }
     };
     let (written, committed) = futures_util::join!(write, client.batch_execute("COMMIT"));
     match (written, committed) {
@@ -258,7 +300,7 @@ async fn lock_and_apply(
     client: &ClientWrapper,
     application_name: &str,
     members: &[Member<Counters>],
-) -> Result<(TxIdentity, (Stmt, Applied)), Failed> {
+) -> Result<(TxIdentity, (Write, Applied)), Failed> {
     let remaining = remaining_lock_timeout(members);
     let lock_timeout = format!("{}ms", remaining.as_micros().div_ceil(1000).max(1));
     let mut names: Vec<&str> = members
@@ -309,7 +351,13 @@ async fn lock_and_apply(
         }
     };
     let reserve = before.prepare(RESERVE).await?;
-    let write = before.prepare(WRITE).await?;
+    let write = match citus::on() {
+        true => Write::PerRow {
+            row: before.prepare(WRITE_ONE).await?,
+            records: before.prepare(RECORD).await?,
+        },
+        false => Write::Joined(before.prepare(WRITE).await?),
+    };
     let (lock_keys, stored_keys) = match keys.is_empty() {
         true => (None, None),
         false => (
@@ -371,6 +419,16 @@ fn read_keys(locks: Vec<Row>, stored: Vec<Row>) -> Result<Keys, ApiError> {
         keys.stored.insert(key, stored_reply(&row)?);
     }
     Ok(keys)
+}
+
+/// How a group writes: one statement, or (on Citus) one per row and one for the records.
+enum Write {
+    Joined(Stmt),
+    PerRow { row: Stmt, records: Stmt },
+}
+
+fn params_of_row(w: &Writes, i: usize) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {
+    [&w.names[i], &w.values[i], &w.versions[i]]
 }
 
 fn write_params<'a>(
