@@ -59,9 +59,10 @@ const RESERVE: &str = "SELECT
 /// would be sent to every shard).
 const WRITE_ONE: &str =
     "UPDATE counters SET value = $2, version = $3, updated_at = now() WHERE name = $1";
-/// On Citus, after [`WRITE_ONE`] for every changed row: the group's transactions and its
-/// idempotency records ([`WRITE`] without its `UPDATE`; `$1`…`$9` are its `$4`…`$12`).
-const RECORD: &str = "WITH recorded AS (
+/// The group's transactions (`$1`…`$3`) and idempotency records (`$4`…`$9`), as two CTEs.
+macro_rules! records {
+    () => {
+        "recorded AS (
         INSERT INTO transactions (id, atomic, ops, results) OVERRIDING SYSTEM VALUE
         SELECT t.id, true, t.ops::jsonb, t.results::jsonb
           FROM unnest((SELECT $1::bigint[]), (SELECT $2::text[]), (SELECT $3::text[]))
@@ -77,32 +78,24 @@ const RECORD: &str = "WITH recorded AS (
            SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
                headers = EXCLUDED.headers, body = EXCLUDED.body,
                created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-    )
-    SELECT 1";
-/// Every changed row once, the group's transactions and its idempotency records.
-const WRITE: &str = "WITH written AS (
+    )"
+    };
+}
+/// On Citus, after [`WRITE_ONE`] for every changed row: the records alone (the first nine
+/// parameters of [`WRITE`]).
+const RECORD: &str = concat!("WITH ", records!(), " SELECT 1");
+/// Every changed row once (`$10`…`$12`), the group's transactions and its idempotency records.
+const WRITE: &str = concat!(
+    "WITH ",
+    records!(),
+    ", written AS (
         UPDATE counters c SET value = w.value, version = w.version, updated_at = now()
-          FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[]), (SELECT $3::bigint[]))
+          FROM unnest((SELECT $10::text[]), (SELECT $11::bigint[]), (SELECT $12::bigint[]))
                AS w(name, value, version)
          WHERE c.name = w.name
-    ), recorded AS (
-        INSERT INTO transactions (id, atomic, ops, results) OVERRIDING SYSTEM VALUE
-        SELECT t.id, true, t.ops::jsonb, t.results::jsonb
-          FROM unnest((SELECT $4::bigint[]), (SELECT $5::text[]), (SELECT $6::text[]))
-               AS t(id, ops, results)
-    ), remembered AS (
-        INSERT INTO idempotency_keys (key, request_hash, status, headers, body, expires_at)
-        SELECT i.key, i.hash, i.status, i.headers::jsonb, i.body,
-               now() + make_interval(secs => $12)
-          FROM unnest((SELECT $7::text[]), (SELECT $8::bytea[]), (SELECT $9::smallint[]),
-                      (SELECT $10::text[]), (SELECT $11::bytea[]))
-               AS i(key, hash, status, headers, body)
-        ON CONFLICT (key) DO UPDATE
-           SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
-               headers = EXCLUDED.headers, body = EXCLUDED.body,
-               created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
     )
-    SELECT 1";
+    SELECT 1"
+);
 
 /// Counter changes, as a [`Kind`] of grouped work: the rows are counters' names, and a group's
 /// members may share rows (they are applied one after another in memory).
@@ -259,7 +252,7 @@ async fn attempt(
                 let rows =
                     futures_util::future::join_all(each.iter().map(|p| conn.execute(row, p)));
                 let (rows, recorded) =
-                    futures_util::join!(rows, conn.execute(records, &params[3..]));
+                    futures_util::join!(rows, conn.execute(records, &params[..9]));
                 let mut written = 0;
                 for row in rows {
                     written += row?;
@@ -437,9 +430,6 @@ fn write_params<'a>(
 ) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 12] {
     let retention: &'a f64 = &executor.idempotency_retention_secs;
     [
-        &w.names,
-        &w.values,
-        &w.versions,
         &w.transaction_ids,
         &w.transaction_ops,
         &w.transaction_results,
@@ -449,5 +439,8 @@ fn write_params<'a>(
         &w.headers,
         &w.bodies,
         retention,
+        &w.names,
+        &w.values,
+        &w.versions,
     ]
 }
