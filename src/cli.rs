@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 pub use crate::db::pool::PoolArgs;
 
@@ -100,4 +100,52 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub auth: crate::routes::auth::AuthArgs,
+}
+
+impl Default for ServeArgs {
+    /// `rowlock serve` with no option given and no environment variable read: the defaults are
+    /// written once, as the command line's `default_value`s.
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+/// Options `T` as the command line would parse them from no arguments, ignoring the environment.
+/// Every `Default` of an options struct comes from here, so a default is written only once.
+pub fn defaults<T: Args + FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
+    let parsed = command
+        .try_get_matches_from(["defaults"])
+        .and_then(|matches| T::from_arg_matches(&matches));
+    match parsed {
+        Ok(options) => options,
+        // Only a default that does not parse gets here: a bug the unit test below catches.
+        Err(e) => panic!("the command line's defaults do not parse: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_command_lines_and_ignore_the_environment() {
+        // Set in this test process only: the default must not read it.
+        std::env::set_var("ROWLOCK_POOL_SIZE", "7");
+        let serve = ServeArgs::default();
+        std::env::remove_var("ROWLOCK_POOL_SIZE");
+        assert_eq!(serve.pool.pool_size, 32);
+        assert_eq!(serve.listen, "127.0.0.1:8080".parse().expect("address"));
+        assert_eq!(serve.database.database_url, None);
+        assert!(serve.group.group_commit);
+        assert_eq!(serve.group.group_max_ops, 1000);
+        assert_eq!(serve.pool.lock_timeout_ms, 10_000);
+        assert_eq!(serve.idempotency_retention_secs, 86_400);
+        assert!(serve.auth.api_token.is_none());
+        let parsed = Cli::try_parse_from(["rowlock", "serve"]).expect("parses");
+        let Command::Serve(from_cli) = parsed.command else {
+            panic!("not serve")
+        };
+        assert_eq!(format!("{serve:?}"), format!("{from_cli:?}"));
+    }
 }

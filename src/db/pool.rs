@@ -62,18 +62,8 @@ impl PoolArgs {
 }
 
 impl Default for PoolArgs {
+    /// The command line's defaults (its `default_value`s are the only place they are written).
     fn default() -> Self {
-        Self {
-            pool_size: 32,
-            statement_cache: true,
-            row_concurrency: 2,
-            pool_wait_ms: 5000,
-            pool_create_ms: 5000,
-            pool_recycle_ms: 2000,
-            statement_timeout_ms: 30000,
-            lock_timeout_ms: 10000,
-            idle_in_transaction_timeout_ms: 60000,
-            max_retries: 5,
-        }
+        crate::cli::defaults()
     }
 }

@@ -279,15 +279,8 @@ pub fn serve_args(database_url: String) -> ServeArgs {
         },
         listen: "127.0.0.1:0".parse().expect("address"),
         workers: 2,
-        idempotency_retention_secs: 86_400,
-        completed_job_retention_secs: 604_800,
-        transaction_retention_secs: 604_800,
-        body_timeout_ms: 10_000,
-        max_waiters: 10_000,
-        lock_max_ttl_ms: 3_600_000,
         pool: pool_args(),
-        group: Default::default(),
-        auth: Default::default(),
+        ..ServeArgs::default()
     }
 }
 

@@ -21,12 +21,9 @@ pub struct GroupArgs {
 }
 
 impl Default for GroupArgs {
+    /// The command line's defaults.
     fn default() -> Self {
-        Self {
-            group_commit: true,
-            group_max_ops: 1000,
-            group_concurrency: 4,
-        }
+        crate::cli::defaults()
     }
 }
 
