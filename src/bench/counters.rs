@@ -1,36 +1,79 @@
-//! The counter benchmark's runs: for each `rowlock serve` (pool size × group-commit setting),
+//! `rowlock bench counters`: for each `rowlock serve` (pool size × group-commit setting),
 //! workload and client count, pgbench (once per workload and client count), the hammer and wrk.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 
 use super::measure::{self, GroupWindow};
 use super::pgbench::{self, PgbenchResult};
 use super::server::Server;
-use super::table::{on_off, Row};
+use super::session::{self, Session};
+use super::table::{self, on_off, Row};
 use super::wrk::{self, Script};
-use super::{cpu, mib, targets, BenchArgs, Peak, Results, Workload};
+use super::{cpu, mib, targets, BenchArgs, Workload};
 use super::{DATABASE, HOT, SPREAD, SPREAD_PREFIX};
-use crate::hammer::{self, HammerArgs, LockArg};
-use crate::local_cluster::{LocalCluster, SUPERUSER};
+use crate::hammer::{self, HammerArgs, LockArg, Verdict};
+
+/// The JSON written to `bench/results/bench-<unix time>.json`.
+#[derive(Debug, Serialize)]
+struct Results {
+    unix_time: u64,
+    duration_secs: f64,
+    cpus: usize,
+    workers: usize,
+    rows: Vec<Row>,
+    targets: Vec<targets::Target>,
+    /// VmHWM of each `rowlock serve` at its end.
+    rowlock_peak_rss_mib: Vec<Peak>,
+    /// How busy the machine was just before the benchmark started.
+    background_busy_pct: f64,
+}
+
+/// The peak resident memory of one `rowlock serve`.
+#[derive(Debug, Serialize)]
+struct Peak {
+    pool_size: usize,
+    group_commit: bool,
+    vm_hwm_mib: f64,
+}
+
+/// Runs the counter benchmark, prints its tables and writes its JSON.
+pub async fn run(args: &BenchArgs) -> Result<std::process::ExitCode> {
+    let background = cpu::background_busy(Duration::from_secs(2)).await;
+    if background > 0.10 {
+        eprintln!(
+            "warning: the machine is already {:.0}% busy; the figures will be depressed",
+            background * 100.0
+        );
+    }
+    let mut results = session::run_in(args, "counters", async |s| run_on(args, s).await).await?;
+    results.background_busy_pct = background * 100.0;
+    println!("\n{}", table::render(&results.rows));
+    println!("{}", table::render_cpu(&results.rows));
+    for t in &results.targets {
+        println!("{}", t.line());
+    }
+    session::write_results(&args.out, "bench", results.unix_time, &results)?;
+    Ok(session::exit_code(all_passed(&results.rows)))
+}
+
+/// Whether every row's verifications (the hammer's and wrk's) passed.
+fn all_passed(rows: &[Row]) -> bool {
+    rows.iter().all(|r| {
+        r.verification == Verdict::Pass.to_string()
+            && r.wrk.as_ref().is_none_or(|w| w.verification == "PASS")
+    })
+}
 
 /// Creates the counters, then measures every server, workload and client count.
-pub(super) async fn run_on(
-    args: &BenchArgs,
-    binary: &Path,
-    cluster: &LocalCluster,
-    url: &str,
-    work_dir: &Path,
-) -> Result<Results> {
-    let admin = create_counters(cluster, url).await?;
-    let target = pgbench::Target {
-        port: cluster.port(),
-        user: SUPERUSER,
-        password: cluster.password(),
-        database: DATABASE,
-    };
+async fn run_on(args: &BenchArgs, session: &Session) -> Result<Results> {
+    let admin = create_counters(session).await?;
+    let target = session.pgbench_target(DATABASE);
+    let url = session.cluster.url(DATABASE);
     let wrk = measure::find_wrk();
 
     let mut rows = Vec::new();
@@ -39,22 +82,15 @@ pub(super) async fn run_on(
     for &pool_size in &args.pool_size {
         for &group in &args.group_commit {
             let group_commit = group.enabled();
-            let log = work_dir.join(format!("serve-{pool_size}-{}.log", on_off(group_commit)));
-            let server = Server::start(
-                binary,
-                url,
-                pool_size,
-                args.workers,
-                group_commit,
-                &log,
-                &[],
-            )
-            .await?;
+            let name = format!("serve-{pool_size}-{}", on_off(group_commit));
+            let server = session
+                .serve(&url, pool_size, group_commit, &name, &[])
+                .await?;
             let run = Run {
                 args,
                 admin: &admin,
                 server: &server,
-                dir: work_dir,
+                dir: &session.dir,
                 pool_size,
                 group_commit,
             };
@@ -83,9 +119,7 @@ pub(super) async fn run_on(
     let peak = peaks.iter().map(|p| p.vm_hwm_mib).fold(0.0, f64::max);
     let targets = targets::targets(&rows, max_clients, peak);
     Ok(Results {
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix_time: session::unix_time(),
         duration_secs: args.duration.as_secs_f64(),
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         workers: args.workers,
@@ -97,13 +131,8 @@ pub(super) async fn run_on(
 }
 
 /// Creates the benchmark database, its schema and the counters: `hot` and the spread ones.
-pub(super) async fn create_counters(
-    cluster: &LocalCluster,
-    url: &str,
-) -> Result<tokio_postgres::Client> {
-    crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
-    crate::startup::migrate(url).await?;
-    let admin = crate::db::connect(url).await?;
+pub(super) async fn create_counters(session: &Session) -> Result<tokio_postgres::Client> {
+    let admin = session.database(DATABASE).await?;
     admin
         .batch_execute(&format!(
             "INSERT INTO counters (name, value) VALUES ('{HOT}', 0);
@@ -123,7 +152,7 @@ struct Run<'a> {
     args: &'a BenchArgs,
     admin: &'a tokio_postgres::Client,
     server: &'a Server,
-    dir: &'a Path,
+    dir: &'a std::path::Path,
     pool_size: usize,
     group_commit: bool,
 }

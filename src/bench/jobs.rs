@@ -1,4 +1,4 @@
-//! `rowlock bench --jobs`: job claims, rowlock against pgbench.
+//! `rowlock bench jobs`: job claims, rowlock against pgbench.
 //!
 //! On a throwaway, durable PostgreSQL: pgbench runs `bench/jobs_claim.sql` (the one-job
 //! `SKIP LOCKED` claim transaction) with N clients over a queue filled by SQL; then, on a fresh
@@ -6,17 +6,16 @@
 //! `limit=1` and at `limit=10`. Both sides are measured in jobs completed per second, and the
 //! hammer verifies every job was completed exactly once.
 
-use std::path::Path;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
-use tokio::process::Command;
+use anyhow::{Context, Result};
 
-use super::server::Server;
+use super::pgbench;
+use super::session::{self, Session};
 use super::BenchArgs;
-use crate::hammer::jobs::{JobsReport, Workload};
+use crate::hammer::jobs::JobsReport;
+use crate::hammer::WorkloadKind;
 use crate::hammer::{HammerArgs, Verdict};
-use crate::local_cluster::{Durability, LocalCluster, SUPERUSER};
 
 const DATABASE: &str = "rowlock_bench_jobs";
 const SCRIPT: &str = include_str!("../../bench/jobs_claim.sql");
@@ -27,34 +26,14 @@ const HAMMER_JOBS: u64 = 30_000;
 
 /// Runs the job benchmark and prints its table; fails if a verification failed.
 pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
-    let binary = super::rowlock_binary(args)?;
-    let work_dir = std::env::temp_dir().join(format!("rowlock-bench-jobs-{}", std::process::id()));
-    std::fs::create_dir_all(&work_dir)?;
-    eprintln!("starting a throwaway PostgreSQL …");
-    let cluster =
-        tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
-            .await??;
-    let outcome = run_on(args, &binary, &cluster, &work_dir).await;
-    tokio::task::spawn_blocking(move || cluster.stop()).await?;
-    let _ = std::fs::remove_dir_all(&work_dir);
-    let ok = outcome?;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let passed = session::run_in(args, "jobs", async |s| run_on(args, s).await).await?;
+    Ok(session::exit_code(passed))
 }
 
-async fn run_on(
-    args: &BenchArgs,
-    binary: &Path,
-    cluster: &LocalCluster,
-    dir: &Path,
-) -> Result<bool> {
-    let url = cluster.url(DATABASE);
-    crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
-    crate::startup::migrate(&url).await?;
-    let admin = crate::db::connect(&url).await?;
+async fn run_on(args: &BenchArgs, session: &Session) -> Result<bool> {
+    let url = session.cluster.url(DATABASE);
+    let admin = session.database(DATABASE).await?;
+    let target = session.pgbench_target(DATABASE);
     let pool = args.pool_size.first().copied().unwrap_or(32);
     let mut all_passed = true;
     let http = reqwest::Client::new();
@@ -64,13 +43,22 @@ async fn run_on(
         fill_for_pgbench(&admin).await?;
         eprintln!("pgbench  jobs {clients:>3} clients …");
         let cpu_before = super::cpu::Snapshot::take(None);
-        let pgbench = pgbench(cluster, clients, args, dir).await?;
-        let done = (pgbench * args.duration.as_secs_f64()) as u64;
-        let pgbench_cpu = super::cpu::Snapshot::take(None).since(&cpu_before, done, true);
-        let log = dir.join(format!("serve-{clients}.log"));
+        let pg = pgbench::run_script(
+            &target,
+            "jobs_claim",
+            SCRIPT,
+            clients,
+            args.duration,
+            &session.dir,
+        )
+        .await?;
+        let pgbench = pg.tps;
+        let pgbench_cpu =
+            super::cpu::Snapshot::take(None).since(&cpu_before, pg.transactions, true);
         let group_commit = super::first_group_setting(args);
-        let server =
-            Server::start(binary, &url, pool, args.workers, group_commit, &log, &[]).await?;
+        let server = session
+            .serve(&url, pool, group_commit, &format!("serve-{clients}"), &[])
+            .await?;
         let mut reports = Vec::new();
         let mut cpus = Vec::new();
         let mut groups = Vec::new();
@@ -154,7 +142,7 @@ fn print_detail(r: &JobsReport) {
 
 fn hammer_args(url: &str, workers: usize, limit: u32) -> HammerArgs {
     let mut h = HammerArgs::new(url);
-    h.workload = Workload::Jobs;
+    h.workload = WorkloadKind::Jobs;
     h.jobs.workers = workers as u32;
     h.jobs.jobs = HAMMER_JOBS;
     h.jobs.claim_limit = limit;
@@ -180,55 +168,4 @@ async fn settle(admin: &tokio_postgres::Client) -> Result<()> {
     admin.batch_execute("VACUUM ANALYZE jobs").await?;
     admin.batch_execute("CHECKPOINT").await?;
     Ok(())
-}
-
-/// Runs the claim script; returns jobs completed per second (its transactions per second, the
-/// queue never running dry).
-async fn pgbench(
-    cluster: &LocalCluster,
-    clients: usize,
-    args: &BenchArgs,
-    dir: &Path,
-) -> Result<f64> {
-    let script = dir.join("jobs_claim.sql");
-    std::fs::write(&script, SCRIPT)?;
-    let out = Command::new(super::pgbench::binary())
-        .args(["-n", "-M", "prepared"])
-        .args(["-T", &args.duration.as_secs().max(1).to_string()])
-        .args([
-            "-j",
-            &clients.min(2).to_string(),
-            "-c",
-            &clients.to_string(),
-        ])
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &cluster.port().to_string(),
-            "-U",
-            SUPERUSER,
-        ])
-        .env("PGPASSWORD", cluster.password())
-        .arg("-f")
-        .arg(&script)
-        .arg(DATABASE)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .context("cannot run pgbench (is it installed?)")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "pgbench failed: {}{}",
-            stdout.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .context("pgbench printed no tps")
 }

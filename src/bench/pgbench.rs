@@ -1,6 +1,6 @@
-//! The baseline: pgbench running rowlock's own transaction ([`super::scripts`]: `bench/hot.sql`,
-//! `bench/spread.sql`)
-//! straight against PostgreSQL, `-n -M prepared -T <duration> -j 2`.
+//! The baseline, the one pgbench runner of every benchmark: pgbench running a script (rowlock's
+//! own transaction, [`super::scripts`], or the job claim) straight against PostgreSQL,
+//! `-n -M prepared -T <duration> -j 2`.
 //!
 //! pgbench prints its throughput but no percentiles, so every transaction is logged (`-l`) and
 //! the p99 is computed from those logs with the same HDR histogram the hammer uses.

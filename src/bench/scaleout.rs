@@ -1,4 +1,4 @@
-//! `rowlock bench --pgbouncer`: what a transaction pooler costs, and that nothing is lost behind
+//! `rowlock bench pgbouncer`: what a transaction pooler costs, and that nothing is lost behind
 //! it. In one run on one throwaway PostgreSQL, for each workload and client count, the hammer
 //! drives in turn
 //!
@@ -12,7 +12,6 @@
 //! pooler's price per request can be read off the table.
 
 use std::fmt::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -20,9 +19,10 @@ use serde::Serialize;
 
 use super::counters::{create_counters, hammer_args, settle};
 use super::server::Server;
-use super::{cpu, first_group_setting, rowlock_binary, tempdir, BenchArgs, DATABASE};
+use super::session::{self, Session};
+use super::{cpu, first_group_setting, BenchArgs, DATABASE};
 use crate::hammer::{self, Verdict};
-use crate::local_cluster::{Durability, LocalCluster, Pgbouncer};
+use crate::local_cluster::Pgbouncer;
 
 /// pgbouncer's server connections: as many as one instance's pool.
 const POOLER_CONNECTIONS: usize = 32;
@@ -83,42 +83,19 @@ struct Instances {
 
 /// Runs the scale-out benchmark and prints its table; fails if any verification failed.
 pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode> {
-    let binary = rowlock_binary(args)?;
-    std::fs::create_dir_all(&args.out)?;
-    let work_dir = tempdir()?;
-    eprintln!("starting a throwaway PostgreSQL and pgbouncer …");
-    let cluster =
-        tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
-            .await??;
-    let url = cluster.url(DATABASE);
-    let outcome = measure_all(args, &binary, &cluster, &url, &work_dir).await;
-    tokio::task::spawn_blocking(move || cluster.stop()).await?;
-    let _ = std::fs::remove_dir_all(&work_dir);
-    let rows = outcome?;
-
+    let rows = session::run_in(args, "pgbouncer", async |s| measure_all(args, s).await).await?;
     println!("\n{}", render(&rows));
-    let json = serde_json::to_string_pretty(&rows)? + "\n";
-    let path = args.out.join("scaleout-latest.json");
-    std::fs::write(&path, json)?;
-    println!("results written to {}", path.display());
+    session::write_results(&args.out, "scaleout", session::unix_time(), &rows)?;
     let passed = rows
         .iter()
         .all(|r| r.verification == Verdict::Pass.to_string());
-    Ok(if passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(session::exit_code(passed))
 }
 
-async fn measure_all(
-    args: &BenchArgs,
-    binary: &Path,
-    cluster: &LocalCluster,
-    url: &str,
-    work_dir: &Path,
-) -> Result<Vec<Row>> {
-    let admin = create_counters(cluster, url).await?;
+async fn measure_all(args: &BenchArgs, session: &Session) -> Result<Vec<Row>> {
+    let admin = create_counters(session).await?;
+    let url = session.cluster.url(DATABASE);
+    let url = url.as_str();
     let bouncer = Pgbouncer::start(url, POOLER_CONNECTIONS).await?;
     let group_commit = first_group_setting(args);
     let mut setups = Vec::new();
@@ -140,18 +117,11 @@ async fn measure_all(
         };
         let mut servers = Vec::new();
         for i in 0..count {
-            let log = work_dir.join(format!("serve-{}-{i}.log", setups.len()));
+            let name = format!("serve-{}-{i}", setups.len());
             servers.push(
-                Server::start(
-                    binary,
-                    database_url,
-                    INSTANCE_POOL,
-                    args.workers,
-                    group_commit,
-                    &log,
-                    env,
-                )
-                .await?,
+                session
+                    .serve(database_url, INSTANCE_POOL, group_commit, &name, env)
+                    .await?,
             );
         }
         setups.push(Instances { setup, servers });

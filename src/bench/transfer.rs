@@ -1,8 +1,8 @@
-//! `rowlock bench --transfers`: transfers between random pairs of 1,000 accounts, rowlock against
+//! `rowlock bench transfers`: transfers between random pairs of 1,000 accounts, rowlock against
 //! pgbench running the same two-row ordered transaction.
 //!
 //! On a throwaway, durable PostgreSQL with `account-0` … `account-999` (1,000 each, `min: 0`):
-//! for each client count, pgbench runs `bench/transfer.sql` (lock both rows in ascending name
+//! for each client count, pgbench runs `transfer.sql` ([`super::scripts`]: lock both rows in ascending name
 //! order, check the bound, write both, record the transaction) and then `rowlock hammer
 //! --workload transfer --accounts 1000` runs the same for the same duration. Balances are reset
 //! and the tables vacuumed and checkpointed before each run. Both are measured in transactions
@@ -22,18 +22,18 @@ use serde::Serialize;
 use super::measure::{self, GroupWindow};
 use super::pgbench::{self, PgbenchResult};
 use super::server::Server;
+use super::session::{self, Session};
 use super::table::on_off;
 use super::targets::Target;
 use super::transfer_table::{self as table, Row};
 use super::wrk::{self, Script};
 use super::{cpu, mib, BenchArgs};
-use crate::hammer::jobs::Workload;
 use crate::hammer::transfer;
 use crate::hammer::HammerArgs;
-use crate::local_cluster::{Durability, LocalCluster, SUPERUSER};
+use crate::hammer::WorkloadKind;
 
 const DATABASE: &str = "rowlock_bench_transfers";
-/// `bench/transfer.sql` picks `random(0, 999)`.
+/// pgbench's `transfer.sql` picks `random(0, 999)`.
 const ACCOUNTS: u32 = 1_000;
 const INITIAL: i64 = 1_000;
 
@@ -58,20 +58,8 @@ type Baseline = (PgbenchResult, i64, bool);
 
 /// Runs the transfer benchmark, prints its table and writes its JSON; fails if a check failed.
 pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
-    let binary = super::rowlock_binary(args)?;
-    std::fs::create_dir_all(&args.out)?;
     let load_average_at_start = load_average();
-    let dir = std::env::temp_dir().join(format!("rowlock-bench-tx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    eprintln!("starting a throwaway PostgreSQL …");
-    let cluster =
-        tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
-            .await??;
-    let outcome = run_on(args, &binary, &cluster, &dir).await;
-    tokio::task::spawn_blocking(move || cluster.stop()).await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let (rows, peaks) = outcome?;
-
+    let (rows, peaks) = session::run_in(args, "transfers", async |s| run_on(args, s).await).await?;
     println!("\n{}", table::render(&rows));
     println!("{}", table::render_cpu(&rows));
     let peak = peaks.iter().map(|p| p.1).fold(0.0, f64::max);
@@ -81,9 +69,7 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
     }
     let passed = rows.iter().all(Row::passed);
     let results = Results {
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix_time: session::unix_time(),
         duration_secs: args.duration.as_secs_f64(),
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average_at_start,
@@ -92,31 +78,14 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
         targets,
         rowlock_peak_rss_mib: peaks,
     };
-    let json = serde_json::to_string_pretty(&results)? + "\n";
-    let path = args
-        .out
-        .join(format!("transfers-{}.json", results.unix_time));
-    std::fs::write(&path, &json)?;
-    std::fs::write(args.out.join("transfers-latest.json"), &json)?;
-    println!("results written to {}", path.display());
-    Ok(if passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    session::write_results(&args.out, "transfers", results.unix_time, &results)?;
+    Ok(session::exit_code(passed))
 }
 
 /// The rows, and each server's (group commit, VmHWM MiB).
-async fn run_on(
-    args: &BenchArgs,
-    binary: &Path,
-    cluster: &LocalCluster,
-    dir: &Path,
-) -> Result<(Vec<Row>, Vec<(bool, f64)>)> {
-    let url = cluster.url(DATABASE);
-    crate::db::ensure_database(&cluster.url("postgres"), DATABASE).await?;
-    crate::startup::migrate(&url).await?;
-    let admin = crate::db::connect(&url).await?;
+async fn run_on(args: &BenchArgs, session: &Session) -> Result<(Vec<Row>, Vec<(bool, f64)>)> {
+    let url = session.cluster.url(DATABASE);
+    let admin = session.database(DATABASE).await?;
     admin
         .batch_execute(&format!(
             "INSERT INTO counters (name, value, min)
@@ -125,29 +94,18 @@ async fn run_on(
         ))
         .await
         .context("cannot create the accounts")?;
-    let target = pgbench::Target {
-        port: cluster.port(),
-        user: SUPERUSER,
-        password: cluster.password(),
-        database: DATABASE,
-    };
+    let target = session.pgbench_target(DATABASE);
+    let dir = session.dir.as_path();
     let wrk = measure::find_wrk();
     let pool_size = args.pool_size.first().copied().unwrap_or(32);
     let mut baseline: HashMap<usize, Baseline> = HashMap::new();
     let (mut rows, mut peaks) = (Vec::new(), Vec::new());
     for &group in &args.group_commit {
         let group_commit = group.enabled();
-        let log = dir.join(format!("serve-{}.log", on_off(group_commit)));
-        let server = Server::start(
-            binary,
-            &url,
-            pool_size,
-            args.workers,
-            group_commit,
-            &log,
-            &[],
-        )
-        .await?;
+        let name = format!("serve-{}", on_off(group_commit));
+        let server = session
+            .serve(&url, pool_size, group_commit, &name, &[])
+            .await?;
         for &clients in &args.clients {
             if let Entry::Vacant(slot) = baseline.entry(clients) {
                 slot.insert(pgbench(&admin, &target, &server, clients, args, dir).await?);
@@ -251,7 +209,7 @@ async fn wrk_run(
 
 fn hammer_args(url: &str, clients: usize, args: &BenchArgs) -> HammerArgs {
     let mut h = HammerArgs::new(url);
-    h.workload = Workload::Transfer;
+    h.workload = WorkloadKind::Transfer;
     h.transfer.accounts = ACCOUNTS;
     h.transfer.initial = INITIAL;
     h.concurrency = clients;

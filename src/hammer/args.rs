@@ -1,8 +1,8 @@
 //! The options of `rowlock hammer`, and the few value types they parse into.
 //!
 //! Every option is also an environment variable (`ROWLOCK_HAMMER_*`), like the rest of the
-//! binary. [`HammerArgs::new`] builds the same defaults in code, for tests and the benchmark,
-//! which call the hammer in-process.
+//! binary. [`HammerArgs::new`] gives the same defaults (the command line's own) to tests and the
+//! benchmark, which call the hammer in-process.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,16 +11,23 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use super::jobs::{JobsArgs, Workload};
+use super::jobs::JobsArgs;
 use super::transfer::TransferArgs;
 
-const DEFAULT_URL: &str = "http://127.0.0.1:8080";
-const DEFAULT_COUNTER: &str = "hammer";
-const DEFAULT_CONCURRENCY: usize = 16;
 /// Used when neither `--requests` nor `--duration` is given.
 pub const DEFAULT_REQUESTS: u64 = 10_000;
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_MAX_ATTEMPTS: u32 = 100;
+
+/// What `rowlock hammer` loads: counters (the default), the job queue, or multi-row
+/// transactions (transfers between accounts, orders taking stock; see [`super::transfer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    #[default]
+    Counters,
+    Jobs,
+    Transfer,
+    Order,
+}
 
 /// How each increment protects itself: the server's `lock=` modes, or `If-Match`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -56,12 +63,17 @@ impl LockArg {
 pub struct HammerArgs {
     /// Base URL of the rowlock to hammer. Given several times (or comma-separated), requests go
     /// to the instances in turn and one verification covers them all.
-    #[arg(long, env = "ROWLOCK_URL", default_value = DEFAULT_URL, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "ROWLOCK_URL",
+        default_value = "http://127.0.0.1:8080",
+        value_delimiter = ','
+    )]
     pub url: Vec<String>,
 
     /// Counter to increment (created with value 0 if missing). With --spread K the counters are
     /// NAME-0 … NAME-{K-1}.
-    #[arg(long, env = "ROWLOCK_HAMMER_COUNTER", default_value = DEFAULT_COUNTER)]
+    #[arg(long, env = "ROWLOCK_HAMMER_COUNTER", default_value = "hammer")]
     pub counter: String,
 
     /// Spread the increments uniformly over this many counters instead of one hot counter.
@@ -70,7 +82,7 @@ pub struct HammerArgs {
     pub spread: u32,
 
     /// Virtual clients: requests in flight at once, each on its own task.
-    #[arg(long, short = 'c', env = "ROWLOCK_HAMMER_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY,
+    #[arg(long, short = 'c', env = "ROWLOCK_HAMMER_CONCURRENCY", default_value_t = 16,
           value_parser = parse_concurrency)]
     pub concurrency: usize,
 
@@ -115,7 +127,7 @@ pub struct HammerArgs {
     pub timeout: Duration,
 
     /// With --lock optimistic: attempts per increment before it is given up as a 412.
-    #[arg(long, env = "ROWLOCK_HAMMER_MAX_ATTEMPTS", default_value_t = DEFAULT_MAX_ATTEMPTS,
+    #[arg(long, env = "ROWLOCK_HAMMER_MAX_ATTEMPTS", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
 
@@ -130,8 +142,8 @@ pub struct HammerArgs {
 
     /// What to load: `counters` (the options above), `jobs` (the job queue), or `transfer` /
     /// `order` (multi-row transactions; see below).
-    #[arg(long, env = "ROWLOCK_HAMMER_WORKLOAD", value_enum, default_value_t = Workload::Counters)]
-    pub workload: Workload,
+    #[arg(long, env = "ROWLOCK_HAMMER_WORKLOAD", value_enum, default_value_t = WorkloadKind::Counters)]
+    pub workload: WorkloadKind,
 
     #[command(flatten)]
     pub jobs: JobsArgs,
@@ -146,28 +158,21 @@ impl HammerArgs {
         Bases::new(&self.url)
     }
 
-    /// The command-line defaults, aimed at `url`, without a progress bar.
+    /// The command line's defaults, aimed at `url`, without a progress bar.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: vec![url.into()],
-            counter: DEFAULT_COUNTER.into(),
-            spread: 1,
-            concurrency: DEFAULT_CONCURRENCY,
-            requests: None,
-            duration: None,
-            lock: LockArg::Wait,
-            by: 1,
-            lock_timeout_ms: None,
-            check_linearizable: false,
-            json: None,
-            chart: None,
-            timeout: DEFAULT_TIMEOUT,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
             no_progress: true,
-            allow_remote: false,
-            workload: Workload::Counters,
-            jobs: JobsArgs::default(),
-            transfer: TransferArgs::default(),
+            ..crate::cli::defaults()
+        }
+    }
+
+    /// Connections the HTTP client keeps alive: one per virtual client (two per job worker, which
+    /// claims and enqueues).
+    pub fn connections(&self) -> usize {
+        match self.workload {
+            WorkloadKind::Jobs => self.jobs.workers as usize * 2,
+            _ => self.concurrency,
         }
     }
 
@@ -297,8 +302,26 @@ mod tests {
     }
 
     #[test]
+    fn new_gives_the_command_lines_defaults_without_a_progress_bar() {
+        let args = HammerArgs::new("http://127.0.0.1:1");
+        assert_eq!(args.url, ["http://127.0.0.1:1"]);
+        assert!(args.no_progress);
+        assert_eq!(
+            (args.concurrency, args.max_attempts, args.timeout),
+            (16, 100, Duration::from_secs(60))
+        );
+        assert_eq!(args.workload, WorkloadKind::Counters);
+        assert_eq!((args.jobs.workers, args.jobs.jobs), (16, 10_000));
+        assert_eq!(
+            (args.transfer.accounts, args.transfer.initial),
+            (100, 1_000)
+        );
+    }
+
+    #[test]
     fn spread_counters_are_numbered() {
-        let mut args = HammerArgs::new(DEFAULT_URL);
+        let mut args = HammerArgs::new("http://127.0.0.1:8080");
+        assert_eq!(args.counter_names(), ["hammer"]);
         args.counter = "c".into();
         args.spread = 3;
         assert_eq!(args.counter_names(), ["c-0", "c-1", "c-2"]);

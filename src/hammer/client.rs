@@ -1,5 +1,5 @@
-//! The hammer's view of the rowlock HTTP API: read, create and increment counters over one
-//! shared keep-alive client.
+//! The hammer's one HTTP client ([`http`]), and its view of the counter API: read, create and
+//! increment counters over it.
 //!
 //! URLs and bodies are built once per counter, not per request, so that the load generator
 //! spends its CPU on requests rather than on formatting them (it shares the machine with the
@@ -44,18 +44,22 @@ pub enum Answer {
     Status(u16),
 }
 
+/// The run's HTTP client: keep-alive connections, one per virtual client, kept for the whole run;
+/// no Nagle delay; every request bounded by `--timeout`.
+pub fn http(args: &HammerArgs) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .timeout(args.timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
 impl Api {
-    /// Builds the client for `args` and the increment URLs of `names`.
-    pub fn new(args: &HammerArgs, names: &[String]) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            // One idle connection per virtual client, kept alive for the whole run.
-            .pool_max_idle_per_host(args.concurrency)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .timeout(args.timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("cannot build the HTTP client")?;
+    /// The increment URLs of `names` for `args`, on `http`.
+    pub fn new(args: &HammerArgs, http: reqwest::Client, names: &[String]) -> Result<Self> {
         let bases = args.bases();
         let mut query = Vec::new();
         if let Some(lock) = args.lock.query_value() {

@@ -11,29 +11,19 @@
 
 pub mod worker;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use anyhow::Result;
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use super::load::{run_clients, Progress, Stop};
 use super::report::Percentiles;
+use super::workload;
 use super::{HammerArgs, Verdict};
-use worker::Shared;
-
-/// What `rowlock hammer` loads: counters (the default), the job queue, or multi-row
-/// transactions (transfers between accounts, orders taking stock; see `hammer::transfer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Workload {
-    #[default]
-    Counters,
-    Jobs,
-    Transfer,
-    Order,
-}
+use worker::{Shared, WorkerOut};
 
 /// Options of the job workload (`--workload jobs`).
 #[derive(Debug, Clone, Args)]
@@ -69,17 +59,9 @@ pub struct JobsArgs {
 }
 
 impl Default for JobsArgs {
+    /// The command line's defaults.
     fn default() -> Self {
-        Self {
-            workers: 16,
-            jobs: 10_000,
-            claim_limit: 1,
-            crash_rate: 0.0,
-            lease_ms: 1000,
-            work_ms: 0,
-            preload: false,
-            queue: None,
-        }
+        crate::cli::defaults()
     }
 }
 
@@ -156,86 +138,148 @@ impl std::fmt::Display for JobsReport {
     }
 }
 
-/// Runs the job workload and its verification; prints nothing.
+/// A fresh queue, shared by the workers, and the jobs enqueued before they started.
+pub struct Jobs {
+    shared: Arc<Shared>,
+    preloaded: Vec<i64>,
+}
+
+/// What the workers saw, and the jobs enqueued while they ran.
+pub struct Output {
+    workers: WorkerOut,
+    enqueued: Vec<i64>,
+    /// From the workers' start to the last completion.
+    elapsed_secs: f64,
+}
+
+impl Jobs {
+    /// Producers enqueueing at once.
+    fn producers(&self) -> usize {
+        (self.shared.args.workers as usize).clamp(1, 32)
+    }
+}
+
+impl workload::Workload for Jobs {
+    type Output = Output;
+    type Report = JobsReport;
+
+    async fn prepare(args: &HammerArgs, http: &reqwest::Client) -> Result<Self> {
+        let jobs = args.jobs.clone();
+        let queue = jobs
+            .queue
+            .clone()
+            .unwrap_or_else(|| format!("hammer-{:08x}", rand::random::<u32>()));
+        let preload = jobs.preload;
+        let total = jobs.jobs;
+        let this = Self {
+            shared: Arc::new(Shared {
+                http: http.clone(),
+                bases: args.bases(),
+                queue,
+                args: jobs,
+                started: Instant::now(),
+                completed: AtomicU64::new(0),
+                last_completion_us: AtomicU64::new(0),
+            }),
+            preloaded: Vec::new(),
+        };
+        if !preload {
+            return Ok(this);
+        }
+        let preloaded = worker::enqueue(&this.shared, 0, total, this.producers()).await?;
+        Ok(Self { preloaded, ..this })
+    }
+
+    /// The bar counts completions up to `--jobs`; the workers stop once all are completed.
+    fn stop(&self, _args: &HammerArgs) -> Stop {
+        Stop::Requests(self.shared.args.jobs)
+    }
+
+    async fn load(
+        &self,
+        _args: &HammerArgs,
+        _http: &reqwest::Client,
+        _stop: Stop,
+        progress: Arc<Progress>,
+    ) -> Result<Output> {
+        let shared = &self.shared;
+        let jobs = &shared.args;
+        // Abandoned jobs come back after their lease; give up once nothing completed for this long.
+        let stall = Duration::from_millis(jobs.lease_ms * 5).max(Duration::from_secs(15));
+        let started = Instant::now();
+        let workers = run_clients(jobs.workers as usize, |_| {
+            worker::work(shared.clone(), progress.clone(), stall)
+        });
+        let (workers, enqueued) = if jobs.preload {
+            (workers.await?, Vec::new())
+        } else {
+            // Enqueue while the workers claim.
+            let enqueue = worker::enqueue(shared, 0, jobs.jobs, self.producers());
+            let (workers, enqueued) = tokio::join!(workers, enqueue);
+            (workers?, enqueued?)
+        };
+        let last_us = shared.last_completion_us.load(Ordering::Relaxed);
+        let start_us = started.duration_since(shared.started).as_micros() as u64;
+        Ok(Output {
+            workers: worker::merge(workers)?,
+            enqueued,
+            elapsed_secs: (last_us.saturating_sub(start_us) as f64 / 1e6).max(1e-6),
+        })
+    }
+
+    async fn verify(
+        self,
+        _args: &HammerArgs,
+        _http: &reqwest::Client,
+        out: Output,
+    ) -> Result<JobsReport> {
+        let (shared, jobs) = (&self.shared, &self.shared.args);
+        let enqueued = [self.preloaded, out.enqueued].concat();
+        let (elapsed_secs, out) = (out.elapsed_secs, out.workers);
+        let (completed_twice, lost) = worker::exactly_once(&enqueued, &out.completed);
+        let server_counts = server_counts(shared).await?;
+        let server_agrees = server_counts["completed"].as_u64() == Some(jobs.jobs)
+            && ["queued", "running", "dead"]
+                .iter()
+                .all(|s| server_counts[s].as_u64() == Some(0));
+        let passed = completed_twice.is_empty()
+            && lost.is_empty()
+            && out.completed.len() as u64 == jobs.jobs
+            && server_agrees;
+        Ok(JobsReport {
+            queue: shared.queue.clone(),
+            workers: jobs.workers,
+            jobs: jobs.jobs,
+            claim_limit: jobs.claim_limit,
+            crash_rate: jobs.crash_rate,
+            elapsed_secs,
+            claim_requests: out.claim_requests,
+            claims_per_sec: out.claims_with_jobs as f64 / elapsed_secs,
+            jobs_per_sec: out.completed.len() as f64 / elapsed_secs,
+            jobs_claimed: out.jobs_claimed,
+            abandoned: out.abandoned,
+            reclaimed: out.reclaimed,
+            stale_completions: out.stale_completions,
+            errors: out.errors,
+            claim_latency_ms: Percentiles::of(&out.claim_latency),
+            end_to_end_ms: Percentiles::of(&out.end_to_end),
+            completed_twice,
+            lost,
+            server_counts,
+            verdict: if passed { Verdict::Pass } else { Verdict::Fail },
+        })
+    }
+}
+
+impl workload::Report for JobsReport {
+    fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+}
+
+/// Runs the job workload and its verification and returns the report.
 pub async fn execute(args: &HammerArgs) -> Result<JobsReport> {
-    args.validate()?;
-    let jobs = args.jobs.clone();
-    let queue = jobs
-        .queue
-        .clone()
-        .unwrap_or_else(|| format!("hammer-{:08x}", rand::random::<u32>()));
-    let connections = jobs.workers as usize * 2;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .tcp_nodelay(true)
-        .timeout(args.timeout)
-        .build()
-        .context("cannot build the HTTP client")?;
-    let shared = Arc::new(Shared {
-        http,
-        bases: args.bases(),
-        queue: queue.clone(),
-        args: jobs.clone(),
-        started: Instant::now(),
-        completed: AtomicU64::new(0),
-        last_completion_us: AtomicU64::new(0),
-    });
-    let producers = (jobs.workers as usize).clamp(1, 32);
-    let mut enqueued = Vec::new();
-    if jobs.preload {
-        enqueued = worker::enqueue(&shared, 0, jobs.jobs, producers).await?;
-    }
-    // Abandoned jobs come back after their lease; give up once nothing completed for this long.
-    let stall = Duration::from_millis(jobs.lease_ms * 5).max(Duration::from_secs(15));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..jobs.workers)
-        .map(|_| tokio::spawn(worker::work(shared.clone(), stall)))
-        .collect();
-    if !jobs.preload {
-        enqueued = worker::enqueue(&shared, 0, jobs.jobs, producers).await?;
-    }
-    let mut outs = Vec::new();
-    for w in workers {
-        outs.push(w.await??);
-    }
-    let last_us = shared
-        .last_completion_us
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let start_us = started.duration_since(shared.started).as_micros() as u64;
-    let elapsed_secs = (last_us.saturating_sub(start_us) as f64 / 1e6).max(1e-6);
-    let out = worker::merge(outs)?;
-    let (completed_twice, lost) = worker::exactly_once(&enqueued, &out.completed);
-    let server_counts = server_counts(&shared).await?;
-    let server_agrees = server_counts["completed"].as_u64() == Some(jobs.jobs)
-        && ["queued", "running", "dead"]
-            .iter()
-            .all(|s| server_counts[s].as_u64() == Some(0));
-    let passed = completed_twice.is_empty()
-        && lost.is_empty()
-        && out.completed.len() as u64 == jobs.jobs
-        && server_agrees;
-    Ok(JobsReport {
-        queue,
-        workers: jobs.workers,
-        jobs: jobs.jobs,
-        claim_limit: jobs.claim_limit,
-        crash_rate: jobs.crash_rate,
-        elapsed_secs,
-        claim_requests: out.claim_requests,
-        claims_per_sec: out.claims_with_jobs as f64 / elapsed_secs,
-        jobs_per_sec: out.completed.len() as f64 / elapsed_secs,
-        jobs_claimed: out.jobs_claimed,
-        abandoned: out.abandoned,
-        reclaimed: out.reclaimed,
-        stale_completions: out.stale_completions,
-        errors: out.errors,
-        claim_latency_ms: Percentiles::of(&out.claim_latency),
-        end_to_end_ms: Percentiles::of(&out.end_to_end),
-        completed_twice,
-        lost,
-        server_counts,
-        verdict: if passed { Verdict::Pass } else { Verdict::Fail },
-    })
+    workload::execute::<Jobs>(args).await
 }
 
 /// `GET /queues/{queue}` → its counts by state.
@@ -243,18 +287,4 @@ async fn server_counts(shared: &Shared) -> Result<serde_json::Value> {
     let url = format!("{}/queues/{}", shared.bases.next(), shared.queue);
     let stats: serde_json::Value = shared.http.get(url).send().await?.json().await?;
     Ok(stats["counts"].clone())
-}
-
-/// Runs, prints the report, writes `--json`; exit code 0 when every job completed exactly once.
-pub async fn run(args: HammerArgs) -> Result<std::process::ExitCode> {
-    let report = execute(&args).await?;
-    println!("{report}");
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(match report.verdict {
-        Verdict::Pass => std::process::ExitCode::SUCCESS,
-        _ => std::process::ExitCode::from(1),
-    })
 }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::runner::{Progress, Stop};
+use super::load::{Progress, Stop};
 
 const REDRAW: Duration = Duration::from_millis(250);
 

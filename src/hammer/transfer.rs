@@ -21,16 +21,16 @@ pub mod check;
 pub mod load;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::jobs::Workload;
+use super::args::{LockArg, WorkloadKind};
+use super::load::{Progress, Stop};
 use super::report::{Percentiles, StatusCounts};
-use super::runner::{Progress, Stop};
-use super::{args, progress, HammerArgs, Verdict};
+use super::workload;
+use super::{HammerArgs, Verdict};
 use check::Checks;
 
 /// Options of the transfer and order workloads.
@@ -60,30 +60,29 @@ pub struct TransferArgs {
 }
 
 impl Default for TransferArgs {
+    /// The command line's defaults.
     fn default() -> Self {
-        Self {
-            accounts: 100,
-            items: 100,
-            lines: 3,
-            initial: 1_000,
-            max_amount: None,
-        }
+        crate::cli::defaults()
     }
 }
 
 impl TransferArgs {
     /// The counters the workload touches.
-    pub fn names(&self, workload: Workload) -> Vec<String> {
+    pub fn names(&self, workload: WorkloadKind) -> Vec<String> {
         let (prefix, n) = match workload {
-            Workload::Order => ("item", self.items),
+            WorkloadKind::Order => ("item", self.items),
             _ => ("account", self.accounts),
         };
         (0..n).map(|i| format!("{prefix}-{i}")).collect()
     }
 
     /// The largest amount one op moves.
-    pub fn max_amount(&self, workload: Workload) -> i64 {
-        let default = if workload == Workload::Order { 5 } else { 100 };
+    pub fn max_amount(&self, workload: WorkloadKind) -> i64 {
+        let default = if workload == WorkloadKind::Order {
+            5
+        } else {
+            100
+        };
         self.max_amount.unwrap_or(default)
     }
 }
@@ -91,7 +90,7 @@ impl TransferArgs {
 /// What a transfer or order run measured and concluded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferReport {
-    pub workload: Workload,
+    pub workload: WorkloadKind,
     pub counters: u32,
     pub lines: u32,
     pub initial: i64,
@@ -115,7 +114,7 @@ impl std::fmt::Display for TransferReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = &self.statuses;
         let what = match self.workload {
-            Workload::Order => format!(
+            WorkloadKind::Order => format!(
                 "orders of {} lines over {} items",
                 self.lines, self.counters
             ),
@@ -154,84 +153,110 @@ impl std::fmt::Display for TransferReport {
     }
 }
 
-/// Runs the transfer or order workload and its verification; prints nothing but the progress bar
-/// (unless `no_progress`).
-pub async fn execute(args: &HammerArgs) -> Result<TransferReport> {
-    args.validate()?;
-    let workload = args.workload;
-    let t = &args.transfer;
-    if !matches!(workload, Workload::Transfer | Workload::Order) {
-        bail!("not a transaction workload: {workload:?}");
-    }
-    if workload == Workload::Order && t.lines > t.items {
-        bail!("--lines {} is more than --items {}", t.lines, t.items);
-    }
-    if args.lock == args::LockArg::Optimistic {
-        bail!("--lock optimistic applies to single counters, not to transactions");
-    }
-    let names = t.names(workload);
-    let client = load::Client::new(args)?;
-    let before = check::reset_and_read(&client, &names, t.initial)
-        .await
-        .context("cannot set up the counters before the run")?;
-
-    let stop = match (args.requests, args.duration) {
-        (_, Some(d)) => Stop::Deadline(Instant::now() + d),
-        (Some(n), None) => Stop::Requests(n),
-        (None, None) => Stop::Requests(args::DEFAULT_REQUESTS),
-    };
-    let progress = Arc::new(Progress::default());
-    let bar = (!args.no_progress).then(|| progress::Bar::start(progress.clone(), stop));
-    let plan = load::Plan {
-        workload,
-        counters: names.len(),
-        lines: t.lines as usize,
-        max_amount: t.max_amount(workload),
-    };
-    let out = load::run(&client, plan, &names, args.concurrency, stop, progress).await;
-    if let Some(bar) = bar {
-        bar.finish().await;
-    }
-    let out = out?;
-    let after = check::read_all(&client, &names)
-        .await
-        .context("cannot read the counters after the run")?;
-    let checks = Checks::new(workload, &names, &before, &after, &out);
-    let elapsed_secs = out.elapsed.as_secs_f64().max(1e-9);
-    Ok(TransferReport {
-        workload,
-        counters: names.len() as u32,
-        lines: if workload == Workload::Order {
-            t.lines
-        } else {
-            2
-        },
-        initial: t.initial,
-        max_amount: plan.max_amount,
-        concurrency: args.concurrency,
-        elapsed_secs,
-        requests: out.statuses.total(),
-        refusals: out.refusals,
-        throughput: out.statuses.ok as f64 / elapsed_secs,
-        completed_per_sec: (out.statuses.ok + out.refusals) as f64 / elapsed_secs,
-        latency_ms: Percentiles::of(&out.latency),
-        verdict: checks.verdict,
-        checks,
-        statuses: out.statuses,
-    })
+/// The accounts or items of a run, their balances before it, and what each transaction does.
+pub struct Transfers {
+    names: Vec<String>,
+    client: load::Client,
+    before: Vec<i64>,
+    plan: load::Plan,
 }
 
-/// Runs, prints the report, writes `--json`; exits 1 on FAIL and 2 on INCONCLUSIVE.
-pub async fn run(args: HammerArgs) -> Result<std::process::ExitCode> {
-    let report = execute(&args).await?;
-    println!("{report}");
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+impl workload::Workload for Transfers {
+    type Output = load::RunOutput;
+    type Report = TransferReport;
+
+    async fn prepare(args: &HammerArgs, http: &reqwest::Client) -> Result<Self> {
+        let workload = args.workload;
+        let t = &args.transfer;
+        if !matches!(workload, WorkloadKind::Transfer | WorkloadKind::Order) {
+            bail!("not a transaction workload: {workload:?}");
+        }
+        if workload == WorkloadKind::Order && t.lines > t.items {
+            bail!("--lines {} is more than --items {}", t.lines, t.items);
+        }
+        if args.lock == LockArg::Optimistic {
+            bail!("--lock optimistic applies to single counters, not to transactions");
+        }
+        let names = t.names(workload);
+        let client = load::Client::new(args, http.clone())?;
+        let before = check::reset_and_read(&client, &names, t.initial)
+            .await
+            .context("cannot set up the counters before the run")?;
+        let plan = load::Plan {
+            workload,
+            counters: names.len(),
+            lines: t.lines as usize,
+            max_amount: t.max_amount(workload),
+        };
+        Ok(Self {
+            names,
+            client,
+            before,
+            plan,
+        })
     }
-    Ok(match report.verdict {
-        Verdict::Pass => std::process::ExitCode::SUCCESS,
-        Verdict::Fail => std::process::ExitCode::from(1),
-        Verdict::Inconclusive => std::process::ExitCode::from(2),
-    })
+
+    async fn load(
+        &self,
+        args: &HammerArgs,
+        _http: &reqwest::Client,
+        stop: Stop,
+        progress: Arc<Progress>,
+    ) -> Result<load::RunOutput> {
+        load::run(
+            &self.client,
+            self.plan,
+            &self.names,
+            args.concurrency,
+            stop,
+            progress,
+        )
+        .await
+    }
+
+    async fn verify(
+        self,
+        args: &HammerArgs,
+        _http: &reqwest::Client,
+        out: load::RunOutput,
+    ) -> Result<TransferReport> {
+        let (workload, t) = (args.workload, &args.transfer);
+        let after = check::read_all(&self.client, &self.names)
+            .await
+            .context("cannot read the counters after the run")?;
+        let checks = Checks::new(workload, &self.names, &self.before, &after, &out);
+        let elapsed_secs = out.elapsed.as_secs_f64().max(1e-9);
+        Ok(TransferReport {
+            workload,
+            counters: self.names.len() as u32,
+            lines: if workload == WorkloadKind::Order {
+                t.lines
+            } else {
+                2
+            },
+            initial: t.initial,
+            max_amount: self.plan.max_amount,
+            concurrency: args.concurrency,
+            elapsed_secs,
+            requests: out.statuses.total(),
+            refusals: out.refusals,
+            throughput: out.statuses.ok as f64 / elapsed_secs,
+            completed_per_sec: (out.statuses.ok + out.refusals) as f64 / elapsed_secs,
+            latency_ms: Percentiles::of(&out.latency),
+            verdict: checks.verdict,
+            checks,
+            statuses: out.statuses,
+        })
+    }
+}
+
+impl workload::Report for TransferReport {
+    fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+}
+
+/// Runs the transfer or order workload and its verification and returns the report.
+pub async fn execute(args: &HammerArgs) -> Result<TransferReport> {
+    workload::execute::<Transfers>(args).await
 }

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use rowlock::hammer::jobs::Workload;
 use rowlock::hammer::linearizable::{self, Op};
+use rowlock::hammer::WorkloadKind as Workload;
 use rowlock::hammer::{self, transfer, HammerArgs, LockArg, Verdict};
 use serde_json::{json, Value};
 

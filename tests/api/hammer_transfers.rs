@@ -8,8 +8,8 @@ use std::time::Duration;
 use actix_web::web::{self, Data, Json, Path};
 use actix_web::HttpResponse;
 use deadpool_postgres::Pool;
-use rowlock::hammer::jobs::Workload;
 use rowlock::hammer::transfer::{self, TransferReport};
+use rowlock::hammer::WorkloadKind as Workload;
 use rowlock::hammer::{HammerArgs, Verdict};
 use serde_json::{json, Value};
 

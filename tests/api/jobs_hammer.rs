@@ -1,7 +1,7 @@
 //! `rowlock hammer --workload jobs` against a real server: with crashing workers, every job is
 //! still completed exactly once, and the hammer's own verification says so.
 
-use rowlock::hammer::jobs::Workload;
+use rowlock::hammer::WorkloadKind as Workload;
 use rowlock::hammer::{HammerArgs, Verdict};
 
 use crate::helpers::spawn_app;

@@ -10,7 +10,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use rowlock::hammer::jobs::Workload;
+use rowlock::hammer::WorkloadKind as Workload;
 use rowlock::hammer::{self, transfer, HammerArgs, Verdict};
 use rowlock::local_cluster::Pgbouncer;
 use serde_json::{json, Value};

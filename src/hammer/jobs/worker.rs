@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::JobsArgs;
+use crate::hammer::load::Progress;
 
 /// Long-poll of a worker's claim: long enough not to spin, short enough to notice the end.
 const CLAIM_WAIT_MS: u64 = 500;
@@ -110,7 +111,11 @@ struct ItemResult {
 }
 
 /// One worker: claims until every job is completed or nothing has been completed for `stall`.
-pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
+pub async fn work(
+    shared: Arc<Shared>,
+    progress: Arc<Progress>,
+    stall: Duration,
+) -> Result<WorkerOut> {
     let histogram = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3);
     let mut out = WorkerOut {
         completed: Vec::new(),
@@ -171,7 +176,7 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
                 let done = std::mem::take(&mut finished);
                 for (job, result) in done.iter().zip(&answer.completed) {
                     if job.id == result.id {
-                        completed(&shared, job, result.status, &mut out);
+                        completed(&shared, &progress, job, result.status, &mut out);
                     }
                 }
                 answer.jobs
@@ -222,7 +227,7 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
             .and_then(|a| serde_json::from_value(a["results"].clone()).ok())
             .unwrap_or_default();
         for (job, result) in finished.iter().zip(&results) {
-            completed(&shared, job, result.status, &mut out);
+            completed(&shared, &progress, job, result.status, &mut out);
         }
         out.errors += (finished.len() - results.len().min(finished.len())) as u64;
     }
@@ -230,7 +235,14 @@ pub async fn work(shared: Arc<Shared>, stall: Duration) -> Result<WorkerOut> {
 }
 
 /// Records the answer to the completion of `job`.
-fn completed(shared: &Shared, job: &Claimed, status: u16, out: &mut WorkerOut) {
+fn completed(
+    shared: &Shared,
+    progress: &Progress,
+    job: &Claimed,
+    status: u16,
+    out: &mut WorkerOut,
+) {
+    progress.record(status == 200);
     match status {
         200 => {
             let now_us = shared.started.elapsed().as_micros() as u64;

@@ -14,9 +14,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::super::jobs::Workload;
 use super::super::Verdict;
 use super::load::{Client, RunOutput};
+use crate::hammer::WorkloadKind;
 
 /// Counters reset or read at once.
 const CONCURRENCY: usize = 32;
@@ -32,7 +32,7 @@ struct Counter {
 
 /// Sets every counter to `initial` with `min: 0` (creating it when missing) and reads it back.
 pub async fn reset_and_read(client: &Client, names: &[String], initial: i64) -> Result<Vec<i64>> {
-    futures_util::stream::iter(names)
+    futures_util::stream::iter(names.iter().cloned())
         .map(|name| async move {
             let url = format!("{}/counters/{name}", client.bases.next());
             let body = json!({"value": initial, "min": 0, "max": null});
@@ -40,7 +40,7 @@ pub async fn reset_and_read(client: &Client, names: &[String], initial: i64) -> 
             if !status.is_success() {
                 bail!("resetting counter '{name}' answered {status}");
             }
-            let counter = get(client, name).await?;
+            let counter = get(client, &name).await?;
             if counter.min != Some(0) {
                 bail!(
                     "counter '{name}' has min {:?} after its reset, not 0",
@@ -56,8 +56,8 @@ pub async fn reset_and_read(client: &Client, names: &[String], initial: i64) -> 
 
 /// Reads every counter's value, in order.
 pub async fn read_all(client: &Client, names: &[String]) -> Result<Vec<i64>> {
-    futures_util::stream::iter(names)
-        .map(|name| async move { get(client, name).await.map(|c| c.value) })
+    futures_util::stream::iter(names.iter().cloned())
+        .map(|name| async move { get(client, &name).await.map(|c| c.value) })
         .buffered(CONCURRENCY)
         .try_collect()
         .await
@@ -94,7 +94,7 @@ async fn get_once(client: &Client, name: &str) -> Result<Counter> {
 /// The checks' figures and the verdict they add up to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checks {
-    pub workload: Workload,
+    pub workload: WorkloadKind,
     pub counters: u64,
     pub sum_before: i128,
     pub sum_after: i128,
@@ -117,7 +117,7 @@ pub struct Checks {
 
 impl Checks {
     pub fn new(
-        workload: Workload,
+        workload: WorkloadKind,
         names: &[String],
         before: &[i64],
         after: &[i64],
@@ -148,7 +148,7 @@ impl Checks {
         let broken = negative > 0
             || out.statuses.other_statuses.contains_key(&500)
             || out.inconsistent > 0
-            || (workload == Workload::Transfer && sum_before != sum_after);
+            || (workload == WorkloadKind::Transfer && sum_before != sum_after);
         let explained = explained && unknown_outcomes > 0;
         let verdict = if broken {
             Verdict::Fail
@@ -188,12 +188,12 @@ fn pass(ok: bool) -> &'static str {
 
 impl std::fmt::Display for Checks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = if self.workload == Workload::Order {
+        let what = if self.workload == WorkloadKind::Order {
             "items"
         } else {
             "accounts"
         };
-        if self.workload == Workload::Order {
+        if self.workload == WorkloadKind::Order {
             writeln!(
                 f,
                 "stock       {}: {} units sold, acknowledged orders took {}",
@@ -213,7 +213,7 @@ impl std::fmt::Display for Checks {
         writeln!(
             f,
             "per {:<7} {}: {} of {} {what} differ from their acknowledged transactions{}{}",
-            if self.workload == Workload::Order {
+            if self.workload == WorkloadKind::Order {
                 "item"
             } else {
                 "account"
@@ -276,34 +276,34 @@ mod tests {
     #[test]
     fn changes_equal_to_the_acknowledged_transfers_pass() {
         let o = out(vec![-30, 30], vec![0, 0], vec![0, 0], 0);
-        let c = Checks::new(Workload::Transfer, &names(2), &[100, 0], &[70, 30], &o);
+        let c = Checks::new(WorkloadKind::Transfer, &names(2), &[100, 0], &[70, 30], &o);
         assert_eq!(c.verdict, Verdict::Pass, "{c}");
     }
 
     #[test]
     fn a_lost_debit_fails_the_sum_and_the_account() {
         let o = out(vec![-30, 30], vec![0, 0], vec![0, 0], 0);
-        let c = Checks::new(Workload::Transfer, &names(2), &[100, 0], &[100, 30], &o);
+        let c = Checks::new(WorkloadKind::Transfer, &names(2), &[100, 0], &[100, 30], &o);
         assert_eq!((c.verdict, c.mismatched), (Verdict::Fail, 1), "{c}");
     }
 
     #[test]
     fn a_difference_the_unknown_transfers_explain_is_inconclusive() {
         let o = out(vec![0, 0], vec![-30, 0], vec![0, 30], 1);
-        let c = Checks::new(Workload::Transfer, &names(2), &[100, 0], &[70, 30], &o);
+        let c = Checks::new(WorkloadKind::Transfer, &names(2), &[100, 0], &[70, 30], &o);
         assert_eq!(c.verdict, Verdict::Inconclusive, "{c}");
         // More than the unknown transfers could have moved is a failure.
-        let c = Checks::new(Workload::Transfer, &names(2), &[100, 0], &[60, 40], &o);
+        let c = Checks::new(WorkloadKind::Transfer, &names(2), &[100, 0], &[60, 40], &o);
         assert_eq!(c.verdict, Verdict::Fail, "{c}");
     }
 
     #[test]
     fn a_negative_stock_or_a_half_applied_order_fails() {
         let o = out(vec![-5, -5], vec![0, 0], vec![0, 0], 0);
-        let c = Checks::new(Workload::Order, &names(2), &[5, 5], &[0, -1], &o);
+        let c = Checks::new(WorkloadKind::Order, &names(2), &[5, 5], &[0, -1], &o);
         assert_eq!((c.verdict, c.negative), (Verdict::Fail, 1), "{c}");
         // A refused order that still took item 0's stock.
-        let c = Checks::new(Workload::Order, &names(2), &[9, 9], &[2, 4], &o);
+        let c = Checks::new(WorkloadKind::Order, &names(2), &[9, 9], &[2, 4], &o);
         assert_eq!((c.verdict, c.mismatched), (Verdict::Fail, 1), "{c}");
     }
 
@@ -311,7 +311,7 @@ mod tests {
     fn a_500_fails_the_run_even_when_every_balance_adds_up() {
         let mut o = out(vec![-30, 30], vec![0, 0], vec![0, 0], 1);
         o.statuses.other_statuses.insert(500, 1);
-        let c = Checks::new(Workload::Transfer, &names(2), &[100, 0], &[70, 30], &o);
+        let c = Checks::new(WorkloadKind::Transfer, &names(2), &[100, 0], &[70, 30], &o);
         assert_eq!(c.verdict, Verdict::Fail, "{c}");
     }
 }

@@ -2,7 +2,6 @@
 //! orders to `POST /transactions` until the budget is spent or the deadline passes, and keeping
 //! per counter what the acknowledged transactions added and what the unknown ones may have.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,11 +12,10 @@ use rand::{Rng, SeedableRng};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use serde::Deserialize;
 
-use super::super::args::Bases;
-use super::super::jobs::Workload;
-use super::super::report::StatusCounts;
-use super::super::runner::{Progress, Stop};
-use super::super::{HammerArgs, LockArg};
+use crate::hammer::args::{Bases, WorkloadKind};
+use crate::hammer::load::{run_clients, Progress, Stop, Tickets};
+use crate::hammer::report::StatusCounts;
+use crate::hammer::{HammerArgs, LockArg};
 
 /// The HTTP client of a run and its prebuilt URLs.
 pub struct Client {
@@ -29,15 +27,8 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(args: &HammerArgs) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(args.concurrency)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .timeout(args.timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("cannot build the HTTP client")?;
+    /// The transactions URLs for `args`, on `http`.
+    pub fn new(args: &HammerArgs, http: reqwest::Client) -> Result<Self> {
         let bases = args.bases();
         let mut query = format!("?lock={}", args.lock.query_value().unwrap_or("wait"));
         if let (Some(ms), LockArg::Wait) = (args.lock_timeout_ms, args.lock) {
@@ -60,7 +51,7 @@ impl Client {
 /// What each transaction looks like.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
-    pub workload: Workload,
+    pub workload: WorkloadKind,
     /// Accounts or items.
     pub counters: usize,
     /// Order lines (transfers always have two ops).
@@ -72,7 +63,7 @@ impl Plan {
     /// A random transaction: (counter index, by) per op.
     fn draw(&self, rng: &mut StdRng) -> Vec<(usize, i64)> {
         let amount = |rng: &mut StdRng| rng.gen_range(1..=self.max_amount);
-        if self.workload == Workload::Order {
+        if self.workload == WorkloadKind::Order {
             rand::seq::index::sample(rng, self.counters, self.lines)
                 .into_iter()
                 .map(|i| (i, -amount(rng)))
@@ -164,39 +155,30 @@ pub async fn run(
     progress: Arc<Progress>,
 ) -> Result<RunOutput> {
     let names = Arc::new(names.to_vec());
-    let tickets = Arc::new(AtomicU64::new(0));
+    let tickets = Arc::new(Tickets::new(stop));
     let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|worker| {
-            let url = client.tx_urls[worker % client.tx_urls.len()].clone();
-            let http = client.http.clone();
-            let (names, tickets, progress) = (names.clone(), tickets.clone(), progress.clone());
-            tokio::spawn(async move {
-                let mut out = RunOutput::empty(plan.counters)?;
-                let mut rng = StdRng::from_entropy();
-                let issue = || match stop {
-                    Stop::Requests(n) => tickets.fetch_add(1, Ordering::Relaxed) < n,
-                    Stop::Deadline(at) => Instant::now() < at,
-                };
-                while issue() {
-                    let ops = plan.draw(&mut rng);
-                    let began = Instant::now();
-                    let answer = send(&http, &url, &names, &ops).await;
-                    let micros = began.elapsed().as_micros().max(1) as u64;
-                    let _ = out.latency.record(micros);
-                    let ok = record(&mut out, &names, &ops, answer);
-                    progress.done.fetch_add(1, Ordering::Relaxed);
-                    if !ok {
-                        progress.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                anyhow::Ok(out)
-            })
-        })
-        .collect();
+    let outs = run_clients(concurrency, |i| {
+        let url = client.tx_urls[i % client.tx_urls.len()].clone();
+        let http = client.http.clone();
+        let (names, tickets, progress) = (names.clone(), tickets.clone(), progress.clone());
+        async move {
+            let mut out = RunOutput::empty(plan.counters)?;
+            let mut rng = StdRng::from_entropy();
+            while tickets.next() {
+                let ops = plan.draw(&mut rng);
+                let began = Instant::now();
+                let answer = send(&http, &url, &names, &ops).await;
+                let micros = began.elapsed().as_micros().max(1) as u64;
+                let _ = out.latency.record(micros);
+                progress.record(record(&mut out, &names, &ops, answer));
+            }
+            anyhow::Ok(out)
+        }
+    })
+    .await?;
     let mut all = RunOutput::empty(plan.counters)?;
-    for w in workers {
-        all.merge(&w.await??)?;
+    for out in &outs {
+        all.merge(out)?;
     }
     all.elapsed = started.elapsed();
     Ok(all)

@@ -1,12 +1,10 @@
-//! Drives the load: one tokio task per virtual client, all sharing one HTTP client, until the
-//! request budget is spent or the deadline passes — and then until every request in flight has
-//! answered, so that the outcome of each one is known.
+//! The counter workload's virtual clients: each increments (`lock=…`, or `If-Match` with retries
+//! on 412) until the run's budget is spent, and records what came back.
 //!
-//! Each task keeps its own latency histogram and history (merged at the end, no locking on the
-//! hot path); only the per-second timeline and a few progress counters are shared.
+//! Each client keeps its own latency histogram and history (merged at the end, no locking on the
+//! hot path); only the per-second timeline and the progress counters are shared.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,19 +12,11 @@ use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::args::{HammerArgs, LockArg};
-use super::client::{Answer, Api};
 use super::linearizable::Op;
-use super::report::StatusCounts;
-
-/// When the run stops issuing new increments.
-#[derive(Debug, Clone, Copy)]
-pub enum Stop {
-    /// After this many increments have been issued.
-    Requests(u64),
-    /// At this instant; increments in flight are still awaited.
-    Deadline(Instant),
-}
+use crate::hammer::args::{HammerArgs, LockArg};
+use crate::hammer::client::{Answer, Api};
+use crate::hammer::load::{histogram, run_clients, Progress, Stop, Tickets};
+use crate::hammer::report::StatusCounts;
 
 /// What the load produced, before verification.
 pub struct RunOutput {
@@ -47,22 +37,14 @@ pub struct Second {
     pub latency: Histogram<u64>,
 }
 
-/// Counters the progress bar reads while the run goes on.
-#[derive(Default)]
-pub struct Progress {
-    pub done: AtomicU64,
-    pub errors: AtomicU64,
-}
-
 struct Shared {
-    api: Api,
-    stop: Stop,
+    api: Arc<Api>,
+    tickets: Tickets,
     lock: LockArg,
     max_attempts: u32,
     spread: usize,
     record_history: bool,
     started: Instant,
-    tickets: AtomicU64,
     progress: Arc<Progress>,
     timeline: Mutex<Vec<Second>>,
 }
@@ -81,46 +63,40 @@ struct Outcome {
     effect: Effect,
 }
 
-#[derive(Default)]
-struct WorkerOutput {
+/// What one virtual client saw.
+struct ClientOutput {
     statuses: StatusCounts,
     retries: u64,
-    latency: Option<Histogram<u64>>,
+    latency: Histogram<u64>,
     history: Vec<Op>,
 }
 
-/// Runs the load described by `args` against `api`.
+/// Runs the load described by `args` against `api` until `stop`.
 pub async fn run(
     args: &HammerArgs,
-    api: Api,
+    api: Arc<Api>,
     stop: Stop,
     progress: Arc<Progress>,
 ) -> anyhow::Result<RunOutput> {
     let shared = Arc::new(Shared {
         api,
-        stop,
+        tickets: Tickets::new(stop),
         lock: args.lock,
         max_attempts: args.max_attempts,
         spread: args.spread.max(1) as usize,
         record_history: args.check_linearizable,
         started: Instant::now(),
-        tickets: AtomicU64::new(0),
         progress,
         timeline: Mutex::new(Vec::new()),
     });
-    let workers: Vec<_> = (0..args.concurrency)
-        .map(|_| tokio::spawn(worker(shared.clone())))
-        .collect();
+    let outs = run_clients(args.concurrency, |_| client(shared.clone())).await?;
     let mut statuses = StatusCounts::default();
-    let mut latency = new_histogram(3);
+    let mut latency = histogram(3);
     let (mut retries, mut history) = (0, Vec::new());
-    for handle in workers {
-        let out = handle.await?;
+    for out in outs {
         statuses.merge(&out.statuses);
         retries += out.retries;
-        if let Some(h) = &out.latency {
-            latency.add(h)?;
-        }
+        latency.add(&out.latency)?;
         history.extend(out.history);
     }
     let elapsed = shared.started.elapsed();
@@ -135,14 +111,17 @@ pub async fn run(
     })
 }
 
-async fn worker(shared: Arc<Shared>) -> WorkerOutput {
+/// One virtual client.
+async fn client(shared: Arc<Shared>) -> anyhow::Result<ClientOutput> {
     let mut rng = StdRng::from_entropy();
     let mut versions: HashMap<usize, i64> = HashMap::new();
-    let mut out = WorkerOutput {
-        latency: Some(new_histogram(3)),
-        ..WorkerOutput::default()
+    let mut out = ClientOutput {
+        statuses: StatusCounts::default(),
+        retries: 0,
+        latency: histogram(3),
+        history: Vec::new(),
     };
-    while shared.issue_next() {
+    while shared.tickets.next() {
         let index = if shared.spread > 1 {
             rng.gen_range(0..shared.spread)
         } else {
@@ -160,22 +139,10 @@ async fn worker(shared: Arc<Shared>) -> WorkerOutput {
         let ended = Instant::now();
         shared.record(&mut out, &outcome, began, ended);
     }
-    out
+    Ok(out)
 }
 
 impl Shared {
-    /// Takes the next ticket: false once the budget is spent or the deadline has passed.
-    fn issue_next(&self) -> bool {
-        match self.stop {
-            Stop::Requests(n) => self.tickets.fetch_add(1, Ordering::Relaxed) < n,
-            Stop::Deadline(at) => Instant::now() < at,
-        }
-    }
-
-    fn past_deadline(&self) -> bool {
-        matches!(self.stop, Stop::Deadline(at) if Instant::now() >= at)
-    }
-
     async fn locked(&self, index: usize) -> Outcome {
         match self.api.increment(index, None).await {
             Ok(answer) => classify(answer),
@@ -223,7 +190,7 @@ impl Shared {
                 }
                 Answer::Status(412) => {
                     versions.remove(&index);
-                    if attempt >= self.max_attempts || self.past_deadline() {
+                    if attempt >= self.max_attempts || self.tickets.past_deadline() {
                         return not_applied(Some(412));
                     }
                     *retries += 1;
@@ -233,16 +200,14 @@ impl Shared {
         }
     }
 
-    fn record(&self, out: &mut WorkerOutput, outcome: &Outcome, began: Instant, ended: Instant) {
+    fn record(&self, out: &mut ClientOutput, outcome: &Outcome, began: Instant, ended: Instant) {
         let micros = ended.duration_since(began).as_micros().max(1) as u64;
         out.statuses.record(outcome.status);
         if matches!(outcome.effect, Effect::Unknown) {
             out.statuses.unknown_outcomes += 1;
         }
-        if let Some(h) = out.latency.as_mut() {
-            // Auto-resizing: recording cannot fail (saturating would clamp to the initial range).
-            let _ = h.record(micros);
-        }
+        // Auto-resizing: recording cannot fail (saturating would clamp to the initial range).
+        let _ = out.latency.record(micros);
         let acknowledged = matches!(outcome.effect, Effect::Applied(_));
         if let (Effect::Applied(value), true) = (&outcome.effect, self.record_history) {
             out.history.push(Op {
@@ -251,17 +216,14 @@ impl Shared {
                 value: *value,
             });
         }
-        self.progress.done.fetch_add(1, Ordering::Relaxed);
-        if !acknowledged {
-            self.progress.errors.fetch_add(1, Ordering::Relaxed);
-        }
+        self.progress.record(acknowledged);
         let second = ended.duration_since(self.started).as_secs() as usize;
         let mut timeline = lock(&self.timeline);
         while timeline.len() <= second {
             timeline.push(Second {
                 completed: 0,
                 acknowledged: 0,
-                latency: new_histogram(2),
+                latency: histogram(2),
             });
         }
         let bucket = &mut timeline[second];
@@ -296,12 +258,6 @@ fn not_applied(status: Option<u16>) -> Outcome {
 
 fn nanos_since(origin: Instant, at: Instant) -> u64 {
     at.duration_since(origin).as_nanos() as u64
-}
-
-/// An auto-resizing histogram of microseconds.
-fn new_histogram(sigfig: u8) -> Histogram<u64> {
-    // `new` only fails for sigfig > 5.
-    Histogram::new(sigfig).expect("sigfig is 2 or 3")
 }
 
 /// The timeline lock is never held across a panic point, so a poisoned lock still holds

@@ -10,30 +10,11 @@ use anyhow::Result;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::client::Api;
+use super::super::client::Api;
+use crate::hammer::Verdict;
 
 /// Counters read at once before and after the run (10,000 spread counters take a moment).
 const READ_CONCURRENCY: usize = 32;
-
-/// Overall verdict of the verification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Verdict {
-    Pass,
-    Fail,
-    /// The sums differ by no more than the increments whose outcome is unknown.
-    Inconclusive,
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Pass => "PASS",
-            Self::Fail => "FAIL",
-            Self::Inconclusive => "INCONCLUSIVE",
-        })
-    }
-}
 
 /// The sum check's figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,8 +30,8 @@ pub struct SumCheck {
 
 /// Reads (creating when missing) every counter in `names`, in order.
 pub async fn read_or_create_all(api: &Api, names: &[String]) -> Result<Vec<i64>> {
-    futures_util::stream::iter(names)
-        .map(|name| async move { api.get_or_create(name).await.map(|s| s.value) })
+    futures_util::stream::iter(names.iter().cloned())
+        .map(|name| async move { api.get_or_create(&name).await.map(|s| s.value) })
         .buffered(READ_CONCURRENCY)
         .try_collect()
         .await
@@ -58,9 +39,9 @@ pub async fn read_or_create_all(api: &Api, names: &[String]) -> Result<Vec<i64>>
 
 /// Reads every counter in `names`, in order; a counter deleted meanwhile is an error.
 pub async fn read_all(api: &Api, names: &[String]) -> Result<Vec<i64>> {
-    futures_util::stream::iter(names)
+    futures_util::stream::iter(names.iter().cloned())
         .map(|name| async move {
-            api.get(name)
+            api.get(&name)
                 .await?
                 .map(|s| s.value)
                 .ok_or_else(|| anyhow::anyhow!("counter '{name}' was deleted during the run"))

@@ -1,0 +1,198 @@
+//! The counter workload's report: what was asked, what came back, how fast, and whether any
+//! update was lost. The same structure is printed, written as JSON (`--json`) and read back by
+//! tests and the benchmark.
+
+use std::fmt::{self, Display};
+
+use serde::{Deserialize, Serialize};
+
+use super::linearizable::Linearizability;
+use super::load::Second;
+use super::verify::SumCheck;
+use crate::hammer::report::{Percentiles, StatusCounts};
+use crate::hammer::{HammerArgs, LockArg, Verdict};
+
+/// The run's settings, as the report records them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub url: String,
+    pub counter: String,
+    pub spread: u32,
+    pub concurrency: usize,
+    pub requests: Option<u64>,
+    pub duration_secs: Option<f64>,
+    pub lock: LockArg,
+    pub by: i64,
+    pub lock_timeout_ms: Option<u32>,
+    pub check_linearizable: bool,
+}
+
+impl From<&HammerArgs> for Config {
+    fn from(a: &HammerArgs) -> Self {
+        Self {
+            url: a.url.join(","),
+            counter: a.counter.clone(),
+            spread: a.spread,
+            concurrency: a.concurrency,
+            requests: a.requests,
+            duration_secs: a.duration.map(|d| d.as_secs_f64()),
+            lock: a.lock,
+            by: a.by,
+            lock_timeout_ms: a.lock_timeout_ms,
+            check_linearizable: a.check_linearizable,
+        }
+    }
+}
+
+/// Both checks and the verdict they add up to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub sum: SumCheck,
+    pub linearizability: Option<Linearizability>,
+    pub verdict: Verdict,
+}
+
+impl Verification {
+    /// `internal_errors`: 500 answers. A 500 is a bug in rowlock by contract, so any of them
+    /// fails the run whatever the sums say.
+    pub fn new(
+        sum: SumCheck,
+        linearizability: Option<Linearizability>,
+        internal_errors: u64,
+    ) -> Self {
+        let verdict = match (&sum.verdict, &linearizability) {
+            _ if internal_errors > 0 => Verdict::Fail,
+            (_, Some(l)) if !l.linearizable => Verdict::Fail,
+            (v, _) => *v,
+        };
+        Self {
+            sum,
+            linearizability,
+            verdict,
+        }
+    }
+}
+
+/// One second of the run, for the chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    pub second: u64,
+    /// Acknowledged increments completed during this second.
+    pub acknowledged: u64,
+    pub completed: u64,
+    pub p99_ms: f64,
+}
+
+impl TimelinePoint {
+    pub fn of(timeline: &[Second]) -> Vec<Self> {
+        timeline
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Self {
+                second: i as u64,
+                acknowledged: s.acknowledged,
+                completed: s.completed,
+                p99_ms: Percentiles::of(&s.latency).p99,
+            })
+            .collect()
+    }
+}
+
+/// Everything `rowlock hammer` found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub config: Config,
+    /// From the first request sent to the last answer received.
+    pub elapsed_secs: f64,
+    pub requests: u64,
+    pub statuses: StatusCounts,
+    pub acknowledged: u64,
+    pub optimistic_retries: u64,
+    /// Acknowledged increments per second of `elapsed_secs`.
+    pub throughput: f64,
+    pub latency_ms: Percentiles,
+    pub verification: Verification,
+    pub timeline: Vec<TimelinePoint>,
+}
+
+impl Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        let s = &self.statuses;
+        let target = if c.spread > 1 {
+            format!("{} counters {}-0…{}", c.spread, c.counter, c.spread - 1)
+        } else {
+            format!("counter '{}'", c.counter)
+        };
+        writeln!(
+            f,
+            "{target}, lock={}, by {}, {} clients",
+            c.lock.query_value().unwrap_or("optimistic"),
+            c.by,
+            c.concurrency
+        )?;
+        writeln!(
+            f,
+            "requests    {} in {:.2}s",
+            self.requests, self.elapsed_secs
+        )?;
+        writeln!(
+            f,
+            "statuses    200: {}  409: {}  412: {}  423: {}  503: {}  other: {}{}  transport errors: {}",
+            s.ok,
+            s.conflict,
+            s.precondition_failed,
+            s.locked,
+            s.unavailable,
+            s.other,
+            if s.other_statuses.is_empty() { String::new() } else { format!(" {:?}", s.other_statuses) },
+            s.transport_errors
+        )?;
+        if c.lock == LockArg::Optimistic {
+            writeln!(
+                f,
+                "retries     {} optimistic retries after 412",
+                self.optimistic_retries
+            )?;
+        }
+        writeln!(
+            f,
+            "throughput  {:.1} acknowledged increments/s",
+            self.throughput
+        )?;
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.p99_9, l.max
+        )?;
+        let sum = &self.verification.sum;
+        writeln!(
+            f,
+            "sum check   {}: {} counters changed by {}, acknowledged increments add up to {}{}",
+            sum.verdict,
+            sum.counters,
+            sum.observed_delta,
+            sum.expected_delta,
+            if sum.unknown_outcomes > 0 {
+                format!(" ({} increments of unknown outcome)", sum.unknown_outcomes)
+            } else {
+                String::new()
+            }
+        )?;
+        if let Some(lin) = &self.verification.linearizability {
+            writeln!(
+                f,
+                "linearizable {}: {} increments, {} duplicate values, {} real-time order violations",
+                if lin.linearizable { "PASS" } else { "FAIL" },
+                lin.operations,
+                lin.duplicate_values,
+                lin.order_violations
+            )?;
+            if let Some(example) = &lin.example {
+                writeln!(f, "             e.g. {example}")?;
+            }
+        }
+        write!(f, "verdict     {}", self.verification.verdict)
+    }
+}
