@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::measure::{self, GroupWindow};
+use super::measure;
 use super::pgbench::{self, PgbenchResult};
 use super::server::Server;
 use super::session::{self, Session};
@@ -194,18 +194,12 @@ impl Run<'_> {
             self.pool_size,
             on_off(self.group_commit)
         );
-        let server = self.server;
-        let window = GroupWindow::open(server).await;
-        let rss = server.sample_rss();
-        let cpu_before = cpu::Snapshot::take(Some(server.pid()));
-        let report = hammer::execute(&hammer_args(&server.url, workload, clients, self.args)).await;
-        let cpu_after = cpu::Snapshot::take(Some(server.pid()));
-        let rss_kib = rss.finish().await;
-        let group_size = window.close().await;
-        let report = report?;
+        let args = hammer_args(&self.server.url, workload, clients, self.args);
         // Per HTTP request: the increments and the hammer's reads of every counter before and
         // after the run (10,000 each for spread) all cost CPU.
-        let reads = 2 * report.verification.sum.counters;
+        let requests = |r: &hammer::Report| r.requests + 2 * r.verification.sum.counters;
+        let (report, server) =
+            measure::around(self.server, hammer::execute(&args), requests).await?;
         Ok(Row {
             workload: workload.name().into(),
             clients,
@@ -218,9 +212,7 @@ impl Run<'_> {
             rowlock_p99_ms: report.latency_ms.p99,
             verification: report.verification.verdict.to_string(),
             rowlock_errors: report.requests - report.statuses.ok,
-            rowlock_rss_mib: mib(rss_kib),
-            rowlock_cpu: cpu_after.since(&cpu_before, report.requests + reads, false),
-            group_size,
+            server,
             wrk: None,
             hammer: hammer::Report {
                 // The per-second timeline is noise in the table's JSON.

@@ -7,11 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 
+use super::cpu::{self, PerTransaction};
 use super::groups::{self, GroupSizes, Scrape};
+use super::mib;
 use super::server::Server;
 use super::wrk::{self, Script, WrkResult};
-use super::{cpu, mib};
 
 /// Scrapes of `/metrics` around one run.
 pub struct GroupWindow {
@@ -37,6 +39,41 @@ impl GroupWindow {
         let after = groups::scrape(&self.http, &self.base).await;
         groups::between(self.before.as_ref(), after.as_ref())
     }
+}
+
+/// What `rowlock serve` did during one run: its CPU, its largest resident size and its group
+/// sizes. Serialized flat into each benchmark's row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerSide {
+    /// Largest VmRSS of `rowlock serve` sampled during this run.
+    pub rowlock_rss_mib: f64,
+    /// CPU per request during the rowlock run.
+    pub rowlock_cpu: PerTransaction,
+    /// Requests per group during the run, from `/metrics` (none: no group ended).
+    pub group_size: Option<GroupSizes>,
+}
+
+/// Runs `run` (whose answer says how many requests it made) against `server`, measuring what
+/// `rowlock serve` did meanwhile; CPU is per request, the client's share being this process's.
+pub async fn around<T>(
+    server: &Server,
+    run: impl Future<Output = Result<T>>,
+    requests: impl FnOnce(&T) -> u64,
+) -> Result<(T, ServerSide)> {
+    let window = GroupWindow::open(server).await;
+    let rss = server.sample_rss();
+    let cpu_before = cpu::Snapshot::take(Some(server.pid()));
+    let result = run.await;
+    let cpu_after = cpu::Snapshot::take(Some(server.pid()));
+    let rss_kib = rss.finish().await;
+    let group_size = window.close().await;
+    let result = result?;
+    let side = ServerSide {
+        rowlock_rss_mib: mib(rss_kib),
+        rowlock_cpu: cpu_after.since(&cpu_before, requests(&result), false),
+        group_size,
+    };
+    Ok((result, side))
 }
 
 /// Runs wrk against `server` with the hammer's connection count and duration, measuring CPU per

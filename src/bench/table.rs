@@ -6,7 +6,8 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use super::cpu::PerTransaction;
-use super::groups::{self, GroupSizes};
+use super::groups;
+use super::measure::ServerSide;
 use super::pgbench::PgbenchResult;
 use super::wrk::WrkResult;
 use crate::hammer::Report;
@@ -28,12 +29,9 @@ pub struct Row {
     pub verification: String,
     /// Non-200 answers and transport errors during the rowlock run.
     pub rowlock_errors: u64,
-    /// Largest VmRSS of `rowlock serve` sampled during this run.
-    pub rowlock_rss_mib: f64,
-    /// CPU per request during the rowlock run.
-    pub rowlock_cpu: PerTransaction,
-    /// Requests per group during the hammer run, from `/metrics` (none: no group ended).
-    pub group_size: Option<GroupSizes>,
+    /// What `rowlock serve` did during the hammer run.
+    #[serde(flatten)]
+    pub server: ServerSide,
     /// wrk against the same server, after the hammer run (none: wrk is not installed).
     pub wrk: Option<WrkResult>,
     pub hammer: Report,
@@ -98,12 +96,12 @@ pub fn render(rows: &[Row]) -> String {
             ms(r.pgbench.as_ref().map(|p| p.p99_ms)),
             ms(Some(r.rowlock_p99_ms)),
             ms(r.wrk.as_ref().map(|w| w.p99_ms)),
-            groups::show(r.group_size.map(|g| g.p50)),
-            groups::show(r.group_size.map(|g| g.p99)),
+            groups::show(r.server.group_size.map(|g| g.p50)),
+            groups::show(r.server.group_size.map(|g| g.p99)),
             r.verification,
             wrk_verdict(r.wrk.as_ref()),
             r.rowlock_errors,
-            r.rowlock_rss_mib
+            r.server.rowlock_rss_mib
         );
     }
     out
@@ -115,15 +113,9 @@ pub fn render_cpu(rows: &[Row]) -> String {
     let lines: Vec<CpuLine> = rows
         .iter()
         .map(|r| CpuLine {
-            label: format!(
-                "{:<8} {:>3} clients pool {:>3} group {:<3}",
-                r.workload,
-                r.clients,
-                r.pool_size,
-                on_off(r.group_commit)
-            ),
+            label: CpuLine::label(&r.workload, r.clients, r.pool_size, r.group_commit),
             pgbench: r.pgbench.as_ref().map(|p| p.cpu).unwrap_or_default(),
-            rowlock: r.rowlock_cpu,
+            rowlock: r.server.rowlock_cpu,
             wrk: r.wrk.as_ref().map(|w| w.cpu),
         })
         .collect();
@@ -136,6 +128,16 @@ pub struct CpuLine {
     pub pgbench: PerTransaction,
     pub rowlock: PerTransaction,
     pub wrk: Option<PerTransaction>,
+}
+
+impl CpuLine {
+    /// `<workload> <clients> clients pool <size> group on|off`.
+    pub fn label(workload: &str, clients: usize, pool_size: usize, group_commit: bool) -> String {
+        format!(
+            "{workload:<8} {clients:>3} clients pool {pool_size:>3} group {:<3}",
+            on_off(group_commit)
+        )
+    }
 }
 
 /// `label   pgbench   |   rowlock`, and under it `wrk   |   wrk's` when there was a wrk run.

@@ -113,7 +113,12 @@ pub fn targets(rows: &[Row], max_clients: usize, rss_peak_mib: f64) -> Vec<Targe
     }
     let sampled = rows
         .iter()
-        .flat_map(|r| [Some(r.rowlock_rss_mib), r.wrk.as_ref().map(|w| w.rss_mib)])
+        .flat_map(|r| {
+            [
+                Some(r.server.rowlock_rss_mib),
+                r.wrk.as_ref().map(|w| w.rss_mib),
+            ]
+        })
         .flatten()
         .fold(0.0, f64::max);
     targets.push(memory(sampled, rss_peak_mib));

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::measure::{self, GroupWindow};
+use super::measure;
 use super::pgbench::{self, PgbenchResult};
 use super::server::Server;
 use super::session::{self, Session};
@@ -117,15 +117,11 @@ async fn run_on(args: &BenchArgs, session: &Session) -> Result<(Vec<Row>, Vec<(b
                 "rowlock  transfer {clients:>3} clients, pool {pool_size}, group {} …",
                 on_off(group_commit)
             );
-            let window = GroupWindow::open(&server).await;
-            let rss = server.sample_rss();
-            let cpu_before = cpu::Snapshot::take(Some(server.pid()));
-            let report = transfer::execute(&hammer_args(&server.url, clients, args)).await;
-            let cpu_after = cpu::Snapshot::take(Some(server.pid()));
-            let rss_kib = rss.finish().await;
-            let group_size = window.close().await;
-            let report = report?;
-            let done = report.statuses.ok + report.refusals;
+            let args_h = hammer_args(&server.url, clients, args);
+            // Per HTTP request, including the hammer's resets and reads before and after.
+            let done = |r: &transfer::TransferReport| r.statuses.ok + r.refusals;
+            let (report, server_side) =
+                measure::around(&server, transfer::execute(&args_h), done).await?;
             let wrk = match &wrk {
                 Some(wrk) => Some(wrk_run(&admin, wrk, &server, clients, args, dir).await?),
                 None => None,
@@ -139,10 +135,7 @@ async fn run_on(args: &BenchArgs, session: &Session) -> Result<(Vec<Row>, Vec<(b
                 rowlock_tps: report.completed_per_sec,
                 ratio: report.completed_per_sec / pg.tps.max(1e-9),
                 verification: report.verdict,
-                rowlock_rss_mib: mib(rss_kib),
-                // Per HTTP request, including the hammer's resets and reads before and after.
-                rowlock_cpu: cpu_after.since(&cpu_before, done, false),
-                group_size,
+                server: server_side,
                 wrk,
                 pgbench: pg,
                 hammer: report,

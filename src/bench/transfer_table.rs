@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::cpu::PerTransaction;
-use super::groups::{self, GroupSizes};
+use super::groups;
+use super::measure::ServerSide;
 use super::pgbench::PgbenchResult;
 use super::table::{cpu_table, on_off, opt, wrk_verdict, CpuLine};
 use super::targets::{self, Target};
@@ -32,10 +32,9 @@ pub struct Row {
     pub rowlock_tps: f64,
     pub ratio: f64,
     pub verification: Verdict,
-    pub rowlock_rss_mib: f64,
-    pub rowlock_cpu: PerTransaction,
-    /// Requests per group during the hammer run, from `/metrics` (none: no group ended).
-    pub group_size: Option<GroupSizes>,
+    /// What `rowlock serve` did during the hammer run.
+    #[serde(flatten)]
+    pub server: ServerSide,
     /// wrk against the same server, after the hammer run (none: wrk is not installed); its
     /// verification: the balances' sum did not move and none is negative.
     pub wrk: Option<WrkResult>,
@@ -93,12 +92,12 @@ pub fn render(rows: &[Row]) -> String {
             r.pgbench.p99_ms,
             r.hammer.latency_ms.p99,
             r.wrk.as_ref().map_or("-".into(), |w| format!("{:.2} ms", w.p99_ms)),
-            groups::show(r.group_size.map(|g| g.p50)),
-            groups::show(r.group_size.map(|g| g.p99)),
+            groups::show(r.server.group_size.map(|g| g.p50)),
+            groups::show(r.server.group_size.map(|g| g.p99)),
             verify,
             wrk_verdict(r.wrk.as_ref()),
             r.hammer.refusals,
-            r.rowlock_rss_mib
+            r.server.rowlock_rss_mib
         );
     }
     out
@@ -109,14 +108,9 @@ pub fn render_cpu(rows: &[Row]) -> String {
     let lines: Vec<CpuLine> = rows
         .iter()
         .map(|r| CpuLine {
-            label: format!(
-                "transfer {:>3} clients pool {:>3} group {:<3}",
-                r.clients,
-                r.pool_size,
-                on_off(r.group_commit)
-            ),
+            label: CpuLine::label("transfer", r.clients, r.pool_size, r.group_commit),
             pgbench: r.pgbench.cpu,
-            rowlock: r.rowlock_cpu,
+            rowlock: r.server.rowlock_cpu,
             wrk: r.wrk.as_ref().map(|w| w.cpu),
         })
         .collect();
@@ -154,7 +148,12 @@ pub fn targets(rows: &[Row], rss_peak_mib: f64) -> Vec<Target> {
     }
     let sampled = rows
         .iter()
-        .flat_map(|r| [Some(r.rowlock_rss_mib), r.wrk.as_ref().map(|w| w.rss_mib)])
+        .flat_map(|r| {
+            [
+                Some(r.server.rowlock_rss_mib),
+                r.wrk.as_ref().map(|w| w.rss_mib),
+            ]
+        })
         .flatten()
         .fold(0.0, f64::max);
     targets.push(targets::memory(sampled, rss_peak_mib));

@@ -100,7 +100,6 @@ pub struct JobsReport {
 
 impl std::fmt::Display for JobsReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (c, e) = (&self.claim_latency_ms, &self.end_to_end_ms);
         writeln!(f, "rowlock hammer — jobs on queue '{}'", self.queue)?;
         writeln!(
             f,
@@ -117,16 +116,8 @@ impl std::fmt::Display for JobsReport {
             "  claimed {}, abandoned {}, reclaimed after a lost lease {}, stale completions {}, errors {}",
             self.jobs_claimed, self.abandoned, self.reclaimed, self.stale_completions, self.errors
         )?;
-        writeln!(
-            f,
-            "  claim latency ms: p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
-            c.p50, c.p90, c.p99, c.max
-        )?;
-        writeln!(
-            f,
-            "  end-to-end ms:    p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
-            e.p50, e.p90, e.p99, e.max
-        )?;
+        writeln!(f, "  claim latency ms: {}", self.claim_latency_ms)?;
+        writeln!(f, "  end-to-end ms:    {}", self.end_to_end_ms)?;
         writeln!(f, "  server counts: {}", self.server_counts)?;
         write!(
             f,

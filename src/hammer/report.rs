@@ -2,6 +2,7 @@
 //! verdict.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,19 @@ impl StatusCounts {
             }
             None => self.transport_errors += 1,
         }
+    }
+
+    /// The tail of a report's statuses line: the other statuses and the transport errors.
+    pub fn others(&self) -> String {
+        let detail = if self.other_statuses.is_empty() {
+            String::new()
+        } else {
+            format!(" {:?}", self.other_statuses)
+        };
+        format!(
+            "other: {}{detail}  transport errors: {}",
+            self.other, self.transport_errors
+        )
     }
 
     pub fn merge(&mut self, o: &Self) {
@@ -119,5 +133,15 @@ impl std::fmt::Display for Verdict {
             Self::Fail => "FAIL",
             Self::Inconclusive => "INCONCLUSIVE",
         })
+    }
+}
+
+impl fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            self.p50, self.p90, self.p99, self.p99_9, self.max
+        )
     }
 }
