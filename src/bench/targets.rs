@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::measure::ServerSide;
 use super::table::Row;
+use super::wrk::WrkResult;
 
 /// Largest resident memory of `rowlock serve` allowed at any time.
 pub const RSS_LIMIT_MIB: f64 = 64.0;
@@ -52,7 +54,16 @@ pub fn throughput(
 }
 
 /// Memory: VmRSS sampled during every run and VmHWM of every server at its end.
-pub fn memory(sampled_mib: f64, peak_mib: f64) -> Target {
+/// Memory target: the largest resident size sampled during any hammer or wrk run of `runs`, and
+/// the peak over the whole benchmark.
+pub fn memory<'a>(
+    runs: impl Iterator<Item = (&'a ServerSide, Option<&'a WrkResult>)>,
+    peak_mib: f64,
+) -> Target {
+    let sampled_mib = runs
+        .flat_map(|(server, wrk)| [Some(server.rowlock_rss_mib), wrk.map(|w| w.rss_mib)])
+        .flatten()
+        .fold(0.0, f64::max);
     let most = sampled_mib.max(peak_mib);
     Target {
         name: format!("rowlock resident memory <= {RSS_LIMIT_MIB} MiB throughout"),
@@ -111,16 +122,7 @@ pub fn targets(rows: &[Row], max_clients: usize, rss_peak_mib: f64) -> Vec<Targe
             wrk_rps(r),
         ));
     }
-    let sampled = rows
-        .iter()
-        .flat_map(|r| {
-            [
-                Some(r.server.rowlock_rss_mib),
-                r.wrk.as_ref().map(|w| w.rss_mib),
-            ]
-        })
-        .flatten()
-        .fold(0.0, f64::max);
-    targets.push(memory(sampled, rss_peak_mib));
+    let runs = rows.iter().map(|r| (&r.server, r.wrk.as_ref()));
+    targets.push(memory(runs, rss_peak_mib));
     targets
 }

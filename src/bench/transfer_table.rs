@@ -146,16 +146,7 @@ pub fn targets(rows: &[Row], rss_peak_mib: f64) -> Vec<Target> {
             met: false,
         }),
     }
-    let sampled = rows
-        .iter()
-        .flat_map(|r| {
-            [
-                Some(r.server.rowlock_rss_mib),
-                r.wrk.as_ref().map(|w| w.rss_mib),
-            ]
-        })
-        .flatten()
-        .fold(0.0, f64::max);
-    targets.push(targets::memory(sampled, rss_peak_mib));
+    let runs = rows.iter().map(|r| (&r.server, r.wrk.as_ref()));
+    targets.push(targets::memory(runs, rss_peak_mib));
     targets
 }
