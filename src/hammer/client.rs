@@ -12,7 +12,7 @@ use reqwest::header::{HeaderValue, CONTENT_TYPE, IF_MATCH};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::args::{Bases, HammerArgs, LockArg};
+use super::args::{HammerArgs, LockArg};
 
 /// One HTTP client (a pool of keep-alive connections) and the prebuilt requests of a run.
 pub struct Api {
@@ -176,5 +176,37 @@ impl Api {
                 .with_context(|| format!("counter '{name}' vanished right after its creation")),
             other => bail!("creating counter '{name}' answered {other}"),
         }
+    }
+}
+
+/// The base URLs of a run's rowlock instances, handed out in turn.
+#[derive(Debug, Default)]
+pub struct Bases {
+    urls: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Bases {
+    pub fn new(urls: &[String]) -> Self {
+        Self {
+            urls: urls
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect(),
+            next: Default::default(),
+        }
+    }
+
+    /// The next instance's base URL (round-robin).
+    pub fn next(&self) -> &str {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.urls
+            .get(i % self.urls.len().max(1))
+            .map_or("", String::as_str)
+    }
+
+    /// Every base URL, in order.
+    pub fn all(&self) -> &[String] {
+        &self.urls
     }
 }

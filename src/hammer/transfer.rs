@@ -15,8 +15,10 @@
 //! may not have committed; when such requests can explain a difference the verdict is
 //! INCONCLUSIVE, as for the counter workload.
 //!
-//! [`load`] sends the transactions, [`check`] holds the setup reads and the invariants.
+//! [`accounts`] sets up and reads the counters, [`load`] sends the transactions, [`check`] holds
+//! the invariants.
 
+pub mod accounts;
 pub mod check;
 pub mod load;
 
@@ -177,7 +179,7 @@ impl workload::Workload for Transfers {
         }
         let names = t.names(workload);
         let client = load::Client::new(args, http.clone())?;
-        let before = check::reset_and_read(&client, &names, t.initial)
+        let before = accounts::reset_and_read(&client, &names, t.initial)
             .await
             .context("cannot set up the counters before the run")?;
         let plan = load::Plan {
@@ -219,7 +221,7 @@ impl workload::Workload for Transfers {
         out: load::RunOutput,
     ) -> Result<TransferReport> {
         let (workload, t) = (args.workload, &args.transfer);
-        let after = check::read_all(&self.client, &self.names)
+        let after = accounts::read_all(&self.client, &self.names)
             .await
             .context("cannot read the counters after the run")?;
         let checks = Checks::new(workload, &self.names, &self.before, &after, &out);

@@ -22,7 +22,7 @@ const CLAIM_WAIT_MS: u64 = 500;
 pub struct Shared {
     pub http: reqwest::Client,
     /// The instances, taken in turn.
-    pub bases: crate::hammer::args::Bases,
+    pub bases: crate::hammer::client::Bases,
     pub queue: String,
     pub args: JobsArgs,
     pub started: Instant,

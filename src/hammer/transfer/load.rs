@@ -12,7 +12,8 @@ use rand::{Rng, SeedableRng};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use serde::Deserialize;
 
-use crate::hammer::args::{Bases, WorkloadKind};
+use crate::hammer::args::WorkloadKind;
+use crate::hammer::client::Bases;
 use crate::hammer::load::{run_clients, Progress, Stop, Tickets};
 use crate::hammer::report::StatusCounts;
 use crate::hammer::{HammerArgs, LockArg};

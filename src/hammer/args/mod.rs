@@ -11,8 +11,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+mod parse;
+
 use super::jobs::JobsArgs;
 use super::transfer::TransferArgs;
+pub use parse::parse_duration;
+use parse::{parse_by, parse_concurrency};
 
 /// Used when neither `--requests` nor `--duration` is given.
 pub const DEFAULT_REQUESTS: u64 = 10_000;
@@ -154,8 +158,8 @@ pub struct HammerArgs {
 
 impl HammerArgs {
     /// The instances' base URLs, taken in turn by the requests of a run.
-    pub fn bases(&self) -> Bases {
-        Bases::new(&self.url)
+    pub fn bases(&self) -> super::client::Bases {
+        super::client::Bases::new(&self.url)
     }
 
     /// The command line's defaults, aimed at `url`, without a progress bar.
@@ -234,62 +238,9 @@ fn is_loopback(url: &reqwest::Url) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 10s, 500ms or 2m"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit '{other}' (use ms, s, m or h)"
-            ))
-        }
-    };
-    if !(seconds > 0.0 && seconds <= 86_400.0) {
-        return Err("a duration must be above 0 and at most 24h".into());
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-fn parse_concurrency(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n @ 1..=10_000) => Ok(n),
-        _ => Err("--concurrency must be 1 … 10000".into()),
-    }
-}
-
-fn parse_by(text: &str) -> Result<i64, String> {
-    match text.parse::<i64>() {
-        Ok(0) => Err("--by must not be 0".into()),
-        Ok(by) => Ok(by),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_and_without_units() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-    }
 
     #[test]
     fn only_loopback_targets_are_accepted_by_default() {
@@ -325,37 +276,5 @@ mod tests {
         args.counter = "c".into();
         args.spread = 3;
         assert_eq!(args.counter_names(), ["c-0", "c-1", "c-2"]);
-    }
-}
-
-/// The base URLs of a run's rowlock instances, handed out in turn.
-#[derive(Debug, Default)]
-pub struct Bases {
-    urls: Vec<String>,
-    next: std::sync::atomic::AtomicUsize,
-}
-
-impl Bases {
-    pub fn new(urls: &[String]) -> Self {
-        Self {
-            urls: urls
-                .iter()
-                .map(|u| u.trim_end_matches('/').to_owned())
-                .collect(),
-            next: Default::default(),
-        }
-    }
-
-    /// The next instance's base URL (round-robin).
-    pub fn next(&self) -> &str {
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.urls
-            .get(i % self.urls.len().max(1))
-            .map_or("", String::as_str)
-    }
-
-    /// Every base URL, in order.
-    pub fn all(&self) -> &[String] {
-        &self.urls
     }
 }
