@@ -98,14 +98,7 @@ async fn a_change_beyond_the_bounds_is_409_and_changes_nothing_in_every_mode() {
         );
         assert_problem(app.increment("b", query, 4).await, 409, "bound_violation").await;
     }
-    let r = app
-        .http
-        .post(app.url("/counters/b/increment"))
-        .header("If-Match", "\"1\"")
-        .json(&json!({"by": -6}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.increment_if_match("b", 1, -6).await;
     assert_problem(r, 409, "bound_violation").await;
     assert_eq!(app.db_value("b").await, Some(5));
     let version: i64 = app
@@ -123,23 +116,9 @@ async fn if_match_with_a_stale_version_is_412_and_a_current_one_applies() {
     let app = spawn_app().await;
     app.create_counter("o", 0).await;
     app.increment("o", "", 1).await;
-    let stale = app
-        .http
-        .post(app.url("/counters/o/increment"))
-        .header("If-Match", "\"1\"")
-        .json(&json!({"by": 1}))
-        .send()
-        .await
-        .unwrap();
+    let stale = app.increment_if_match("o", 1, 1).await;
     assert_problem(stale, 412, "version_mismatch").await;
-    let current = app
-        .http
-        .post(app.url("/counters/o/increment"))
-        .header("If-Match", "\"2\"")
-        .json(&json!({"by": 1}))
-        .send()
-        .await
-        .unwrap();
+    let current = app.increment_if_match("o", 2, 1).await;
     assert_eq!(current.status().as_u16(), 200);
     // Versions increase; on Citus the refused request above may have taken one from the
     // sequence, so the next is not always 3.

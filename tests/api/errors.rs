@@ -250,20 +250,20 @@ async fn an_internal_error_is_a_generic_500_that_leaks_no_sql() {
 
 #[tokio::test]
 async fn a_nul_character_in_any_text_is_422_before_any_sql_and_changes_nothing() {
-    use crate::jobs::{claim, enqueue, job_state, post};
     let app = spawn_app().await;
     let nul = "a\u{0}b";
     // Enqueue: a NUL in the payload.
     assert_problem(
-        post(&app, "/queues/q/jobs", json!({"payload": {"a": nul}})).await,
+        app.post("/queues/q/jobs", json!({"payload": {"a": nul}}))
+            .await,
         422,
         "invalid",
     )
     .await;
     assert_eq!(app.scalar("SELECT count(*) FROM jobs").await, 0);
     // The text `\u0000` (an escaped backslash, then `u0000`) is not a NUL and is stored.
-    let id = enqueue(&app, "q", json!({"a": "\\u0000"}), json!({})).await;
-    let claimed = claim(&app, "q", json!({})).await;
+    let id = app.enqueue("q", json!({"a": "\\u0000"}), json!({})).await;
+    let claimed = app.claim("q", json!({})).await;
     assert_eq!(claimed[0]["payload"]["a"], "\\u0000");
     let token = claimed[0]["token"].as_str().unwrap().to_owned();
     // Complete with a NUL token, fail with a NUL message: refused, the job still runs.
@@ -274,12 +274,13 @@ async fn a_nul_character_in_any_text_is_422_before_any_sql_and_changes_nothing()
             json!({"token": token, "error": nul}),
         ),
     ] {
-        assert_problem(post(&app, &path, body).await, 422, "invalid").await;
+        assert_problem(app.post(&path, body).await, 422, "invalid").await;
     }
-    assert_eq!(job_state(&app, id).await.0, "running");
+    assert_eq!(app.job_state(id).await.0, "running");
     // A lease owner with a NUL.
     assert_problem(
-        post(&app, "/locks/k", json!({"owner": nul, "ttl_ms": 1000})).await,
+        app.post("/locks/k", json!({"owner": nul, "ttl_ms": 1000}))
+            .await,
         422,
         "invalid",
     )

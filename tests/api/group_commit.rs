@@ -15,93 +15,9 @@ use rowlock::hammer::linearizable::{self, Op};
 use rowlock::hammer::{self, transfer, HammerArgs, LockArg, Verdict};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, DEADLOCKS};
-
-const HOLD: &str = "SELECT * FROM counters WHERE name = $1 FOR UPDATE";
-
-async fn metric(app: &TestApp, sample: &str) -> f64 {
-    app.metric(sample).await
-}
-
-/// Waits (bounded) until `n` requests wait in rowlock for a group.
-async fn wait_for_queued(app: &TestApp, n: usize) {
-    app.wait_until_metric("rowlock_group_queued", n as f64)
-        .await;
-}
-
-/// Groups that carried more than one request.
-async fn shared_groups(app: &TestApp) -> f64 {
-    let all = metric(app, "rowlock_group_size_count").await;
-    let alone = metric(app, r#"rowlock_group_size_bucket{le="1.0"}"#).await;
-    all - alone
-}
-
-/// A plain connection holding `name`'s row in an open transaction.
-async fn hold(app: &TestApp, name: &str) -> tokio_postgres::Client {
-    let holder = app.pg().await;
-    holder.batch_execute("BEGIN").await.unwrap();
-    holder.execute(HOLD, &[&name]).await.unwrap();
-    holder
-}
-
-/// `POST` `path` with `body` in the background; answers status and JSON body.
-fn send(
-    app: &TestApp,
-    path: &str,
-    body: Value,
-    key: Option<&str>,
-) -> tokio::task::JoinHandle<(u16, Value)> {
-    let mut request = app.http.post(app.url(path)).json(&body);
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    tokio::spawn(async move {
-        let r = request.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    })
-}
-
-/// A server with one group slot, counters `x` and `y`, `x` held from a plain connection, and
-/// `requests` (sent in order) waiting for `x` in PostgreSQL as ONE group: they queue behind a
-/// request waiting for `y` (held too), and go together once `y` is released. Returns the
-/// connection holding `x` and the requests' answers to come.
-pub async fn one_group_waiting_for_x(
-    requests: Vec<reqwest::RequestBuilder>,
-    app: &TestApp,
-) -> (
-    tokio_postgres::Client,
-    Vec<tokio::task::JoinHandle<(u16, Value)>>,
-) {
-    let holds_x = hold(app, "x").await;
-    let holds_y = hold(app, "y").await;
-    let on_y = send(app, "/counters/y/increment", json!({"by": 1}), None);
-    app.wait_for_lock_waiters(1).await;
-    let n = requests.len();
-    let answers = requests
-        .into_iter()
-        .map(|request| {
-            tokio::spawn(async move {
-                let r = request.send().await.unwrap();
-                let status = r.status().as_u16();
-                (status, r.json().await.unwrap_or(Value::Null))
-            })
-        })
-        .collect();
-    wait_for_queued(app, n).await;
-    holds_y.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(on_y.await.unwrap().0, 200);
-    app.wait_for_lock_waiters(1).await;
-    (holds_x, answers)
-}
-
-/// A server with one group slot and the counters `x` and `y` at 0.
-pub async fn one_slot_app() -> TestApp {
-    let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
-    app.create_counter("x", 0).await;
-    app.create_counter("y", 0).await;
-    app
-}
+use crate::helpers::{
+    assert_problem, spawn_app, spawn_app_with, spawn_one_slot_app, TestApp, DEADLOCKS,
+};
 
 fn hot_args(app: &TestApp, lock: LockArg) -> HammerArgs {
     let mut args = HammerArgs::new(&app.address);
@@ -121,7 +37,7 @@ async fn sixty_four_clients_on_one_counter(lock: LockArg) {
     let lin = report.verification.linearizability.expect("checked");
     assert!(lin.linearizable, "{lin:?}");
     assert_eq!(app.db_value("hot").await, Some(12_800));
-    assert!(shared_groups(&app).await > 0.0, "requests were grouped");
+    assert!(app.shared_groups().await > 0.0, "requests were grouped");
 }
 
 #[tokio::test]
@@ -175,7 +91,7 @@ async fn a_mix_of_wait_and_none_increments_in_groups_is_exact_and_linearizable()
     let lin = linearizable::check(&ops, 1);
     assert!(lin.linearizable, "{lin:?}");
     assert_eq!(app.db_value("hot").await, Some(12_800));
-    assert!(shared_groups(&app).await > 0.0, "requests were grouped");
+    assert!(app.shared_groups().await > 0.0, "requests were grouped");
 }
 
 #[tokio::test]
@@ -184,7 +100,7 @@ async fn a_grouped_flash_sale_sells_exactly_the_stock_in_order() {
     app.put_counter("stock", json!({"value": 100, "min": 0}))
         .await;
     let buyers: Vec<_> = (0..300)
-        .map(|_| send(&app, "/counters/stock/increment", json!({"by": -1}), None))
+        .map(|_| app.spawn_post("/counters/stock/increment", json!({"by": -1}), None))
         .collect();
     let mut previous = Vec::new();
     let mut refused = 0;
@@ -202,21 +118,21 @@ async fn a_grouped_flash_sale_sells_exactly_the_stock_in_order() {
     previous.sort_unstable();
     assert_eq!(previous, (1..=100).collect::<Vec<i64>>());
     assert_eq!(app.db_value("stock").await, Some(0));
-    assert!(shared_groups(&app).await > 0.0, "requests were grouped");
+    assert!(app.shared_groups().await > 0.0, "requests were grouped");
 }
 
 #[tokio::test]
 async fn a_request_refused_by_a_bound_leaves_the_rest_of_its_group_applied() {
     let app = spawn_app().await;
     app.put_counter("c", json!({"value": 10, "min": 0})).await;
-    let holder = hold(&app, "c").await;
-    let first = send(&app, "/counters/c/increment", json!({"by": 1}), None);
+    let holder = app.hold_row("c").await;
+    let first = app.spawn_post("/counters/c/increment", json!({"by": 1}), None);
     app.wait_for_lock_waiters(1).await;
     // 11 - 4 - 4 leaves 3, and the third -4 would go below 0, whatever their order.
     let grouped: Vec<_> = (0..3)
-        .map(|_| send(&app, "/counters/c/increment", json!({"by": -4}), None))
+        .map(|_| app.spawn_post("/counters/c/increment", json!({"by": -4}), None))
         .collect();
-    wait_for_queued(&app, 3).await;
+    app.wait_for_queued(3).await;
     holder.batch_execute("COMMIT").await.unwrap();
 
     assert_eq!(first.await.unwrap().0, 200);
@@ -250,8 +166,8 @@ async fn a_request_refused_by_a_bound_leaves_the_rest_of_its_group_applied() {
     assert_eq!(app.db_value("c").await, Some(3));
     // The three were one group.
     assert_eq!(
-        metric(&app, r#"rowlock_group_size_bucket{le="4.0"}"#).await
-            - metric(&app, r#"rowlock_group_size_bucket{le="2.0"}"#).await,
+        app.metric(r#"rowlock_group_size_bucket{le="4.0"}"#).await
+            - app.metric(r#"rowlock_group_size_bucket{le="2.0"}"#).await,
         1.0
     );
 }
@@ -278,7 +194,7 @@ async fn a_transfer_storm_through_groups_conserves_the_sum_without_deadlocks() {
     assert_eq!(sum, 10_000);
     assert!(app.scalar(&format!("SELECT min(value) {accounts}")).await >= 0);
     assert_eq!(app.scalar(DEADLOCKS).await, 0);
-    assert!(shared_groups(&app).await > 0.0, "transfers were grouped");
+    assert!(app.shared_groups().await > 0.0, "transfers were grouped");
 }
 
 #[tokio::test]
@@ -286,14 +202,7 @@ async fn twenty_concurrent_requests_with_one_key_apply_once_and_replay_byte_for_
     let app = spawn_app().await;
     app.create_counter("k", 0).await;
     let requests: Vec<_> = (0..20)
-        .map(|_| {
-            send(
-                &app,
-                "/counters/k/increment",
-                json!({"by": 5}),
-                Some("once"),
-            )
-        })
+        .map(|_| app.spawn_post("/counters/k/increment", json!({"by": 5}), Some("once")))
         .collect();
     let mut applied = None;
     for r in requests {
@@ -327,26 +236,14 @@ async fn twenty_concurrent_requests_with_one_key_apply_once_and_replay_byte_for_
 async fn two_requests_with_one_key_in_one_group_apply_once() {
     let app = spawn_app().await;
     app.create_counter("k", 0).await;
-    let holder = hold(&app, "k").await;
-    let first = send(&app, "/counters/k/increment", json!({"by": 1}), None);
+    let holder = app.hold_row("k").await;
+    let first = app.spawn_post("/counters/k/increment", json!({"by": 1}), None);
     app.wait_for_lock_waiters(1).await;
     let same: Vec<_> = (0..2)
-        .map(|_| {
-            send(
-                &app,
-                "/counters/k/increment",
-                json!({"by": 7}),
-                Some("twice"),
-            )
-        })
+        .map(|_| app.spawn_post("/counters/k/increment", json!({"by": 7}), Some("twice")))
         .collect();
-    let other_body = send(
-        &app,
-        "/counters/k/increment",
-        json!({"by": 8}),
-        Some("other"),
-    );
-    wait_for_queued(&app, 3).await;
+    let other_body = app.spawn_post("/counters/k/increment", json!({"by": 8}), Some("other"));
+    app.wait_for_queued(3).await;
     holder.batch_execute("COMMIT").await.unwrap();
 
     assert_eq!(first.await.unwrap().0, 200);
@@ -380,7 +277,7 @@ async fn two_requests_with_one_key_in_one_group_apply_once() {
 
 #[tokio::test]
 async fn a_grouped_request_whose_lock_timeout_runs_out_is_423_and_the_rest_of_its_group_commits() {
-    let app = one_slot_app().await;
+    let app = spawn_one_slot_app().await;
     let increment = |query: &str, by: i64| {
         app.http
             .post(app.url(&format!("/counters/x/increment{query}")))
@@ -388,7 +285,7 @@ async fn a_grouped_request_whose_lock_timeout_runs_out_is_423_and_the_rest_of_it
     };
     let started = Instant::now();
     let requests = vec![increment("?lock_timeout_ms=200", 100), increment("", 1)];
-    let (holds_x, mut answers) = one_group_waiting_for_x(requests, &app).await;
+    let (holds_x, mut answers) = app.one_group_waiting_for_x(requests).await;
     let patient = answers.pop().unwrap();
     let (status, problem) = answers.pop().unwrap().await.unwrap();
     assert_eq!(status, 423, "{problem}");
@@ -407,8 +304,8 @@ async fn a_grouped_request_whose_lock_timeout_runs_out_is_423_and_the_rest_of_it
 async fn a_request_queued_behind_a_held_row_gives_up_after_its_lock_timeout() {
     let app = spawn_app().await;
     app.create_counter("x", 0).await;
-    let holder = hold(&app, "x").await;
-    let waiting = send(&app, "/counters/x/increment", json!({"by": 1}), None);
+    let holder = app.hold_row("x").await;
+    let waiting = app.spawn_post("/counters/x/increment", json!({"by": 1}), None);
     app.wait_for_lock_waiters(1).await;
     let started = Instant::now();
     assert_problem(
@@ -432,18 +329,17 @@ async fn a_grouped_transfer_and_increments_see_each_other_in_arrival_order() {
     app.put_counter("alice", json!({"value": 50, "min": 0}))
         .await;
     app.put_counter("bob", json!({"value": 0, "min": 0})).await;
-    let holder = hold(&app, "alice").await;
-    let first = send(&app, "/counters/alice/increment", json!({"by": 10}), None);
+    let holder = app.hold_row("alice").await;
+    let first = app.spawn_post("/counters/alice/increment", json!({"by": 10}), None);
     app.wait_for_lock_waiters(1).await;
-    let transfer = send(
-        &app,
+    let transfer = app.spawn_post(
         "/transactions",
         json!({"ops": [{"counter": "alice", "by": -60}, {"counter": "bob", "by": 60}]}),
         None,
     );
-    wait_for_queued(&app, 1).await;
-    let spend = send(&app, "/counters/bob/increment", json!({"by": -60}), None);
-    wait_for_queued(&app, 2).await;
+    app.wait_for_queued(1).await;
+    let spend = app.spawn_post("/counters/bob/increment", json!({"by": -60}), None);
+    app.wait_for_queued(2).await;
     holder.batch_execute("COMMIT").await.unwrap();
 
     assert_eq!(first.await.unwrap().0, 200);
@@ -475,25 +371,18 @@ async fn a_grouped_transfer_and_increments_see_each_other_in_arrival_order() {
 async fn group_off_and_a_server_without_group_commit_run_each_request_alone() {
     let app = spawn_app().await;
     app.create_counter("x", 0).await;
-    let holder = hold(&app, "x").await;
+    let holder = app.hold_row("x").await;
     // group=off: each request holds its own session, and (row concurrency 2) two wait in
     // PostgreSQL; grouped, only one would.
     let alone: Vec<_> = (0..2)
-        .map(|_| {
-            send(
-                &app,
-                "/counters/x/increment?group=off",
-                json!({"by": 1}),
-                None,
-            )
-        })
+        .map(|_| app.spawn_post("/counters/x/increment?group=off", json!({"by": 1}), None))
         .collect();
     app.wait_for_lock_waiters(2).await;
     holder.batch_execute("COMMIT").await.unwrap();
     for r in alone {
         assert_eq!(r.await.unwrap().0, 200);
     }
-    assert_eq!(metric(&app, "rowlock_group_size_count").await, 0.0);
+    assert_eq!(app.metric("rowlock_group_size_count").await, 0.0);
 
     let off = spawn_app_with(|args| args.group.group_commit = false).await;
     let report = hammer::execute(&{
@@ -505,12 +394,12 @@ async fn group_off_and_a_server_without_group_commit_run_each_request_alone() {
     .unwrap();
     assert_eq!(report.verification.verdict, Verdict::Pass, "{report}");
     assert_eq!(off.db_value("hot").await, Some(2_000));
-    assert_eq!(metric(&off, "rowlock_group_size_count").await, 0.0);
+    assert_eq!(off.metric("rowlock_group_size_count").await, 0.0);
 }
 
 #[tokio::test]
 async fn debug_locks_names_every_request_of_a_waiting_group() {
-    let app = one_slot_app().await;
+    let app = spawn_one_slot_app().await;
     let requests = ["grouped-7", "grouped-8"]
         .into_iter()
         .map(|id| {
@@ -520,7 +409,7 @@ async fn debug_locks_names_every_request_of_a_waiting_group() {
                 .json(&json!({"by": 1}))
         })
         .collect();
-    let (holds_x, grouped) = one_group_waiting_for_x(requests, &app).await;
+    let (holds_x, grouped) = app.one_group_waiting_for_x(requests).await;
     let body: Value = app
         .http
         .get(app.url("/debug/locks"))
@@ -570,12 +459,12 @@ async fn groups_see_a_counter_replaced_or_deleted_concurrently_as_it_is_after_th
         )
         .await
         .unwrap();
-    let first = send(&app, "/counters/c/increment", json!({"by": -1}), None);
+    let first = app.spawn_post("/counters/c/increment", json!({"by": -1}), None);
     app.wait_for_lock_waiters(1).await;
     let queued: Vec<_> = (0..2)
-        .map(|_| send(&app, "/counters/c/increment", json!({"by": -1}), None))
+        .map(|_| app.spawn_post("/counters/c/increment", json!({"by": -1}), None))
         .collect();
-    wait_for_queued(&app, 2).await;
+    app.wait_for_queued(2).await;
     let replaced_version: i64 = operator
         .query_one("SELECT version FROM counters WHERE name = 'c'", &[])
         .await
@@ -605,12 +494,12 @@ async fn groups_see_a_counter_replaced_or_deleted_concurrently_as_it_is_after_th
         .execute("DELETE FROM counters WHERE name = 'c'", &[])
         .await
         .unwrap();
-    let first = send(&app, "/counters/c/increment", json!({"by": 1}), None);
+    let first = app.spawn_post("/counters/c/increment", json!({"by": 1}), None);
     app.wait_for_lock_waiters(1).await;
     let queued: Vec<_> = (0..2)
-        .map(|_| send(&app, "/counters/c/increment", json!({"by": 1}), None))
+        .map(|_| app.spawn_post("/counters/c/increment", json!({"by": 1}), None))
         .collect();
-    wait_for_queued(&app, 2).await;
+    app.wait_for_queued(2).await;
     operator.batch_execute("COMMIT").await.unwrap();
     for r in std::iter::once(first).chain(queued) {
         let (status, body) = r.await.unwrap();

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::group_commit::{one_group_waiting_for_x, one_slot_app};
-use crate::helpers::{free_port, serve_process, spawn_app, waiting_on_a_lock};
+use crate::helpers::{free_port, serve_process, spawn_app, spawn_one_slot_app, waiting_on_a_lock};
 
 /// `rowlock serve` on `database_url`; returns once `/readyz` answers 200.
 async fn serve(database_url: &str, port: u16) -> Child {
@@ -112,7 +111,7 @@ async fn after_kill_9_during_grouped_load_retrying_unanswered_keys_applies_each_
 
 #[tokio::test]
 async fn when_a_groups_session_is_killed_before_commit_every_request_is_503_and_nothing_applied() {
-    let app = one_slot_app().await;
+    let app = spawn_one_slot_app().await;
     let requests = (0..3)
         .map(|_| {
             app.http
@@ -120,7 +119,7 @@ async fn when_a_groups_session_is_killed_before_commit_every_request_is_503_and_
                 .json(&json!({"by": 1}))
         })
         .collect();
-    let (holds_x, grouped) = one_group_waiting_for_x(requests, &app).await;
+    let (holds_x, grouped) = app.one_group_waiting_for_x(requests).await;
     let killed: i64 = app
         .pg()
         .await

@@ -3,60 +3,17 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, TestApp};
-
-/// `POST {path}` with a JSON body.
-pub async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
-    app.http
-        .post(app.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST")
-}
-
-/// Enqueues `payload` with `extra` fields on `queue`; returns the new id.
-pub async fn enqueue(app: &TestApp, queue: &str, payload: Value, extra: Value) -> i64 {
-    let mut body = json!({ "payload": payload });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        body.extend(extra.clone());
-    }
-    let r = post(app, &format!("/queues/{queue}/jobs"), body).await;
-    assert_eq!(r.status().as_u16(), 201, "enqueue");
-    let body: Value = r.json().await.expect("enqueue body");
-    body["id"].as_i64().expect("id")
-}
-
-/// Claims on `queue` and expects 200; returns the claimed jobs.
-pub async fn claim(app: &TestApp, queue: &str, body: Value) -> Vec<Value> {
-    let r = post(app, &format!("/queues/{queue}/claim"), body).await;
-    assert_eq!(r.status().as_u16(), 200, "claim");
-    r.json().await.expect("claimed jobs")
-}
-
-/// `(state, attempt)` of job `id`, straight from the database.
-pub async fn job_state(app: &TestApp, id: i64) -> (String, i32) {
-    let row = app
-        .pg()
-        .await
-        .query_one("SELECT state, attempt FROM jobs WHERE id = $1", &[&id])
-        .await
-        .expect("job row");
-    (row.get(0), row.get(1))
-}
+use crate::helpers::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn enqueue_is_201_with_an_id_and_the_job_waits_queued() {
     let app = spawn_app().await;
-    let r = post(
-        &app,
-        "/queues/mail/jobs",
-        json!({"payload": {"to": "a@b.c"}}),
-    )
-    .await;
+    let r = app
+        .post("/queues/mail/jobs", json!({"payload": {"to": "a@b.c"}}))
+        .await;
     assert_eq!(r.status().as_u16(), 201);
     let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    assert_eq!(job_state(&app, id).await, ("queued".into(), 0));
+    assert_eq!(app.job_state(id).await, ("queued".into(), 0));
 
     let job: Value = app
         .http
@@ -82,40 +39,38 @@ async fn enqueue_is_201_with_an_id_and_the_job_waits_queued() {
 #[tokio::test]
 async fn claim_hands_out_the_highest_priority_first_then_the_oldest() {
     let app = spawn_app().await;
-    let a = enqueue(&app, "q", json!("a"), json!({})).await;
-    let b = enqueue(&app, "q", json!("b"), json!({})).await;
-    let c = enqueue(&app, "q", json!("c"), json!({"priority": 5})).await;
-    let d = enqueue(&app, "q", json!("d"), json!({"priority": -1})).await;
-    let later = enqueue(
-        &app,
-        "q",
-        json!("e"),
-        json!({"run_at": "2999-01-01T00:00:00Z"}),
-    )
-    .await;
+    let a = app.enqueue("q", json!("a"), json!({})).await;
+    let b = app.enqueue("q", json!("b"), json!({})).await;
+    let c = app.enqueue("q", json!("c"), json!({"priority": 5})).await;
+    let d = app.enqueue("q", json!("d"), json!({"priority": -1})).await;
+    let later = app
+        .enqueue("q", json!("e"), json!({"run_at": "2999-01-01T00:00:00Z"}))
+        .await;
 
     let mut order = Vec::new();
     for _ in 0..4 {
-        let jobs = claim(&app, "q", json!({"limit": 1})).await;
+        let jobs = app.claim("q", json!({"limit": 1})).await;
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0]["attempt"], 1);
         order.push(jobs[0]["id"].as_i64().unwrap());
     }
     assert_eq!(order, [c, a, b, d]);
     // The job scheduled in the future is not due yet.
-    let r = post(&app, "/queues/q/claim", json!({})).await;
+    let r = app.post("/queues/q/claim", json!({})).await;
     assert_eq!(r.status().as_u16(), 204);
-    assert_eq!(job_state(&app, later).await, ("queued".into(), 0));
+    assert_eq!(app.job_state(later).await, ("queued".into(), 0));
 }
 
 #[tokio::test]
 async fn a_batch_claim_returns_at_most_limit_distinct_jobs_all_marked_running() {
     let app = spawn_app().await;
     for i in 0..7 {
-        enqueue(&app, "batch", json!(i), json!({})).await;
+        app.enqueue("batch", json!(i), json!({})).await;
     }
-    let first = claim(&app, "batch", json!({"limit": 5, "lease_ms": 60000})).await;
-    let second = claim(&app, "batch", json!({"limit": 5})).await;
+    let first = app
+        .claim("batch", json!({"limit": 5, "lease_ms": 60000}))
+        .await;
+    let second = app.claim("batch", json!({"limit": 5})).await;
     assert_eq!((first.len(), second.len()), (5, 2));
     let mut ids: Vec<i64> = first
         .iter()
@@ -142,7 +97,7 @@ async fn a_batch_claim_returns_at_most_limit_distinct_jobs_all_marked_running() 
         .get(0);
     assert_eq!(running, 7);
     assert_eq!(
-        post(&app, "/queues/batch/claim", json!({})).await.status(),
+        app.post("/queues/batch/claim", json!({})).await.status(),
         204
     );
 }
@@ -150,17 +105,17 @@ async fn a_batch_claim_returns_at_most_limit_distinct_jobs_all_marked_running() 
 #[tokio::test]
 async fn a_paused_queue_claims_nothing_until_it_is_resumed() {
     let app = spawn_app().await;
-    let id = enqueue(&app, "p", json!({}), json!({})).await;
-    let r = post(&app, "/queues/p/pause", json!({})).await;
+    let id = app.enqueue("p", json!({}), json!({})).await;
+    let r = app.post("/queues/p/pause", json!({})).await;
     assert_eq!(
         r.json::<Value>().await.unwrap(),
         json!({"queue": "p", "paused": true})
     );
-    assert_eq!(post(&app, "/queues/p/claim", json!({})).await.status(), 204);
-    assert_eq!(job_state(&app, id).await, ("queued".into(), 0));
+    assert_eq!(app.post("/queues/p/claim", json!({})).await.status(), 204);
+    assert_eq!(app.job_state(id).await, ("queued".into(), 0));
     // Another queue is not affected.
-    enqueue(&app, "other", json!({}), json!({})).await;
-    assert_eq!(claim(&app, "other", json!({})).await.len(), 1);
+    app.enqueue("other", json!({}), json!({})).await;
+    assert_eq!(app.claim("other", json!({})).await.len(), 1);
 
     let stats: Value = app
         .http
@@ -178,45 +133,42 @@ async fn a_paused_queue_claims_nothing_until_it_is_resumed() {
     );
     assert!(stats["oldest_queued_age_ms"].as_i64().unwrap() >= 0);
 
-    assert_eq!(
-        post(&app, "/queues/p/resume", json!({})).await.status(),
-        200
-    );
-    assert_eq!(claim(&app, "p", json!({})).await[0]["id"], id);
+    assert_eq!(app.post("/queues/p/resume", json!({})).await.status(), 200);
+    assert_eq!(app.claim("p", json!({})).await[0]["id"], id);
 }
 
 #[tokio::test]
 async fn complete_with_the_current_token_finishes_the_job_once() {
     let app = spawn_app().await;
-    let id = enqueue(&app, "w", json!({}), json!({})).await;
-    let job = claim(&app, "w", json!({})).await.remove(0);
+    let id = app.enqueue("w", json!({}), json!({})).await;
+    let job = app.claim("w", json!({})).await.remove(0);
     let path = format!("/jobs/{id}/complete");
-    let r = post(&app, &path, json!({"token": "not-the-token"})).await;
+    let r = app.post(&path, json!({"token": "not-the-token"})).await;
     assert_problem(r, 409, "stale_token").await;
-    let r = post(&app, &path, json!({"token": job["token"]})).await;
+    let r = app.post(&path, json!({"token": job["token"]})).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "completed");
     // The same token again: the job is no longer running under it.
     assert_problem(
-        post(&app, &path, json!({"token": job["token"]})).await,
+        app.post(&path, json!({"token": job["token"]})).await,
         409,
         "stale_token",
     )
     .await;
-    assert_eq!(job_state(&app, id).await, ("completed".into(), 1));
+    assert_eq!(app.job_state(id).await, ("completed".into(), 1));
 }
 
 #[tokio::test]
 async fn delete_removes_a_queued_job_but_not_a_running_one() {
     let app = spawn_app().await;
-    let queued = enqueue(&app, "d", json!(1), json!({"priority": -1})).await;
-    let running = enqueue(&app, "d", json!(2), json!({})).await;
-    assert_eq!(claim(&app, "d", json!({})).await[0]["id"], running);
+    let queued = app.enqueue("d", json!(1), json!({"priority": -1})).await;
+    let running = app.enqueue("d", json!(2), json!({})).await;
+    assert_eq!(app.claim("d", json!({})).await[0]["id"], running);
     let delete = |id: i64| app.http.delete(app.url(&format!("/jobs/{id}"))).send();
     assert_problem(delete(running).await.unwrap(), 422, "invalid").await;
     assert_eq!(delete(queued).await.unwrap().status().as_u16(), 204);
     assert_problem(delete(queued).await.unwrap(), 404, "not_found").await;
-    assert_eq!(job_state(&app, running).await, ("running".into(), 1));
+    assert_eq!(app.job_state(running).await, ("running".into(), 1));
 }
 
 #[tokio::test]
@@ -246,7 +198,7 @@ async fn an_idempotent_enqueue_retried_creates_one_job() {
 #[tokio::test]
 async fn bad_claims_and_bad_jobs_are_4xx_problems_and_change_nothing() {
     let app = spawn_app().await;
-    let id = enqueue(&app, "b", json!({}), json!({})).await;
+    let id = app.enqueue("b", json!({}), json!({})).await;
     for body in [
         json!({"limit": 0}),
         json!({"limit": 1001}),
@@ -255,22 +207,22 @@ async fn bad_claims_and_bad_jobs_are_4xx_problems_and_change_nothing() {
         json!({"wait_ms": 30001}),
         json!({"wait_ms": -1}),
     ] {
-        assert_problem(post(&app, "/queues/b/claim", body).await, 422, "invalid").await;
+        assert_problem(app.post("/queues/b/claim", body).await, 422, "invalid").await;
     }
     assert_problem(
-        post(&app, "/queues/b/claim", json!({"limit": "1"})).await,
+        app.post("/queues/b/claim", json!({"limit": "1"})).await,
         400,
         "bad_request",
     )
     .await;
     assert_problem(
-        post(&app, "/queues/b/claim", json!({"leash": 1})).await,
+        app.post("/queues/b/claim", json!({"leash": 1})).await,
         400,
         "bad_request",
     )
     .await;
     assert_problem(
-        post(&app, "/queues/b%20b/claim", json!({})).await,
+        app.post("/queues/b%20b/claim", json!({})).await,
         400,
         "bad_request",
     )
@@ -278,14 +230,14 @@ async fn bad_claims_and_bad_jobs_are_4xx_problems_and_change_nothing() {
 
     let big = "x".repeat(256 * 1024);
     assert_problem(
-        post(&app, "/queues/b/jobs", json!({"payload": big})).await,
+        app.post("/queues/b/jobs", json!({"payload": big})).await,
         413,
         "payload_too_large",
     )
     .await;
     let huge = "x".repeat(600 * 1024);
     assert_problem(
-        post(&app, "/queues/b/jobs", json!({"payload": huge})).await,
+        app.post("/queues/b/jobs", json!({"payload": huge})).await,
         413,
         "payload_too_large",
     )
@@ -297,23 +249,25 @@ async fn bad_claims_and_bad_jobs_are_4xx_problems_and_change_nothing() {
         json!({"payload": 1, "run_at": "tomorrow"}),
         json!({"payload": 1, "run_at": "2030-02-30T00:00:00Z"}),
     ] {
-        assert_problem(post(&app, "/queues/b/jobs", body).await, 422, "invalid").await;
+        assert_problem(app.post("/queues/b/jobs", body).await, 422, "invalid").await;
     }
 
-    let r = post(&app, "/jobs/999999/complete", json!({"token": "t"})).await;
+    let r = app
+        .post("/jobs/999999/complete", json!({"token": "t"}))
+        .await;
     assert_problem(r, 404, "not_found").await;
     let r = app.http.get(app.url("/jobs/999999")).send().await.unwrap();
     assert_problem(r, 404, "not_found").await;
     let r = app.http.get(app.url("/jobs/abc")).send().await.unwrap();
     assert_problem(r, 400, "bad_request").await;
-    let r = post(
-        &app,
-        &format!("/jobs/{id}/heartbeat"),
-        json!({"token": "t", "lease_ms": -1}),
-    )
-    .await;
+    let r = app
+        .post(
+            &format!("/jobs/{id}/heartbeat"),
+            json!({"token": "t", "lease_ms": -1}),
+        )
+        .await;
     assert_problem(r, 422, "invalid").await;
-    let r = post(&app, &format!("/jobs/{id}/retry"), json!({})).await;
+    let r = app.post(&format!("/jobs/{id}/retry"), json!({})).await;
     assert_problem(r, 422, "invalid").await;
     let n: i64 = app
         .pg()
@@ -323,22 +277,24 @@ async fn bad_claims_and_bad_jobs_are_4xx_problems_and_change_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
-    assert_eq!(job_state(&app, id).await, ("queued".into(), 0));
+    assert_eq!(app.job_state(id).await, ("queued".into(), 0));
 }
 
 #[tokio::test]
 async fn a_jobs_error_history_keeps_its_last_20_errors_each_capped() {
     let app = spawn_app().await;
-    let id = enqueue(&app, "e", json!({}), json!({"max_attempts": 3})).await;
-    let claimed = claim(&app, "e", json!({})).await;
+    let id = app
+        .enqueue("e", json!({}), json!({"max_attempts": 3}))
+        .await;
+    let claimed = app.claim("e", json!({})).await;
     let token = claimed[0]["token"].as_str().unwrap();
     let long = "x".repeat(10_000);
-    let r = post(
-        &app,
-        &format!("/jobs/{id}/fail"),
-        json!({"token": token, "error": long}),
-    )
-    .await;
+    let r = app
+        .post(
+            &format!("/jobs/{id}/fail"),
+            json!({"token": token, "error": long}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let errors: Value = app
         .pg()
@@ -378,13 +334,13 @@ async fn a_claim_answers_at_most_its_byte_budget_of_payloads_and_leaves_the_rest
     let payload = json!("x".repeat(240_000));
     let size = i64::try_from(payload.to_string().len()).expect("size");
     for _ in 0..40 {
-        enqueue(&app, "big", payload.clone(), json!({})).await;
+        app.enqueue("big", payload.clone(), json!({})).await;
     }
     // Jobs are taken while the payloads before them are under the budget.
     let expected = usize::try_from((MAX_CLAIM_BYTES + size - 1) / size).expect("count");
     assert!(expected < 40);
 
-    let r = post(&app, "/queues/big/claim", json!({"limit": 1000})).await;
+    let r = app.post("/queues/big/claim", json!({"limit": 1000})).await;
     assert_eq!(r.status(), 200);
     let bytes = r.bytes().await.expect("claim body");
     let first: Vec<Value> = serde_json::from_slice(&bytes).expect("claimed jobs");
@@ -400,7 +356,7 @@ async fn a_claim_answers_at_most_its_byte_budget_of_payloads_and_leaves_the_rest
     assert_eq!(queued, 40 - i64::try_from(expected).expect("count"));
 
     // The rest go to the next claim; no job twice.
-    let second = claim(&app, "big", json!({"limit": 1000})).await;
+    let second = app.claim("big", json!({"limit": 1000})).await;
     let mut ids: Vec<i64> = first
         .iter()
         .chain(&second)

@@ -8,7 +8,6 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, spawn_app, spawn_app_via, TestApp};
-use crate::jobs::{claim, enqueue, post};
 
 async fn json_of(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
@@ -19,7 +18,7 @@ async fn json_of(r: reqwest::Response) -> (u16, Value) {
 async fn a_batch_enqueue_inserts_every_job_in_order_and_one_bad_job_inserts_none() {
     let app = spawn_app().await;
     let jobs: Vec<Value> = (0..5).map(|i| json!({"payload": {"n": i}})).collect();
-    let (status, body) = json_of(post(&app, "/queues/b/jobs", json!(jobs)).await).await;
+    let (status, body) = json_of(app.post("/queues/b/jobs", json!(jobs)).await).await;
     assert_eq!(status, 201, "{body}");
     let ids: Vec<i64> = body
         .as_array()
@@ -29,7 +28,7 @@ async fn a_batch_enqueue_inserts_every_job_in_order_and_one_bad_job_inserts_none
         .collect();
     assert_eq!(ids.len(), 5);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
-    let claimed = claim(&app, "b", json!({"limit": 10})).await;
+    let claimed = app.claim("b", json!({"limit": 10})).await;
     let order: Vec<i64> = claimed
         .iter()
         .map(|j| j["payload"]["n"].as_i64().unwrap())
@@ -38,14 +37,14 @@ async fn a_batch_enqueue_inserts_every_job_in_order_and_one_bad_job_inserts_none
 
     // One bad job: refused naming its index, nothing inserted.
     let bad = json!([{"payload": 1}, {"payload": 2, "max_attempts": 0}, {"payload": 3}]);
-    let problem = assert_problem(post(&app, "/queues/c/jobs", bad).await, 422, "invalid").await;
+    let problem = assert_problem(app.post("/queues/c/jobs", bad).await, 422, "invalid").await;
     assert!(
         problem["detail"].as_str().unwrap().starts_with("jobs[1]"),
         "{problem}"
     );
     let unknown = json!([{"payload": 1}, {"payload": 2, "colour": "red"}]);
     let problem = assert_problem(
-        post(&app, "/queues/c/jobs", unknown).await,
+        app.post("/queues/c/jobs", unknown).await,
         400,
         "bad_request",
     )
@@ -54,12 +53,7 @@ async fn a_batch_enqueue_inserts_every_job_in_order_and_one_bad_job_inserts_none
         problem["detail"].as_str().unwrap().starts_with("jobs[1]"),
         "{problem}"
     );
-    let problem = assert_problem(
-        post(&app, "/queues/c/jobs", json!([])).await,
-        422,
-        "invalid",
-    )
-    .await;
+    let problem = assert_problem(app.post("/queues/c/jobs", json!([])).await, 422, "invalid").await;
     assert!(problem["detail"].as_str().unwrap().contains("1 to 1000"));
     assert_eq!(
         app.scalar("SELECT count(*) FROM jobs WHERE queue = 'c'")
@@ -72,10 +66,10 @@ async fn a_batch_enqueue_inserts_every_job_in_order_and_one_bad_job_inserts_none
 async fn a_batch_completion_answers_each_job_on_its_own() {
     let app = spawn_app().await;
     let (a, b) = (
-        enqueue(&app, "m", json!(1), json!({})).await,
-        enqueue(&app, "m", json!(2), json!({})).await,
+        app.enqueue("m", json!(1), json!({})).await,
+        app.enqueue("m", json!(2), json!({})).await,
     );
-    let jobs = claim(&app, "m", json!({"limit": 2})).await;
+    let jobs = app.claim("m", json!({"limit": 2})).await;
     let token = |id: i64| {
         jobs.iter()
             .find(|j| j["id"] == id)
@@ -87,7 +81,7 @@ async fn a_batch_completion_answers_each_job_on_its_own() {
         {"id": b, "token": "not-the-current-token"},
         {"id": 999_999, "token": "x"},
     ]});
-    let (status, answer) = json_of(post(&app, "/queues/m/complete", body).await).await;
+    let (status, answer) = json_of(app.post("/queues/m/complete", body).await).await;
     assert_eq!(status, 200, "{answer}");
     let results = answer["results"].as_array().unwrap();
     let statuses: Vec<(i64, i64)> = results
@@ -111,32 +105,23 @@ async fn a_batch_completion_answers_each_job_on_its_own() {
     );
     // A job named twice is refused as a whole.
     let twice = json!({"jobs": [{"id": b, "token": token(b)}, {"id": b, "token": token(b)}]});
-    assert_problem(
-        post(&app, "/queues/m/complete", twice).await,
-        422,
-        "invalid",
-    )
-    .await;
+    assert_problem(app.post("/queues/m/complete", twice).await, 422, "invalid").await;
 }
 
 #[tokio::test]
 async fn a_claim_can_complete_the_previous_jobs_in_the_same_request() {
     let app = spawn_app().await;
     for i in 0..4 {
-        enqueue(&app, "w", json!(i), json!({})).await;
+        app.enqueue("w", json!(i), json!({})).await;
     }
-    let first = claim(&app, "w", json!({"limit": 2})).await;
+    let first = app.claim("w", json!({"limit": 2})).await;
     let done: Vec<Value> = first
         .iter()
         .map(|j| json!({"id": j["id"], "token": j["token"]}))
         .collect();
     let (status, answer) = json_of(
-        post(
-            &app,
-            "/queues/w/claim",
-            json!({"limit": 2, "complete": done}),
-        )
-        .await,
+        app.post("/queues/w/claim", json!({"limit": 2, "complete": done}))
+            .await,
     )
     .await;
     assert_eq!(status, 200, "{answer}");
@@ -156,7 +141,7 @@ async fn a_claim_can_complete_the_previous_jobs_in_the_same_request() {
         .map(|j| json!({"id": j["id"], "token": j["token"]}))
         .collect();
     let (status, answer) =
-        json_of(post(&app, "/queues/w/claim", json!({"complete": done})).await).await;
+        json_of(app.post("/queues/w/claim", json!({"complete": done})).await).await;
     assert_eq!(status, 200);
     assert_eq!(answer["jobs"], json!([]));
     assert_eq!(answer["completed"].as_array().unwrap().len(), 2);
@@ -172,7 +157,7 @@ async fn fifty_concurrent_enqueues_of_one_unique_key_make_one_job_until_it_is_do
     let app = spawn_app().await;
     let body = json!({"payload": {"report": 7}, "unique_key": "report-7"});
     let answers = join_all(
-        (0..50).map(|_| async { json_of(post(&app, "/queues/u/jobs", body.clone()).await).await }),
+        (0..50).map(|_| async { json_of(app.post("/queues/u/jobs", body.clone()).await).await }),
     )
     .await;
     let created: Vec<&Value> = answers
@@ -192,17 +177,17 @@ async fn fifty_concurrent_enqueues_of_one_unique_key_make_one_job_until_it_is_do
     assert_eq!(app.scalar("SELECT count(*) FROM jobs").await, 1);
 
     // Running still holds the key; completed frees it.
-    let job = claim(&app, "u", json!({})).await.remove(0);
-    let (status, again) = json_of(post(&app, "/queues/u/jobs", body.clone()).await).await;
+    let job = app.claim("u", json!({})).await.remove(0);
+    let (status, again) = json_of(app.post("/queues/u/jobs", body.clone()).await).await;
     assert_eq!((status, again["id"].as_i64()), (200, Some(id)));
-    let r = post(
-        &app,
-        &format!("/jobs/{id}/complete"),
-        json!({"token": job["token"]}),
-    )
-    .await;
+    let r = app
+        .post(
+            &format!("/jobs/{id}/complete"),
+            json!({"token": job["token"]}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    let (status, fresh) = json_of(post(&app, "/queues/u/jobs", body.clone()).await).await;
+    let (status, fresh) = json_of(app.post("/queues/u/jobs", body.clone()).await).await;
     assert_eq!(status, 201);
     assert_ne!(fresh["id"].as_i64(), Some(id));
     // In a batch too: the second job with the key is the first one's duplicate.
@@ -211,7 +196,7 @@ async fn fifty_concurrent_enqueues_of_one_unique_key_make_one_job_until_it_is_do
         {"payload": 2, "unique_key": "k"},
         {"payload": 3}
     ]);
-    let (status, answer) = json_of(post(&app, "/queues/v/jobs", batch).await).await;
+    let (status, answer) = json_of(app.post("/queues/v/jobs", batch).await).await;
     assert_eq!(status, 201);
     assert_eq!(answer[1]["id"], answer[0]["id"]);
     assert_eq!(answer[1]["duplicate"], true);
@@ -225,52 +210,54 @@ async fn fifty_concurrent_enqueues_of_one_unique_key_make_one_job_until_it_is_do
 #[tokio::test]
 async fn cancel_makes_a_running_jobs_token_stale_and_a_finished_job_cannot_be_cancelled() {
     let app = spawn_app().await;
-    let id = enqueue(&app, "x", json!({}), json!({})).await;
-    let job = claim(&app, "x", json!({})).await.remove(0);
-    let (status, body) = json_of(post(&app, &format!("/jobs/{id}/cancel"), json!({})).await).await;
+    let id = app.enqueue("x", json!({}), json!({})).await;
+    let job = app.claim("x", json!({})).await.remove(0);
+    let (status, body) = json_of(app.post(&format!("/jobs/{id}/cancel"), json!({})).await).await;
     assert_eq!((status, body["state"].as_str()), (200, Some("cancelled")));
-    let r = post(
-        &app,
-        &format!("/jobs/{id}/complete"),
-        json!({"token": job["token"]}),
-    )
-    .await;
+    let r = app
+        .post(
+            &format!("/jobs/{id}/complete"),
+            json!({"token": job["token"]}),
+        )
+        .await;
     assert_problem(r, 409, "stale_token").await;
     let stats = app.get_json("/queues/x").await;
     assert_eq!(stats["counts"]["cancelled"], 1);
 
-    let done = enqueue(&app, "x", json!({}), json!({})).await;
-    let job = claim(&app, "x", json!({})).await.remove(0);
-    let r = post(
-        &app,
-        &format!("/jobs/{done}/complete"),
-        json!({"token": job["token"]}),
-    )
-    .await;
+    let done = app.enqueue("x", json!({}), json!({})).await;
+    let job = app.claim("x", json!({})).await.remove(0);
+    let r = app
+        .post(
+            &format!("/jobs/{done}/complete"),
+            json!({"token": job["token"]}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    let r = post(&app, &format!("/jobs/{done}/cancel"), json!({})).await;
+    let r = app.post(&format!("/jobs/{done}/cancel"), json!({})).await;
     assert_problem(r, 409, "stale_token").await;
     assert_problem(
-        post(&app, "/jobs/999999/cancel", json!({})).await,
+        app.post("/jobs/999999/cancel", json!({})).await,
         404,
         "not_found",
     )
     .await;
     // A queued job can be cancelled and is never claimed.
-    let queued = enqueue(&app, "y", json!({}), json!({})).await;
+    let queued = app.enqueue("y", json!({}), json!({})).await;
     assert_eq!(
-        post(&app, &format!("/jobs/{queued}/cancel"), json!({}))
+        app.post(&format!("/jobs/{queued}/cancel"), json!({}))
             .await
             .status(),
         200
     );
-    assert_eq!(post(&app, "/queues/y/claim", json!({})).await.status(), 204);
+    assert_eq!(app.post("/queues/y/claim", json!({})).await.status(), 204);
 }
 
 /// Workers claiming from `app` until `stop`, completing each job after a short while.
 async fn worker(app: &TestApp, queue: &str, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        let r = post(app, &format!("/queues/{queue}/claim"), json!({"limit": 2})).await;
+        let r = app
+            .post(&format!("/queues/{queue}/claim"), json!({"limit": 2}))
+            .await;
         if r.status() != 200 {
             tokio::task::yield_now().await;
             continue;
@@ -281,12 +268,9 @@ async fn worker(app: &TestApp, queue: &str, stop: &AtomicBool) {
             .iter()
             .map(|j| json!({"id": j["id"], "token": j["token"]}))
             .collect();
-        let r = post(
-            app,
-            &format!("/queues/{queue}/complete"),
-            json!({"jobs": done}),
-        )
-        .await;
+        let r = app
+            .post(&format!("/queues/{queue}/complete"), json!({"jobs": done}))
+            .await;
         assert_eq!(r.status(), 200);
     }
 }
@@ -312,7 +296,7 @@ async fn max_running_holds_under_twenty_workers_on_two_instances() {
     );
     let jobs: Vec<Value> = (0..150).map(|i| json!({"payload": i})).collect();
     assert_eq!(
-        post(&first, "/queues/lim/jobs", json!(jobs)).await.status(),
+        first.post("/queues/lim/jobs", json!(jobs)).await.status(),
         201
     );
 

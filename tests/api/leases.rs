@@ -8,132 +8,12 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp, DEADLOCKS};
-
-/// Lease requests, as a client of the API makes them.
-trait LeaseApi {
-    async fn acquire(&self, key: &str, owner: &str, ttl_ms: u64, wait_ms: u64)
-        -> reqwest::Response;
-    async fn granted(&self, key: &str, owner: &str, ttl_ms: u64) -> i64;
-    async fn renew(&self, key: &str, token: i64, ttl_ms: u64) -> reqwest::Response;
-    async fn release(&self, key: &str, token: i64) -> reqwest::Response;
-    async fn lock_state(&self, key: &str) -> Value;
-    async fn fenced_increment(&self, name: &str, key: &str, token: i64) -> reqwest::Response;
-    async fn lock_row(&self, key: &str) -> (Option<String>, i64, bool);
-    async fn wait_for_expiry(&self, key: &str);
-    async fn wait_for_waiting(&self, key: &str, n: u64);
-}
-
-impl LeaseApi for TestApp {
-    /// `POST /locks/{key}` with `{"owner", "ttl_ms", "wait_ms"}`.
-    async fn acquire(
-        &self,
-        key: &str,
-        owner: &str,
-        ttl_ms: u64,
-        wait_ms: u64,
-    ) -> reqwest::Response {
-        self.http
-            .post(self.url(&format!("/locks/{key}")))
-            .json(&json!({"owner": owner, "ttl_ms": ttl_ms, "wait_ms": wait_ms}))
-            .send()
-            .await
-            .expect("POST lock")
-    }
-
-    /// Acquires a free lock and returns its token.
-    async fn granted(&self, key: &str, owner: &str, ttl_ms: u64) -> i64 {
-        let r = self.acquire(key, owner, ttl_ms, 0).await;
-        assert_eq!(r.status().as_u16(), 201, "acquire {key} for {owner}");
-        r.json::<Value>().await.unwrap()["token"].as_i64().unwrap()
-    }
-
-    async fn renew(&self, key: &str, token: i64, ttl_ms: u64) -> reqwest::Response {
-        self.http
-            .put(self.url(&format!("/locks/{key}")))
-            .json(&json!({"token": token, "ttl_ms": ttl_ms}))
-            .send()
-            .await
-            .expect("PUT lock")
-    }
-
-    async fn release(&self, key: &str, token: i64) -> reqwest::Response {
-        self.http
-            .delete(self.url(&format!("/locks/{key}")))
-            .json(&json!({"token": token}))
-            .send()
-            .await
-            .expect("DELETE lock")
-    }
-
-    async fn lock_state(&self, key: &str) -> Value {
-        let r = self
-            .http
-            .get(self.url(&format!("/locks/{key}")))
-            .send()
-            .await
-            .expect("GET lock");
-        assert_eq!(r.status().as_u16(), 200);
-        r.json().await.unwrap()
-    }
-
-    /// `POST /counters/{name}/increment` with `{"by": 1}` and `Fencing-Token: key=token`.
-    async fn fenced_increment(&self, name: &str, key: &str, token: i64) -> reqwest::Response {
-        self.http
-            .post(self.url(&format!("/counters/{name}/increment")))
-            .header("fencing-token", format!("{key}={token}"))
-            .json(&json!({"by": 1}))
-            .send()
-            .await
-            .expect("POST increment")
-    }
-
-    /// `(owner, token, live)` of the lock's row, straight from the database.
-    async fn lock_row(&self, key: &str) -> (Option<String>, i64, bool) {
-        let row = self
-            .pg()
-            .await
-            .query_one(
-                "SELECT owner, token, owner IS NOT NULL AND expires_at > now()
-                   FROM locks WHERE key = $1",
-                &[&key],
-            )
-            .await
-            .expect("read lock");
-        (
-            row.get(0),
-            row.get(1),
-            row.get::<_, Option<bool>>(2) == Some(true),
-        )
-    }
-
-    /// Waits (bounded) until the lock's lease has expired by the database clock.
-    async fn wait_for_expiry(&self, key: &str) {
-        let sql = format!("SELECT count(*) FROM locks WHERE key = '{key}' AND expires_at <= now()");
-        self.wait_until(&sql, 1).await;
-    }
-
-    /// Waits (bounded) until `n` acquisitions of `key` wait in this rowlock.
-    async fn wait_for_waiting(&self, key: &str, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting = self.lock_state(key).await["waiting"].as_u64().unwrap();
-            if waiting == n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{waiting} waiting on {key}, not {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, DEADLOCKS};
 
 #[tokio::test]
 async fn acquiring_a_free_lock_is_201_with_a_token_and_an_expiry_from_the_database() {
     let app = spawn_app().await;
-    let r = app.acquire("deploy", "w1", 10_000, 0).await;
+    let r = app.acquire_lock("deploy", "w1", 10_000, 0).await;
     assert_eq!(r.status().as_u16(), 201);
     assert_eq!(r.headers()["location"], "/locks/deploy");
     let body: Value = r.json().await.unwrap();
@@ -173,10 +53,10 @@ async fn acquiring_a_free_lock_is_201_with_a_token_and_an_expiry_from_the_databa
 #[tokio::test]
 async fn a_lock_held_by_someone_else_is_423_at_once_and_unchanged() {
     let app = spawn_app().await;
-    let token = app.granted("deploy", "w1", 60_000).await;
+    let token = app.granted_lock("deploy", "w1", 60_000).await;
     let started = Instant::now();
     let problem = assert_problem(
-        app.acquire("deploy", "w2", 60_000, 0).await,
+        app.acquire_lock("deploy", "w2", 60_000, 0).await,
         423,
         "lock_not_available",
     )
@@ -199,8 +79,8 @@ async fn a_lock_held_by_someone_else_is_423_at_once_and_unchanged() {
 async fn the_same_owner_acquiring_again_is_granted_a_new_token_that_fences_the_old_one() {
     let app = spawn_app().await;
     app.create_counter("c", 0).await;
-    let first = app.granted("deploy", "w1", 60_000).await;
-    let second = app.granted("deploy", "w1", 60_000).await;
+    let first = app.granted_lock("deploy", "w1", 60_000).await;
+    let second = app.granted_lock("deploy", "w1", 60_000).await;
     assert!(second > first);
     assert_problem(
         app.fenced_increment("c", "deploy", first).await,
@@ -218,24 +98,24 @@ async fn the_same_owner_acquiring_again_is_granted_a_new_token_that_fences_the_o
 #[tokio::test]
 async fn tokens_strictly_increase_across_releases_expiries_and_restarts() {
     let app = spawn_app().await;
-    let t1 = app.granted("k", "a", 60_000).await;
-    assert_eq!(app.release("k", t1).await.status(), 204);
+    let t1 = app.granted_lock("k", "a", 60_000).await;
+    assert_eq!(app.release_lock("k", t1).await.status(), 204);
     let (owner, token, live) = app.lock_row("k").await;
     assert_eq!((owner, token, live), (None, t1, false));
 
     // Release then re-acquire: a new, higher token.
-    let t2 = app.granted("k", "b", 50).await;
+    let t2 = app.granted_lock("k", "b", 50).await;
     assert!(t2 > t1);
-    app.wait_for_expiry("k").await;
+    app.wait_for_lock_expiry("k").await;
     // Expired: free for anyone, with a higher token again.
-    let t3 = app.granted("k", "c", 60_000).await;
+    let t3 = app.granted_lock("k", "c", 60_000).await;
     assert!(t3 > t2);
-    assert_eq!(app.release("k", t3).await.status(), 204);
+    assert_eq!(app.release_lock("k", t3).await.status(), 204);
 
     // Another rowlock process on the same database (a restart, or a second instance).
     let url = app.db_url.clone();
     let restarted = spawn_app_with(|args| args.database.database_url = Some(url)).await;
-    let t4 = restarted.granted("k", "d", 60_000).await;
+    let t4 = restarted.granted_lock("k", "d", 60_000).await;
     assert!(t4 > t3);
     assert_eq!(app.lock_row("k").await, (Some("d".into()), t4, true));
 }
@@ -243,45 +123,50 @@ async fn tokens_strictly_increase_across_releases_expiries_and_restarts() {
 #[tokio::test]
 async fn renewing_or_releasing_with_a_stale_token_is_409_and_changes_nothing() {
     let app = spawn_app().await;
-    let old = app.granted("k", "a", 50).await;
-    app.wait_for_expiry("k").await;
+    let old = app.granted_lock("k", "a", 50).await;
+    app.wait_for_lock_expiry("k").await;
     // Expired, nobody else took it yet: a renewal still cannot bring it back.
-    assert_problem(app.renew("k", old, 60_000).await, 409, "stale_token").await;
-    let current = app.granted("k", "b", 60_000).await;
+    assert_problem(app.renew_lock("k", old, 60_000).await, 409, "stale_token").await;
+    let current = app.granted_lock("k", "b", 60_000).await;
     let before = app.lock_state("k").await;
 
-    assert_problem(app.renew("k", old, 60_000).await, 409, "stale_token").await;
-    assert_problem(app.release("k", old).await, 409, "stale_token").await;
+    assert_problem(app.renew_lock("k", old, 60_000).await, 409, "stale_token").await;
+    assert_problem(app.release_lock("k", old).await, 409, "stale_token").await;
     assert_eq!(app.lock_row("k").await, (Some("b".into()), current, true));
     assert_eq!(
         app.lock_state("k").await["expires_at"],
         before["expires_at"]
     );
 
-    let r = app.renew("k", current, 120_000).await;
+    let r = app.renew_lock("k", current, 120_000).await;
     assert_eq!(r.status().as_u16(), 200);
     let renewed: Value = r.json().await.unwrap();
     assert_eq!(renewed["token"], current);
     assert!(renewed["expires_at"].as_str() > before["expires_at"].as_str());
-    assert_eq!(app.release("k", current).await.status(), 204);
+    assert_eq!(app.release_lock("k", current).await.status(), 204);
     // Releasing again with the latest token is harmless: nobody was granted it since.
-    assert_eq!(app.release("k", current).await.status(), 204);
-    assert_problem(app.renew("k", current, 1_000).await, 409, "stale_token").await;
-    assert_problem(app.renew("nope", 1, 1_000).await, 404, "not_found").await;
-    assert_problem(app.release("nope", 1).await, 404, "not_found").await;
+    assert_eq!(app.release_lock("k", current).await.status(), 204);
+    assert_problem(
+        app.renew_lock("k", current, 1_000).await,
+        409,
+        "stale_token",
+    )
+    .await;
+    assert_problem(app.renew_lock("nope", 1, 1_000).await, 404, "not_found").await;
+    assert_problem(app.release_lock("nope", 1).await, 404, "not_found").await;
 }
 
 #[tokio::test]
 async fn a_waiting_acquisition_is_woken_by_a_release_well_before_its_deadline() {
     let app = Arc::new(spawn_app().await);
-    let held = app.granted("k", "a", 60_000).await;
+    let held = app.granted_lock("k", "a", 60_000).await;
     let waiter = {
         let app = app.clone();
-        tokio::spawn(async move { app.acquire("k", "b", 60_000, 20_000).await })
+        tokio::spawn(async move { app.acquire_lock("k", "b", 60_000, 20_000).await })
     };
-    app.wait_for_waiting("k", 1).await;
+    app.wait_for_lock_waiting("k", 1).await;
     let released = Instant::now();
-    assert_eq!(app.release("k", held).await.status(), 204);
+    assert_eq!(app.release_lock("k", held).await.status(), 204);
     let r = waiter.await.unwrap();
     // The deadline is 20 s and the lease 60 s away: only the notification explains this.
     assert!(
@@ -299,8 +184,8 @@ async fn a_waiting_acquisition_is_woken_by_a_release_well_before_its_deadline() 
 #[tokio::test]
 async fn a_waiting_acquisition_is_granted_once_the_holder_expires() {
     let app = spawn_app().await;
-    let held = app.granted("k", "a", 300).await;
-    let r = app.acquire("k", "b", 60_000, 10_000).await;
+    let held = app.granted_lock("k", "a", 300).await;
+    let r = app.acquire_lock("k", "b", 60_000, 10_000).await;
     assert_eq!(r.status().as_u16(), 201);
     let body: Value = r.json().await.unwrap();
     assert!(body["token"].as_i64().unwrap() > held);
@@ -321,14 +206,14 @@ async fn a_waiting_acquisition_is_granted_once_the_holder_expires() {
 #[tokio::test]
 async fn a_renewal_that_shortens_the_lease_wakes_waiters_to_its_new_expiry() {
     let app = Arc::new(spawn_app().await);
-    let held = app.granted("k", "a", 60_000).await;
+    let held = app.granted_lock("k", "a", 60_000).await;
     let waiter = {
         let app = app.clone();
-        tokio::spawn(async move { app.acquire("k", "b", 60_000, 20_000).await })
+        tokio::spawn(async move { app.acquire_lock("k", "b", 60_000, 20_000).await })
     };
-    app.wait_for_waiting("k", 1).await;
+    app.wait_for_lock_waiting("k", 1).await;
     let renewed = Instant::now();
-    assert_eq!(app.renew("k", held, 200).await.status(), 200);
+    assert_eq!(app.renew_lock("k", held, 200).await.status(), 200);
     let r = waiter.await.unwrap();
     // The waiter had a timer to the old expiry, 60 s away: the renewal told it to look again.
     assert!(
@@ -344,10 +229,10 @@ async fn a_renewal_that_shortens_the_lease_wakes_waiters_to_its_new_expiry() {
 #[tokio::test]
 async fn a_waiting_acquisition_gives_up_with_423_at_its_deadline() {
     let app = spawn_app().await;
-    let held = app.granted("k", "a", 60_000).await;
+    let held = app.granted_lock("k", "a", 60_000).await;
     let started = Instant::now();
     assert_problem(
-        app.acquire("k", "b", 60_000, 300).await,
+        app.acquire_lock("k", "b", 60_000, 300).await,
         423,
         "lock_not_available",
     )
@@ -360,21 +245,23 @@ async fn a_waiting_acquisition_gives_up_with_423_at_its_deadline() {
 #[tokio::test]
 async fn waiters_on_one_key_are_granted_in_arrival_order() {
     let app = Arc::new(spawn_app().await);
-    let held = app.granted("k", "holder", 60_000).await;
+    let held = app.granted_lock("k", "holder", 60_000).await;
     let mut waiters = Vec::new();
     for i in 0..5u64 {
         let app2 = app.clone();
         waiters.push(tokio::spawn(async move {
-            let r = app2.acquire("k", &format!("w{i}"), 60_000, 20_000).await;
+            let r = app2
+                .acquire_lock("k", &format!("w{i}"), 60_000, 20_000)
+                .await;
             assert_eq!(r.status().as_u16(), 201, "waiter {i}");
             let token = r.json::<Value>().await.unwrap()["token"].as_i64().unwrap();
-            assert_eq!(app2.release("k", token).await.status(), 204);
+            assert_eq!(app2.release_lock("k", token).await.status(), 204);
             token
         }));
         // The next one arrives only once this one is queued.
-        app.wait_for_waiting("k", i + 1).await;
+        app.wait_for_lock_waiting("k", i + 1).await;
     }
-    assert_eq!(app.release("k", held).await.status(), 204);
+    assert_eq!(app.release_lock("k", held).await.status(), 204);
     let tokens: Vec<i64> = join_all(waiters)
         .await
         .into_iter()
@@ -406,7 +293,7 @@ async fn thirty_two_clients_take_turns_and_fencing_keeps_the_counter_exact() {
         async move {
             for _ in 0..ROUNDS {
                 let r = app
-                    .acquire("k", &format!("client-{i}"), 10_000, 30_000)
+                    .acquire_lock("k", &format!("client-{i}"), 10_000, 30_000)
                     .await;
                 assert_eq!(r.status().as_u16(), 201, "client {i}");
                 let token = r.json::<Value>().await.unwrap()["token"].as_i64().unwrap();
@@ -418,7 +305,7 @@ async fn thirty_two_clients_take_turns_and_fencing_keeps_the_counter_exact() {
                     "client {i} wrote with token {token}"
                 );
                 let left = Instant::now();
-                assert_eq!(app.release("k", token).await.status(), 204);
+                assert_eq!(app.release_lock("k", token).await.status(), 204);
                 sections.lock().await.push(Section {
                     token,
                     entered,
@@ -447,18 +334,18 @@ async fn thirty_two_clients_take_turns_and_fencing_keeps_the_counter_exact() {
 async fn a_paused_client_cannot_write_after_its_lease_expired_and_another_took_it() {
     let app = spawn_app().await;
     app.create_counter("balance", 0).await;
-    let a = app.granted("k", "a", 200).await;
+    let a = app.granted_lock("k", "a", 200).await;
     assert_eq!(app.fenced_increment("balance", "k", a).await.status(), 200);
 
     // A pauses (GC, network) past its lease.
-    app.wait_for_expiry("k").await;
+    app.wait_for_lock_expiry("k").await;
     assert_problem(
         app.fenced_increment("balance", "k", a).await,
         409,
         "stale_token",
     )
     .await;
-    let b = app.granted("k", "b", 60_000).await;
+    let b = app.granted_lock("k", "b", 60_000).await;
     assert!(b > a);
     assert_eq!(app.fenced_increment("balance", "k", b).await.status(), 200);
     let version_before = app.get_counter("balance").await.headers()["etag"].clone();
@@ -488,8 +375,8 @@ async fn every_fencing_token_of_a_transaction_must_be_current() {
         app.put_counter(name, json!({"value": 100, "min": 0})).await;
     }
     let (k1, k2) = (
-        app.granted("k1", "a", 60_000).await,
-        app.granted("k2", "a", 60_000).await,
+        app.granted_lock("k1", "a", 60_000).await,
+        app.granted_lock("k2", "a", 60_000).await,
     );
     let transfer = |fences: Vec<String>| {
         let mut request = app
@@ -507,8 +394,8 @@ async fn every_fencing_token_of_a_transaction_must_be_current() {
     assert_eq!(r.status().as_u16(), 200);
 
     // k2 changes hands: the same pair of headers is now refused, and nothing moves.
-    assert_eq!(app.release("k2", k2).await.status(), 204);
-    let k2_new = app.granted("k2", "b", 60_000).await;
+    assert_eq!(app.release_lock("k2", k2).await.status(), 204);
+    let k2_new = app.granted_lock("k2", "b", 60_000).await;
     let r = transfer(vec![format!("k1={k1}"), format!("k2={k2}")])
         .await
         .unwrap();
@@ -587,9 +474,9 @@ async fn bad_lease_input_is_a_4xx_problem() {
         assert_eq!(r.status().as_u16(), status, "{body}");
         assert_problem(r, status, code).await;
     }
-    let bad_key = app.acquire("no%20spaces", "a", 1000, 0).await;
+    let bad_key = app.acquire_lock("no%20spaces", "a", 1000, 0).await;
     assert_problem(bad_key, 400, "bad_request").await;
-    assert_problem(app.renew("k", 1, 0).await, 422, "invalid").await;
+    assert_problem(app.renew_lock("k", 1, 0).await, 422, "invalid").await;
     let r = app
         .http
         .put(app.url("/locks/k"))
@@ -606,7 +493,7 @@ async fn bad_lease_input_is_a_4xx_problem() {
         .await
         .unwrap();
     assert_problem(r, 400, "bad_request").await;
-    assert_problem(app.release("k", 0).await, 422, "invalid").await;
+    assert_problem(app.release_lock("k", 0).await, 422, "invalid").await;
     let r = app.http.get(app.url("/locks/k")).send().await.unwrap();
     assert_problem(r, 404, "not_found").await;
     let r = app.http.patch(app.url("/locks/k")).send().await.unwrap();
@@ -637,7 +524,7 @@ async fn bad_lease_input_is_a_4xx_problem() {
 #[tokio::test]
 async fn lease_routes_fenced_with_their_own_key_never_deadlock() {
     let app = spawn_app().await;
-    let token = app.granted("k", "w1", 60_000).await;
+    let token = app.granted_lock("k", "w1", 60_000).await;
     let renewals = (0..20).map(|_| {
         app.http
             .put(app.url("/locks/k"))

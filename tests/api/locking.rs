@@ -227,26 +227,6 @@ async fn with_every_pooled_connection_stuck_behind_a_lock_the_next_request_is_50
     assert_eq!(app.db_value("other").await, Some(0));
 }
 
-/// Installs a trigger on `counters` that raises `sqlstate` on the first `failures` updates.
-pub async fn fail_updates(app: &crate::helpers::TestApp, sqlstate: &str, failures: i64) {
-    let pg = app.pg().await;
-    pg.batch_execute(&format!(
-        "CREATE SEQUENCE injected_failures;
-         CREATE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           -- nextval is not rolled back with the failed transaction: it counts attempts.
-           IF nextval('injected_failures') <= {failures} THEN
-             RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}';
-           END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER inject_failure BEFORE UPDATE ON counters
-           FOR EACH ROW EXECUTE FUNCTION inject_failure();"
-    ))
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn a_serialization_failure_is_retried_by_the_server() {
     if crate::helpers::skipped_on_citus("failures are injected by a trigger on one node") {
@@ -254,7 +234,7 @@ async fn a_serialization_failure_is_retried_by_the_server() {
     }
     let app = spawn_app().await;
     app.create_counter("c", 0).await;
-    fail_updates(&app, "40001", 2).await;
+    app.fail_updates("40001", 2).await;
     let r = app.increment("c", "isolation=serializable", 1).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(app.db_value("c").await, Some(1));
@@ -267,7 +247,7 @@ async fn a_transaction_that_keeps_failing_to_serialize_is_409_and_changes_nothin
     }
     let app = spawn_app().await;
     app.create_counter("c", 0).await;
-    fail_updates(&app, "40001", 1_000_000).await;
+    app.fail_updates("40001", 1_000_000).await;
     assert_problem(
         app.increment("c", "", 1).await,
         409,
@@ -293,13 +273,13 @@ async fn a_deadlock_is_retried_and_a_persistent_one_is_409_deadlock() {
     }
     let app = spawn_app().await;
     app.create_counter("c", 0).await;
-    fail_updates(&app, "40P01", 1).await;
+    app.fail_updates("40P01", 1).await;
     assert_eq!(app.increment("c", "lock=none", 1).await.status(), 200);
     assert_eq!(app.db_value("c").await, Some(1));
 
     let app = spawn_app().await;
     app.create_counter("c", 0).await;
-    fail_updates(&app, "40P01", 1_000_000).await;
+    app.fail_updates("40P01", 1_000_000).await;
     assert_problem(app.increment("c", "", 1).await, 409, "deadlock").await;
     assert_eq!(app.db_value("c").await, Some(0));
 }

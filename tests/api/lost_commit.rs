@@ -12,7 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::group_commit::one_group_waiting_for_x;
 use crate::helpers::{database_port, spawn_app_via, TestApp};
 
 /// A loopback TCP proxy to PostgreSQL whose open connections can all be cut at once.
@@ -156,7 +155,7 @@ async fn a_group_whose_commit_answer_is_lost_is_answered_as_committed() {
                 .json(&json!({"by": 1}))
         })
         .collect();
-    let (holds_x, grouped) = one_group_waiting_for_x(requests, &app).await;
+    let (holds_x, grouped) = app.one_group_waiting_for_x(requests).await;
     let watch = app.pg().await;
     holds_x.batch_execute("COMMIT").await.unwrap();
     cut_during_the_write(&watch, &proxy).await;

@@ -71,7 +71,7 @@ async fn metrics_count_retries_after_serialization_failures() {
     }
     let app = spawn_app().await;
     app.create_counter("c", 0).await;
-    crate::locking::fail_updates(&app, "40001", 2).await;
+    app.fail_updates("40001", 2).await;
     assert_eq!(app.increment("c", "", 1).await.status(), 200);
     let text = app
         .http

@@ -4,37 +4,18 @@ use futures_util::future::join_all;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, TestApp};
-use crate::locking::fail_updates;
-
-async fn post_tx(app: &TestApp, query: &str, body: Value) -> reqwest::Response {
-    app.http
-        .post(app.url(&format!("/transactions?{query}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn accounts(app: &TestApp, names: &[&str], balance: i64) {
-    for name in names {
-        let r = app
-            .put_counter(name, json!({"value": balance, "min": 0}))
-            .await;
-        assert_eq!(r.status().as_u16(), 201);
-    }
-}
+use crate::helpers::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn a_transfer_moves_value_and_is_recorded() {
     let app = spawn_app().await;
-    accounts(&app, &["alice", "bob"], 100).await;
-    let r = post_tx(
-        &app,
-        "",
-        json!({"ops": [{"counter": "alice", "by": -30}, {"counter": "bob", "by": 30}]}),
-    )
-    .await;
+    app.create_accounts(&["alice", "bob"], 100).await;
+    let r = app
+        .post_transaction(
+            "",
+            json!({"ops": [{"counter": "alice", "by": -30}, {"counter": "bob", "by": 30}]}),
+        )
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["results"][0]["counter"], "alice");
@@ -79,12 +60,12 @@ async fn a_transfer_moves_value_and_is_recorded() {
 #[tokio::test]
 async fn an_order_whose_third_line_exceeds_stock_changes_nothing() {
     let app = spawn_app().await;
-    accounts(&app, &["apples", "pears", "plums"], 5).await;
+    app.create_accounts(&["apples", "pears", "plums"], 5).await;
     let order = json!({"ops": [
         {"counter": "apples", "by": -2}, {"counter": "pears", "by": -3}, {"counter": "plums", "by": -6}
     ]});
     let problem = assert_problem(
-        post_tx(&app, "", order.clone()).await,
+        app.post_transaction("", order.clone()).await,
         409,
         "bound_violation",
     )
@@ -108,7 +89,7 @@ async fn an_order_whose_third_line_exceeds_stock_changes_nothing() {
     // The same order, line by line under savepoints: lines 1 and 2 apply, line 3 is reported.
     let mut each = order;
     each["atomic"] = json!(false);
-    let r = post_tx(&app, "", each).await;
+    let r = app.post_transaction("", each).await;
     assert_eq!(r.status().as_u16(), 200);
     let body: Value = r.json().await.unwrap();
     let results = body["results"].as_array().unwrap();
@@ -127,9 +108,7 @@ async fn a_non_atomic_op_that_overflows_is_rolled_back_to_its_savepoint_alone() 
     let app = spawn_app().await;
     app.create_counter("big", i64::MAX - 1).await;
     app.create_counter("small", 0).await;
-    let r = post_tx(
-        &app,
-        "",
+    let r = app.post_transaction("",
         json!({"atomic": false, "ops": [
             {"counter": "small", "by": 1}, {"counter": "big", "by": 5}, {"counter": "small", "by": 1}
         ]}),
@@ -146,13 +125,13 @@ async fn a_non_atomic_op_that_overflows_is_rolled_back_to_its_savepoint_alone() 
 #[tokio::test]
 async fn a_missing_counter_is_404_naming_it_and_nothing_changes() {
     let app = spawn_app().await;
-    accounts(&app, &["alice"], 100).await;
-    let r = post_tx(
-        &app,
-        "",
-        json!({"ops": [{"counter": "alice", "by": -30}, {"counter": "nobody", "by": 30}]}),
-    )
-    .await;
+    app.create_accounts(&["alice"], 100).await;
+    let r = app
+        .post_transaction(
+            "",
+            json!({"ops": [{"counter": "alice", "by": -30}, {"counter": "nobody", "by": 30}]}),
+        )
+        .await;
     let problem = assert_problem(r, 404, "not_found").await;
     assert!(problem["detail"].as_str().unwrap().contains("'nobody'"));
     assert_eq!(app.db_value("alice").await, Some(100));
@@ -161,13 +140,13 @@ async fn a_missing_counter_is_404_naming_it_and_nothing_changes() {
 #[tokio::test]
 async fn the_same_counter_twice_is_locked_once_and_applied_in_order() {
     let app = spawn_app().await;
-    accounts(&app, &["a"], 10).await;
-    let r = post_tx(
-        &app,
-        "",
-        json!({"ops": [{"counter": "a", "by": -1}, {"counter": "a", "by": -2}]}),
-    )
-    .await;
+    app.create_accounts(&["a"], 10).await;
+    let r = app
+        .post_transaction(
+            "",
+            json!({"ops": [{"counter": "a", "by": -1}, {"counter": "a", "by": -2}]}),
+        )
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["results"][0]["value"], 9);
@@ -181,13 +160,13 @@ async fn the_same_counter_twice_is_locked_once_and_applied_in_order() {
 #[tokio::test]
 async fn a_counter_named_twice_must_stay_in_bounds_after_each_op() {
     let app = spawn_app().await;
-    accounts(&app, &["a", "b"], 0).await;
+    app.create_accounts(&["a", "b"], 0).await;
     let r = app.put_counter("big", json!({"value": i64::MAX - 1})).await;
     assert_eq!(r.status().as_u16(), 201);
 
     // Net +5, but the first op would take `a` below its min 0.
     let dip = json!({"ops": [{"counter": "a", "by": -5}, {"counter": "a", "by": 10}]});
-    let problem = assert_problem(post_tx(&app, "", dip).await, 409, "bound_violation").await;
+    let problem = assert_problem(app.post_transaction("", dip).await, 409, "bound_violation").await;
     assert!(
         problem["detail"].as_str().unwrap().starts_with("op 1:"),
         "{problem}"
@@ -195,7 +174,7 @@ async fn a_counter_named_twice_must_stay_in_bounds_after_each_op() {
 
     // Net -5, but the first op would overflow a signed 64-bit value.
     let spike = json!({"ops": [{"counter": "b", "by": 1}, {"counter": "big", "by": 5}, {"counter": "big", "by": -10}]});
-    let problem = assert_problem(post_tx(&app, "", spike).await, 422, "invalid").await;
+    let problem = assert_problem(app.post_transaction("", spike).await, 422, "invalid").await;
     assert!(
         problem["detail"].as_str().unwrap().starts_with("op 2:"),
         "{problem}"
@@ -215,7 +194,7 @@ async fn a_counter_named_twice_must_stay_in_bounds_after_each_op() {
 
     // In the other order each intermediate value is fine.
     let rise = json!({"ops": [{"counter": "a", "by": 10}, {"counter": "b", "by": 3}, {"counter": "a", "by": -5}]});
-    let r = post_tx(&app, "", rise).await;
+    let r = app.post_transaction("", rise).await;
     assert_eq!(r.status().as_u16(), 200);
     let body: Value = r.json().await.unwrap();
     let pairs: Vec<(i64, i64)> = body["results"]
@@ -247,7 +226,7 @@ async fn a_counter_named_twice_must_stay_in_bounds_after_each_op() {
 #[tokio::test]
 async fn nowait_on_a_transaction_with_one_row_held_elsewhere_is_423() {
     let app = spawn_app().await;
-    accounts(&app, &["alice", "bob"], 100).await;
+    app.create_accounts(&["alice", "bob"], 100).await;
     let mut holder = app.pg().await;
     let tx = holder.transaction().await.unwrap();
     tx.execute("SELECT * FROM counters WHERE name = 'bob' FOR UPDATE", &[])
@@ -255,19 +234,19 @@ async fn nowait_on_a_transaction_with_one_row_held_elsewhere_is_423() {
         .unwrap();
     let body = json!({"ops": [{"counter": "alice", "by": -1}, {"counter": "bob", "by": 1}]});
     assert_problem(
-        post_tx(&app, "lock=nowait", body.clone()).await,
+        app.post_transaction("lock=nowait", body.clone()).await,
         423,
         "lock_not_available",
     )
     .await;
     assert_problem(
-        post_tx(&app, "lock=skip_locked", body.clone()).await,
+        app.post_transaction("lock=skip_locked", body.clone()).await,
         423,
         "row_skipped",
     )
     .await;
     assert_problem(
-        post_tx(&app, "lock_timeout_ms=100", body).await,
+        app.post_transaction("lock_timeout_ms=100", body).await,
         423,
         "lock_not_available",
     )
@@ -279,7 +258,7 @@ async fn nowait_on_a_transaction_with_one_row_held_elsewhere_is_423() {
 #[tokio::test]
 async fn bad_transactions_are_4xx_and_change_nothing() {
     let app = spawn_app().await;
-    accounts(&app, &["a"], 10).await;
+    app.create_accounts(&["a"], 10).await;
     let too_many: Vec<Value> = (0..101).map(|_| json!({"counter": "a", "by": 1})).collect();
     let cases = [
         (json!({"ops": []}), 422, "invalid"),
@@ -303,7 +282,7 @@ async fn bad_transactions_are_4xx_and_change_nothing() {
         ),
     ];
     for (body, status, code) in cases {
-        assert_problem(post_tx(&app, "", body).await, status, code).await;
+        assert_problem(app.post_transaction("", body).await, status, code).await;
     }
     assert_eq!(app.db_value("a").await, Some(10));
 }
@@ -313,7 +292,7 @@ async fn a_transfer_storm_on_ten_accounts_never_deadlocks_and_conserves_the_sum(
     let app = spawn_app().await;
     let names: Vec<String> = (0..10).map(|i| format!("acct-{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    accounts(&app, &refs, 1_000).await;
+    app.create_accounts(&refs, 1_000).await;
 
     // 64 clients share 5,000 transfers between random pairs, in both directions.
     let clients = (0..64).map(|client| {
@@ -328,9 +307,7 @@ async fn a_transfer_storm_on_ten_accounts_never_deadlocks_and_conserves_the_sum(
                     let to = (from + rng.gen_range(1..names.len())) % names.len();
                     (from, to, rng.gen_range(1..=200i64))
                 };
-                let r = post_tx(
-                    app,
-                    "",
+                let r = app.post_transaction("",
                     json!({"ops": [
                         {"counter": names[from], "by": -amount}, {"counter": names[to], "by": amount}
                     ]}),
@@ -391,18 +368,21 @@ async fn a_serialization_failure_in_a_transaction_is_retried_and_a_persistent_on
         return;
     }
     let app = spawn_app().await;
-    accounts(&app, &["alice", "bob"], 100).await;
+    app.create_accounts(&["alice", "bob"], 100).await;
     let body = json!({"ops": [{"counter": "alice", "by": -30}, {"counter": "bob", "by": 30}]});
-    fail_updates(&app, "40001", 1).await;
-    let r = post_tx(&app, "isolation=serializable", body.clone()).await;
+    app.fail_updates("40001", 1).await;
+    let r = app
+        .post_transaction("isolation=serializable", body.clone())
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(app.db_value("alice").await, Some(70));
 
     let app = spawn_app().await;
-    accounts(&app, &["alice", "bob"], 100).await;
-    fail_updates(&app, "40001", 1_000_000).await;
+    app.create_accounts(&["alice", "bob"], 100).await;
+    app.fail_updates("40001", 1_000_000).await;
     assert_problem(
-        post_tx(&app, "isolation=repeatable_read", body).await,
+        app.post_transaction("isolation=repeatable_read", body)
+            .await,
         409,
         "serialization_failure",
     )

@@ -1,0 +1,50 @@
+//! Observability: `/metrics` samples, and waiting for what rowlock's sessions do in PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use super::{waiting_on_a_lock, TestApp};
+
+impl TestApp {
+    /// The value of one sample of rowlock's `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Polls the metric `sample` until it equals `expected`, for at most 10 s.
+    pub async fn wait_until_metric(&self, sample: &str, expected: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.metric(sample).await;
+            if got == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 10 s for {sample} to be {expected}, it is {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (bounded) until `n` of rowlock's sessions are blocked on a lock.
+    pub async fn wait_for_lock_waiters(&self, n: i64) {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name LIKE 'rowlock%'
+                AND {}",
+            waiting_on_a_lock()
+        );
+        self.wait_until(&sql, n).await;
+    }
+}
