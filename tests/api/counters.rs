@@ -33,20 +33,10 @@ async fn put_creates_then_replaces_and_get_returns_it_with_an_etag() {
 async fn delete_removes_the_counter_and_a_second_delete_is_404() {
     let app = spawn_app().await;
     app.create_counter("gone", 1).await;
-    let r = app
-        .http
-        .delete(app.url("/counters/gone"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete_counter("gone").await;
     assert_eq!(r.status().as_u16(), 204);
     assert_eq!(app.db_value("gone").await, None);
-    let r = app
-        .http
-        .delete(app.url("/counters/gone"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete_counter("gone").await;
     assert_problem(r, 404, "not_found").await;
     assert_problem(app.get_counter("gone").await, 404, "not_found").await;
 }
@@ -101,13 +91,9 @@ async fn a_change_beyond_the_bounds_is_409_and_changes_nothing_in_every_mode() {
     let r = app.increment_if_match("b", 1, -6).await;
     assert_problem(r, 409, "bound_violation").await;
     assert_eq!(app.db_value("b").await, Some(5));
-    let version: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT version FROM counters WHERE name = 'b'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let version = app
+        .scalar("SELECT version FROM counters WHERE name = 'b'")
+        .await;
     assert_eq!(version, 1, "a refused change must not bump the version");
 }
 
@@ -158,12 +144,7 @@ async fn a_counter_deleted_and_created_again_never_reuses_a_version() {
     let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_owned();
     let first = etag(&app.put_counter("x", json!({"value": 10})).await);
     let second = etag(&app.increment("x", "", 1).await);
-    let r = app
-        .http
-        .delete(app.url("/counters/x"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete_counter("x").await;
     assert_eq!(r.status().as_u16(), 204);
     let r = app.put_counter("x", json!({"value": 10})).await;
     assert_eq!(r.status().as_u16(), 201);

@@ -86,13 +86,7 @@ async fn names_outside_the_allowed_alphabet_or_length_are_400_and_touch_nothing(
     // 128 characters is the longest allowed name.
     let longest = "b".repeat(128);
     assert_eq!(app.put_counter(&longest, json!({})).await.status(), 201);
-    let count: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT count(*) FROM counters", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count = app.scalar("SELECT count(*) FROM counters").await;
     assert_eq!(
         count, 2,
         "the table is intact and holds only c and the 128-char one"
@@ -301,15 +295,7 @@ async fn methods_of_the_clients_making_share_one_metrics_label() {
             .unwrap();
         assert_eq!(r.status(), 405);
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         !metrics.contains("BREW"),
         "a client's method became a label"

@@ -85,16 +85,9 @@ async fn a_batch_claim_returns_at_most_limit_distinct_jobs_all_marked_running() 
         "each claim has its own token"
     );
     assert!(first[0]["lease_expires_at"].is_string());
-    let running: i64 = app
-        .pg()
-        .await
-        .query_one(
-            "SELECT count(*) FROM jobs WHERE state = 'running' AND token IS NOT NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let running = app
+        .scalar("SELECT count(*) FROM jobs WHERE state = 'running' AND token IS NOT NULL")
+        .await;
     assert_eq!(running, 7);
     assert_eq!(
         app.post("/queues/batch/claim", json!({})).await.status(),
@@ -185,13 +178,7 @@ async fn an_idempotent_enqueue_retried_creates_one_job() {
     let again = send().await.unwrap();
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
-    let n: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT count(*) FROM jobs", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = app.scalar("SELECT count(*) FROM jobs").await;
     assert_eq!(n, 1);
 }
 
@@ -269,13 +256,7 @@ async fn bad_claims_and_bad_jobs_are_4xx_problems_and_change_nothing() {
     assert_problem(r, 422, "invalid").await;
     let r = app.post(&format!("/jobs/{id}/retry"), json!({})).await;
     assert_problem(r, 422, "invalid").await;
-    let n: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT count(*) FROM jobs", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = app.scalar("SELECT count(*) FROM jobs").await;
     assert_eq!(n, 1);
     assert_eq!(app.job_state(id).await, ("queued".into(), 0));
 }

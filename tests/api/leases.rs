@@ -511,13 +511,7 @@ async fn bad_lease_input_is_a_4xx_problem() {
         assert_problem(r, 400, "bad_request").await;
     }
     assert_eq!(app.db_value("c").await, Some(0));
-    let none: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT count(*) FROM locks", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let none = app.scalar("SELECT count(*) FROM locks").await;
     assert_eq!(none, 0);
 }
 

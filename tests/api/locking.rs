@@ -5,15 +5,11 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{assert_problem, spawn_app, spawn_app_with, waiting_on_a_lock};
 
-const HOLD: &str = "SELECT * FROM counters WHERE name = 'hot' FOR UPDATE";
-
 #[tokio::test]
 async fn nowait_increment_on_a_row_locked_elsewhere_is_423_at_once() {
     let app = spawn_app().await;
     app.create_counter("hot", 0).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
-    tx.execute(HOLD, &[]).await.unwrap();
+    let holder = app.hold_row("hot").await;
 
     let started = Instant::now();
     let problem = assert_problem(
@@ -27,7 +23,7 @@ async fn nowait_increment_on_a_row_locked_elsewhere_is_423_at_once() {
         "NOWAIT must not wait"
     );
     assert!(problem["detail"].as_str().unwrap().contains("'hot'"));
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(app.db_value("hot").await, Some(0));
 }
 
@@ -35,16 +31,14 @@ async fn nowait_increment_on_a_row_locked_elsewhere_is_423_at_once() {
 async fn skip_locked_increment_on_a_row_locked_elsewhere_is_423_row_skipped() {
     let app = spawn_app().await;
     app.create_counter("hot", 0).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
-    tx.execute(HOLD, &[]).await.unwrap();
+    let holder = app.hold_row("hot").await;
     assert_problem(
         app.increment("hot", "lock=skip_locked", 1).await,
         423,
         "row_skipped",
     )
     .await;
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(
         app.increment("hot", "lock=skip_locked", 1).await.status(),
         200
@@ -56,9 +50,7 @@ async fn skip_locked_increment_on_a_row_locked_elsewhere_is_423_row_skipped() {
 async fn wait_with_a_lock_timeout_is_423_once_the_timeout_runs_out() {
     let app = spawn_app().await;
     app.create_counter("hot", 0).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
-    tx.execute(HOLD, &[]).await.unwrap();
+    let holder = app.hold_row("hot").await;
 
     let started = Instant::now();
     let r = app
@@ -71,7 +63,7 @@ async fn wait_with_a_lock_timeout_is_423_once_the_timeout_runs_out() {
         "gave up after {waited:?}"
     );
     assert!(waited < Duration::from_secs(5), "gave up after {waited:?}");
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(app.db_value("hot").await, Some(0));
 }
 
@@ -79,30 +71,17 @@ async fn wait_with_a_lock_timeout_is_423_once_the_timeout_runs_out() {
 async fn plain_wait_blocks_until_the_holder_commits_then_applies_on_the_new_value() {
     let app = spawn_app().await;
     app.create_counter("hot", 0).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
-    tx.execute(HOLD, &[]).await.unwrap();
+    let holder = app.hold_row("hot").await;
 
-    let waiting = tokio::spawn({
-        let (http, url) = (
-            app.http.clone(),
-            app.url("/counters/hot/increment?lock=wait"),
-        );
-        async move {
-            http.post(url)
-                .json(&serde_json::json!({"by": 1}))
-                .send()
-                .await
-                .unwrap()
-        }
-    });
+    let waiting = tokio::spawn(app.increment("hot", "lock=wait", 1));
     app.wait_for_lock_waiters(1).await;
     assert!(!waiting.is_finished(), "the request must wait for the lock");
     // The holder changes the row before it lets go: the waiter must build on that value.
-    tx.execute("UPDATE counters SET value = 100 WHERE name = 'hot'", &[])
+    holder
+        .execute("UPDATE counters SET value = 100 WHERE name = 'hot'", &[])
         .await
         .unwrap();
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
 
     let r = waiting.await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -116,15 +95,12 @@ async fn plain_wait_blocks_until_the_holder_commits_then_applies_on_the_new_valu
 async fn a_key_share_holder_blocks_strength_update_but_not_no_key_update() {
     let app = spawn_app().await;
     app.create_counter("hot", 0).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
+    let holder = app.pg().await;
     // What inserting a row that references this one takes.
-    tx.execute(
-        "SELECT 1 FROM counters WHERE name = 'hot' FOR KEY SHARE",
-        &[],
-    )
-    .await
-    .unwrap();
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM counters WHERE name = 'hot' FOR KEY SHARE")
+        .await
+        .unwrap();
 
     assert_problem(
         app.increment("hot", "lock=nowait&strength=update", 1).await,
@@ -136,7 +112,7 @@ async fn a_key_share_holder_blocks_strength_update_but_not_no_key_update() {
         .increment("hot", "lock=nowait&strength=no_key_update", 1)
         .await;
     assert_eq!(r.status().as_u16(), 200);
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(app.db_value("hot").await, Some(1));
 }
 
@@ -144,9 +120,7 @@ async fn a_key_share_holder_blocks_strength_update_but_not_no_key_update() {
 async fn a_client_that_gives_up_while_waiting_leaves_nothing_behind() {
     let app = spawn_app().await;
     app.create_counter("hot", 0).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
-    tx.execute(HOLD, &[]).await.unwrap();
+    let holder = app.hold_row("hot").await;
 
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
@@ -159,7 +133,7 @@ async fn a_client_that_gives_up_while_waiting_leaves_nothing_behind() {
     let (gave_up, ()) = tokio::join!(request, app.wait_for_lock_waiters(1));
     assert!(gave_up.unwrap_err().is_timeout());
     drop(impatient);
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
 
     // The abandoned transaction still ends as one unit (here: it commits) ...
     app.wait_until("SELECT value FROM counters WHERE name = 'hot'", 1)
@@ -196,18 +170,12 @@ async fn with_every_pooled_connection_stuck_behind_a_lock_the_next_request_is_50
     .await;
     app.create_counter("hot", 0).await;
     app.create_counter("other", 0).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
-    tx.execute(HOLD, &[]).await.unwrap();
+    let holder = app.hold_row("hot").await;
 
     let stuck: Vec<_> = (0..2)
         .map(|_| {
             // Alone (not grouped): each holds a connection of its own while it waits.
-            let (http, url) = (
-                app.http.clone(),
-                app.url("/counters/hot/increment?group=off"),
-            );
-            tokio::spawn(async move { http.post(url).send().await.unwrap().status().as_u16() })
+            app.spawn_bare_increment("hot", "group=off")
         })
         .collect();
     app.wait_for_lock_waiters(2).await;
@@ -219,7 +187,7 @@ async fn with_every_pooled_connection_stuck_behind_a_lock_the_next_request_is_50
     assert_problem(r, 503, "unavailable").await;
     assert!(waited < Duration::from_secs(3), "503 took {waited:?}");
 
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
     for handle in stuck {
         assert_eq!(handle.await.unwrap(), 200);
     }
@@ -256,13 +224,7 @@ async fn a_transaction_that_keeps_failing_to_serialize_is_409_and_changes_nothin
     .await;
     assert_eq!(app.db_value("c").await, Some(0));
     // 1 try + the default 5 retries, then it gave up.
-    let attempts: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT last_value FROM injected_failures", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let attempts = app.scalar("SELECT last_value FROM injected_failures").await;
     assert_eq!(attempts, 6);
 }
 
@@ -288,18 +250,12 @@ async fn a_deadlock_is_retried_and_a_persistent_one_is_409_deadlock() {
 async fn beyond_the_row_concurrency_waiters_queue_in_rowlock_not_in_postgres() {
     let app = spawn_app().await; // row_concurrency 2
     app.create_counter("hot", 0).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
-    tx.execute(HOLD, &[]).await.unwrap();
+    let holder = app.hold_row("hot").await;
 
     let waiting: Vec<_> = (0..4)
         .map(|_| {
             // Alone (not grouped): each holds a connection of its own while it waits.
-            let (http, url) = (
-                app.http.clone(),
-                app.url("/counters/hot/increment?group=off"),
-            );
-            tokio::spawn(async move { http.post(url).send().await.unwrap().status().as_u16() })
+            app.spawn_bare_increment("hot", "group=off")
         })
         .collect();
     app.wait_for_lock_waiters(2).await;
@@ -321,7 +277,7 @@ async fn beyond_the_row_concurrency_waiters_queue_in_rowlock_not_in_postgres() {
     // Still only two of rowlock's sessions wait on the row in PostgreSQL.
     app.wait_for_lock_waiters(2).await;
 
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
     for handle in waiting {
         assert_eq!(handle.await.unwrap(), 200);
     }
@@ -344,13 +300,9 @@ async fn an_increment_whose_row_was_recreated_while_it_waited_answers_what_it_wr
         )
         .await
         .unwrap();
-    let request = app
-        .http
-        .post(app.url("/counters/r/increment?lock=wait&group=off"))
-        .json(&serde_json::json!({"by": 1}))
-        .send();
+    let request = app.increment("r", "lock=wait&group=off", 1);
     let answer = tokio::spawn(async move {
-        let r = request.await.unwrap();
+        let r = request.await;
         (
             r.status().as_u16(),
             r.json::<serde_json::Value>().await.unwrap(),

@@ -77,13 +77,7 @@ async fn an_order_whose_third_line_exceeds_stock_changes_nothing() {
     for name in ["apples", "pears", "plums"] {
         assert_eq!(app.db_value(name).await, Some(5), "{name}");
     }
-    let count: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT count(*) FROM transactions", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count = app.scalar("SELECT count(*) FROM transactions").await;
     assert_eq!(count, 0, "a refused transaction is not recorded");
 
     // The same order, line by line under savepoints: lines 1 and 2 apply, line 3 is reported.
@@ -183,13 +177,7 @@ async fn a_counter_named_twice_must_stay_in_bounds_after_each_op() {
     assert_eq!(app.db_value("a").await, Some(0));
     assert_eq!(app.db_value("b").await, Some(0));
     assert_eq!(app.db_value("big").await, Some(i64::MAX - 1));
-    let recorded: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT count(*) FROM transactions", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let recorded = app.scalar("SELECT count(*) FROM transactions").await;
     assert_eq!(recorded, 0);
 
     // In the other order each intermediate value is fine.
@@ -227,11 +215,7 @@ async fn a_counter_named_twice_must_stay_in_bounds_after_each_op() {
 async fn nowait_on_a_transaction_with_one_row_held_elsewhere_is_423() {
     let app = spawn_app().await;
     app.create_accounts(&["alice", "bob"], 100).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
-    tx.execute("SELECT * FROM counters WHERE name = 'bob' FOR UPDATE", &[])
-        .await
-        .unwrap();
+    let holder = app.hold_row("bob").await;
     let body = json!({"ops": [{"counter": "alice", "by": -1}, {"counter": "bob", "by": 1}]});
     assert_problem(
         app.post_transaction("lock=nowait", body.clone()).await,
@@ -251,7 +235,7 @@ async fn nowait_on_a_transaction_with_one_row_held_elsewhere_is_423() {
         "lock_not_available",
     )
     .await;
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(app.db_value("alice").await, Some(100));
 }
 

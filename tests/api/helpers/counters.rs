@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 
 use super::TestApp;
 
@@ -25,6 +26,12 @@ impl TestApp {
             .expect("GET counter")
     }
 
+    /// `DELETE /counters/{name}`.
+    pub async fn delete_counter(&self, name: &str) -> reqwest::Response {
+        let r = self.http.delete(self.url(&format!("/counters/{name}")));
+        r.send().await.expect("DELETE counter")
+    }
+
     /// `POST /counters/{name}/increment?{query}` with `{"by": by}`. The request is sent at once
     /// and the answer awaited apart from `self`, so it can be spawned to wait in the background.
     pub fn increment(
@@ -39,6 +46,16 @@ impl TestApp {
             .json(&json!({ "by": by }))
             .send();
         async move { sent.await.expect("POST increment") }
+    }
+
+    /// `POST /counters/{name}/increment?{query}` with no body (so by 1), in the background;
+    /// answers its status.
+    pub fn spawn_bare_increment(&self, name: &str, query: &str) -> JoinHandle<u16> {
+        let sent = self
+            .http
+            .post(self.url(&format!("/counters/{name}/increment?{query}")))
+            .send();
+        tokio::spawn(async move { sent.await.expect("POST increment").status().as_u16() })
     }
 
     /// `POST /counters/{name}/increment` with `{"by": by}` and `If-Match: "{version}"`.

@@ -5,17 +5,15 @@ use std::time::{Duration, Instant};
 use super::{waiting_on_a_lock, TestApp};
 
 impl TestApp {
+    /// `GET /metrics`'s text.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await;
+        r.expect("GET /metrics").text().await.expect("metrics text")
+    }
+
     /// The value of one sample of rowlock's `/metrics` (0 when absent).
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0.0)
