@@ -7,10 +7,11 @@
 //! the database), and `rowlock_group_queued` says when they all have. Releasing the row lets the
 //! first group commit and the queued requests go as the next group.
 
+use rowlock::hammer::{HammerArgs, LockArg};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-use super::{spawn_app_with, TestApp};
+use super::{json_of, spawn_app_with, TestApp};
 
 /// A server with one group slot and the counters `x` and `y` at 0.
 pub async fn spawn_one_slot_app() -> TestApp {
@@ -22,11 +23,7 @@ pub async fn spawn_one_slot_app() -> TestApp {
 
 /// Sends `request` in the background; answers its status and JSON body (null if none).
 pub fn spawn_request(request: reqwest::RequestBuilder) -> JoinHandle<(u16, Value)> {
-    tokio::spawn(async move {
-        let r = request.send().await.expect("send a request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    })
+    tokio::spawn(async move { json_of(request.send().await.expect("send a request")).await })
 }
 
 impl TestApp {
@@ -43,6 +40,18 @@ impl TestApp {
             request = request.header("idempotency-key", key);
         }
         spawn_request(request)
+    }
+
+    /// The hammer's settings for 64 clients × 200 requests on the counter `hot` with `lock`,
+    /// checked for linearizability.
+    pub fn hot_hammer_args(&self, lock: LockArg) -> HammerArgs {
+        let mut args = HammerArgs::new(&self.address);
+        args.counter = "hot".into();
+        args.concurrency = 64;
+        args.requests = Some(64 * 200);
+        args.lock = lock;
+        args.check_linearizable = true;
+        args
     }
 
     /// Waits (bounded) until `n` requests wait in rowlock for a group.

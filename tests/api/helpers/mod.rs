@@ -138,6 +138,17 @@ impl TestApp {
             .expect("POST")
     }
 
+    /// `POST {path}` with `body` sent as is, labelled JSON (for bodies that are not).
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
     /// One bigint read straight from the database (`SELECT count(*) …`).
     pub async fn scalar(&self, sql: &str) -> i64 {
         self.pg()
@@ -164,6 +175,12 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// A response's status and JSON body (null when it has none).
+pub async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Asserts a problem+json response with `status` and `code`; returns the problem.
