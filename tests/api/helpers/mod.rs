@@ -6,6 +6,7 @@
 mod cluster;
 mod counters;
 mod group_commit;
+mod instances;
 mod jobs;
 mod leases;
 mod observability;
@@ -22,6 +23,7 @@ pub use cluster::{
     allow_triggers, connect, database_port, on_citus, skipped_on_citus, waiting_on_a_lock,
 };
 pub use group_commit::spawn_one_slot_app;
+pub use instances::Instances;
 pub use process::{free_port, serve_process, TestServer};
 
 /// Deadlocks PostgreSQL has detected in the test's database (for [`TestApp::scalar`]).
