@@ -15,13 +15,15 @@ use rowlock::local_cluster::{Durability, LocalCluster};
 use rowlock::startup;
 use tokio_postgres::NoTls;
 
+use super::citus;
+
 const TEMPLATE: &str = "rowlock_test_template";
 
-struct TestCluster {
+pub(super) struct TestCluster {
     admin_url: String,
     /// With `ROWLOCK_TEST_CITUS_URL`: the Citus workers, as `(host, port)`. Every test database
     /// exists on each of them too, with the Citus extension, and rowlock distributes its tables.
-    citus_workers: Vec<(String, u16)>,
+    pub(super) citus_workers: Vec<(String, u16)>,
     /// Kept alive for the whole run; its server dies with the test process.
     _cluster: Option<LocalCluster>,
 }
@@ -125,43 +127,6 @@ impl TestCluster {
     }
 }
 
-/// Whether the suite runs on Citus (`ROWLOCK_TEST_CITUS_URL`).
-pub fn on_citus() -> bool {
-    !cluster().citus_workers.is_empty()
-}
-
-/// Lets `pg` create triggers on rowlock's tables, which Citus refuses on distributed tables
-/// unless told they are safe (they are: the tests' triggers touch only their own row).
-pub async fn allow_triggers(pg: &tokio_postgres::Client) {
-    if on_citus() {
-        pg.batch_execute("SET citus.enable_unsafe_triggers = on")
-            .await
-            .expect("allow triggers on distributed tables");
-    }
-}
-
-/// On Citus, says that a test is skipped and why; true then. For tests whose fault injection
-/// (a trigger with a sequence on the coordinator) cannot run on a worker.
-pub fn skipped_on_citus(why: &str) -> bool {
-    if on_citus() {
-        eprintln!("skipped on Citus: {why}");
-    }
-    on_citus()
-}
-
-/// The condition, on a row of `pg_stat_activity`, that its session waits for a lock. On Citus a
-/// coordinator session waiting for a row lock on a worker shows no lock wait itself; Citus's
-/// `citus_lock_waits` names it by its global pid (node id × 10¹⁰ + pid).
-pub fn waiting_on_a_lock() -> &'static str {
-    match !on_citus() {
-        true => "wait_event_type = 'Lock'",
-        false => {
-            "(wait_event_type = 'Lock'
-              OR pid IN (SELECT (waiting_gpid % 10000000000)::int FROM citus_lock_waits))"
-        }
-    }
-}
-
 fn host_port(url: &str) -> (String, u16) {
     let cfg: tokio_postgres::Config = url.parse().expect("admin URL parses");
     let host = match cfg.get_hosts().first() {
@@ -171,26 +136,9 @@ fn host_port(url: &str) -> (String, u16) {
     (host, cfg.get_ports().first().copied().unwrap_or(5432))
 }
 
-/// The primary workers of the Citus coordinator at `url`.
-async fn citus_workers(url: &str) -> Vec<(String, u16)> {
-    let coordinator = connect(url).await;
-    let rows = coordinator
-        .query(
-            "SELECT nodename, nodeport FROM pg_dist_node
-              WHERE groupid <> 0 AND noderole = 'primary' ORDER BY nodeid",
-            &[],
-        )
-        .await
-        .expect("ROWLOCK_TEST_CITUS_URL must name a Citus coordinator's database with workers");
-    assert!(!rows.is_empty(), "the Citus coordinator has no workers");
-    rows.iter()
-        .map(|r| (r.get(0), u16::try_from(r.get::<_, i32>(1)).expect("a port")))
-        .collect()
-}
-
 static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
 
-fn cluster() -> &'static TestCluster {
+pub(super) fn cluster() -> &'static TestCluster {
     CLUSTER.get_or_init(|| {
         // `ROWLOCK_TEST_CITUS_WAYS=1`: the statements rowlock sends once its tables are
         // distributed by Citus (one row per locking statement, `nextval` by sub-SELECT, lock
@@ -206,7 +154,7 @@ fn cluster() -> &'static TestCluster {
                 .expect("runtime");
             let (admin_url, cluster, citus_workers) =
                 if let Ok(url) = std::env::var("ROWLOCK_TEST_CITUS_URL") {
-                    let workers = rt.block_on(citus_workers(&url));
+                    let workers = rt.block_on(citus::workers(&url));
                     (url, None, workers)
                 } else if let Ok(url) = std::env::var("DATABASE_URL") {
                     (url, None, Vec::new())

@@ -3,6 +3,7 @@
 //! [`TestApp`] with a method per endpoint the tests call, grouped by resource in this folder's
 //! files.
 
+mod citus;
 mod cluster;
 mod counters;
 mod group_commit;
@@ -19,9 +20,8 @@ use rowlock::cli::{DatabaseArgs, PoolArgs, ServeArgs};
 use rowlock::startup::Application;
 use serde_json::Value;
 
-pub use cluster::{
-    allow_triggers, connect, database_port, on_citus, skipped_on_citus, waiting_on_a_lock,
-};
+pub use citus::{allow_triggers, on_citus, skipped_on_citus, waiting_on_a_lock};
+pub use cluster::{connect, database_port};
 pub use group_commit::spawn_one_slot_app;
 pub use instances::Instances;
 pub use process::{free_port, serve_process, TestServer};
