@@ -131,6 +131,30 @@ async fn cut_during_the_write(pg: &tokio_postgres::Client, proxy: &Proxy) {
     }
 }
 
+/// Sends `request`, cuts the connections while its write sleeps, and asserts its answer: 504
+/// `outcome_unknown`, saying it committed.
+async fn committed_but_lost(
+    request: reqwest::RequestBuilder,
+    watch: &tokio_postgres::Client,
+    proxy: &Proxy,
+) {
+    let answer = tokio::spawn(async move {
+        let r = request.send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    cut_during_the_write(watch, proxy).await;
+    let (status, body) = answer.await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (504, Some("outcome_unknown")),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("committed"),
+        "{body}"
+    );
+}
+
 /// rowlock on the test's database, connected to it through a [`Proxy`].
 async fn app_behind_proxy(tune: impl FnOnce(&mut rowlock::cli::ServeArgs)) -> (TestApp, Proxy) {
     let proxy = Proxy::start(database_port()).await;
@@ -181,23 +205,9 @@ async fn a_lone_increment_whose_answer_is_lost_is_looked_up_never_503() {
         .http
         .post(app.url("/counters/x/increment"))
         .json(&json!({"by": 1}));
-    let answer = tokio::spawn(async move {
-        let r = request.send().await.unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    });
-    cut_during_the_write(&watch, &proxy).await;
-    let (status, body) = answer.await.unwrap();
     // Its id was read before anything was locked: looked up, it committed, but the statement's
     // result (the value it wrote) was lost with the connection.
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (504, Some("outcome_unknown")),
-        "{body}"
-    );
-    assert!(
-        body["detail"].as_str().unwrap().contains("committed"),
-        "{body}"
-    );
+    committed_but_lost(request, &watch, &proxy).await;
     app.wait_until("SELECT value FROM counters WHERE name = 'x'", 1)
         .await;
 }
@@ -253,22 +263,8 @@ async fn a_pipelined_transaction_whose_commit_answer_is_lost_is_never_503() {
         .http
         .post(app.url("/transactions?isolation=repeatable_read"))
         .json(&json!({"ops": [{"counter": "x", "by": -5}, {"counter": "z", "by": 5}]}));
-    let answer = tokio::spawn(async move {
-        let r = request.send().await.unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    });
-    cut_during_the_write(&watch, &proxy).await;
-    let (status, body) = answer.await.unwrap();
     // Looked up by its id: committed, but the statement's result was lost with it.
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (504, Some("outcome_unknown")),
-        "{body}"
-    );
-    assert!(
-        body["detail"].as_str().unwrap().contains("committed"),
-        "{body}"
-    );
+    committed_but_lost(request, &watch, &proxy).await;
     assert_eq!(app.db_value("z").await, Some(5));
     assert_eq!(app.db_value("x").await, Some(-5));
 }

@@ -103,15 +103,7 @@ async fn blocked_request_is_listed(app: &TestApp, request: reqwest::RequestBuild
     let waiting = tokio::spawn(async move { request.send().await.unwrap().status() });
     app.wait_for_lock_waiters(1).await;
 
-    let body: Value = app
-        .http
-        .get(app.url("/debug/locks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/debug/locks").await;
     let waiters = body["waiting"].as_array().unwrap();
     let ours = waiters
         .iter()

@@ -38,15 +38,7 @@ async fn a_grouped_transfer_and_increments_see_each_other_in_arrival_order() {
     assert_eq!(app.db_value("bob").await, Some(0));
     // The transaction was recorded under the id it answered.
     let id = committed["id"].as_i64().unwrap();
-    let stored: Value = app
-        .http
-        .get(app.url(&format!("/transactions/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = app.get_json(&format!("/transactions/{id}")).await;
     assert_eq!(stored["results"], committed["results"]);
 }
 
@@ -93,15 +85,7 @@ async fn debug_locks_names_every_request_of_a_waiting_group() {
         })
         .collect();
     let (holds_x, grouped) = app.one_group_waiting_for_x(requests).await;
-    let body: Value = app
-        .http
-        .get(app.url("/debug/locks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/debug/locks").await;
     let waiter = body["waiting"]
         .as_array()
         .unwrap()

@@ -1,5 +1,6 @@
 //! Leases (`/locks/{key}`): acquire, renew, release, read, and the lock's row and waiters.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -7,16 +8,22 @@ use serde_json::{json, Value};
 use super::TestApp;
 
 impl TestApp {
-    /// `POST /locks/{key}` with `{"owner", "ttl_ms", "wait_ms"}`.
-    pub async fn acquire_lock(
+    /// `POST /locks/{key}` with `{"owner", "ttl_ms", "wait_ms"}`. Sent apart from `self`, so
+    /// it can be spawned to wait in the background.
+    pub fn acquire_lock(
         &self,
         key: &str,
         owner: &str,
         ttl_ms: u64,
         wait_ms: u64,
-    ) -> reqwest::Response {
+    ) -> impl Future<Output = reqwest::Response> + Send + 'static {
         let body = json!({"owner": owner, "ttl_ms": ttl_ms, "wait_ms": wait_ms});
-        self.post(&format!("/locks/{key}"), body).await
+        let sent = self
+            .http
+            .post(self.url(&format!("/locks/{key}")))
+            .json(&body)
+            .send();
+        async move { sent.await.expect("POST lock") }
     }
 
     /// Acquires a free lock and returns its token.

@@ -15,15 +15,7 @@ async fn enqueue_is_201_with_an_id_and_the_job_waits_queued() {
     let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
     assert_eq!(app.job_state(id).await, ("queued".into(), 0));
 
-    let job: Value = app
-        .http
-        .get(app.url(&format!("/jobs/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job: Value = app.get_json(&format!("/jobs/{id}")).await;
     assert_eq!(job["queue"], "mail");
     assert_eq!(job["payload"], json!({"to": "a@b.c"}));
     assert_eq!(
@@ -110,15 +102,7 @@ async fn a_paused_queue_claims_nothing_until_it_is_resumed() {
     app.enqueue("other", json!({}), json!({})).await;
     assert_eq!(app.claim("other", json!({})).await.len(), 1);
 
-    let stats: Value = app
-        .http
-        .get(app.url("/queues/p"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = app.get_json("/queues/p").await;
     assert_eq!(stats["paused"], true);
     assert_eq!(
         stats["counts"],

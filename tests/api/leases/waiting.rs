@@ -11,12 +11,9 @@ use crate::helpers::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn a_waiting_acquisition_is_woken_by_a_release_well_before_its_deadline() {
-    let app = Arc::new(spawn_app().await);
+    let app = spawn_app().await;
     let held = app.granted_lock("k", "a", 60_000).await;
-    let waiter = {
-        let app = app.clone();
-        tokio::spawn(async move { app.acquire_lock("k", "b", 60_000, 20_000).await })
-    };
+    let waiter = tokio::spawn(app.acquire_lock("k", "b", 60_000, 20_000));
     app.wait_for_lock_waiting("k", 1).await;
     let released = Instant::now();
     assert_eq!(app.release_lock("k", held).await.status(), 204);
@@ -58,12 +55,9 @@ async fn a_waiting_acquisition_is_granted_once_the_holder_expires() {
 
 #[tokio::test]
 async fn a_renewal_that_shortens_the_lease_wakes_waiters_to_its_new_expiry() {
-    let app = Arc::new(spawn_app().await);
+    let app = spawn_app().await;
     let held = app.granted_lock("k", "a", 60_000).await;
-    let waiter = {
-        let app = app.clone();
-        tokio::spawn(async move { app.acquire_lock("k", "b", 60_000, 20_000).await })
-    };
+    let waiter = tokio::spawn(app.acquire_lock("k", "b", 60_000, 20_000));
     app.wait_for_lock_waiting("k", 1).await;
     let renewed = Instant::now();
     assert_eq!(app.renew_lock("k", held, 200).await.status(), 200);

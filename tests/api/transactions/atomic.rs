@@ -25,15 +25,7 @@ async fn a_transfer_moves_value_and_is_recorded() {
     assert_eq!(app.db_value("bob").await, Some(130));
 
     let id = body["id"].as_i64().unwrap();
-    let stored: Value = app
-        .http
-        .get(app.url(&format!("/transactions/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = app.get_json(&format!("/transactions/{id}")).await;
     assert_eq!(stored["id"], id);
     assert_eq!(
         stored["ops"],

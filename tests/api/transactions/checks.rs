@@ -53,15 +53,7 @@ async fn a_counter_named_twice_must_stay_in_bounds_after_each_op() {
         })
         .collect();
     assert_eq!(pairs, vec![(0, 10), (0, 3), (10, 5)]);
-    let stored: Value = app
-        .http
-        .get(app.url(&format!("/transactions/{}", body["id"])))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = app.get_json(&format!("/transactions/{}", body["id"])).await;
     assert_eq!(stored["results"], body["results"]);
     assert_eq!(app.db_value("a").await, Some(5));
     assert_eq!(app.db_value("b").await, Some(3));
