@@ -157,9 +157,7 @@ async fn a_counter_deleted_and_created_again_never_reuses_a_version() {
 
     for stale in [&first, &second] {
         let requests = [
-            app.http
-                .post(app.url("/counters/x/increment"))
-                .json(&json!({"by": 1})),
+            app.increment_request("x", 1),
             app.http
                 .put(app.url("/counters/x"))
                 .json(&json!({"value": 0})),

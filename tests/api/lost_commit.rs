@@ -172,13 +172,7 @@ async fn a_group_whose_commit_answer_is_lost_is_answered_as_committed() {
     app.create_counter("x", 0).await;
     app.create_counter("y", 0).await;
     slow_writes_of(&app, "x").await;
-    let requests = (0..2)
-        .map(|_| {
-            app.http
-                .post(app.url("/counters/x/increment"))
-                .json(&json!({"by": 1}))
-        })
-        .collect();
+    let requests = (0..2).map(|_| app.increment_request("x", 1)).collect();
     let (holds_x, grouped) = app.one_group_waiting_for_x(requests).await;
     let watch = app.pg().await;
     holds_x.batch_execute("COMMIT").await.unwrap();

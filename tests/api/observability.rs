@@ -239,11 +239,7 @@ async fn a_browsers_cross_site_request_is_403_and_changes_nothing() {
     })
     .await;
     app.create_counter("x", 0).await;
-    let increment = || {
-        app.http
-            .post(app.url("/counters/x/increment"))
-            .json(&serde_json::json!({"by": 1}))
-    };
+    let increment = || app.increment_request("x", 1);
     let refused = [
         increment().header("origin", "https://evil.example"),
         increment().header("sec-fetch-site", "cross-site"),

@@ -58,6 +58,13 @@ impl TestApp {
         tokio::spawn(async move { sent.await.expect("POST increment").status().as_u16() })
     }
 
+    /// A `POST /counters/{name}/increment` with `{"by": by}`, to send later.
+    pub fn increment_request(&self, name: &str, by: i64) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(&format!("/counters/{name}/increment")))
+            .json(&json!({ "by": by }))
+    }
+
     /// `POST /counters/{name}/increment` with `{"by": by}` and `If-Match: "{version}"`.
     pub async fn increment_if_match(&self, name: &str, version: i64, by: i64) -> reqwest::Response {
         self.http

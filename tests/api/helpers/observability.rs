@@ -45,4 +45,16 @@ impl TestApp {
         );
         self.wait_until(&sql, n).await;
     }
+
+    /// Waits (bounded) until none of rowlock's sessions is left in a transaction or waiting on
+    /// a lock.
+    pub async fn wait_for_no_session_left_open(&self) {
+        let left = format!(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name LIKE 'rowlock%'
+                AND (state LIKE 'idle in transaction%' OR {})",
+            waiting_on_a_lock()
+        );
+        self.wait_until(&left, 0).await;
+    }
 }

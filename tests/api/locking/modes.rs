@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_problem, spawn_app, waiting_on_a_lock};
+use crate::helpers::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn nowait_increment_on_a_row_locked_elsewhere_is_423_at_once() {
@@ -139,13 +139,7 @@ async fn a_client_that_gives_up_while_waiting_leaves_nothing_behind() {
     app.wait_until("SELECT value FROM counters WHERE name = 'hot'", 1)
         .await;
     // ... and leaves no session in a transaction and no waiter behind.
-    let left = format!(
-        "SELECT count(*) FROM pg_stat_activity
-          WHERE datname = current_database() AND application_name LIKE 'rowlock%'
-            AND (state LIKE 'idle in transaction%' OR {})",
-        waiting_on_a_lock()
-    );
-    app.wait_until(&left, 0).await;
+    app.wait_for_no_session_left_open().await;
     // Nobody holds the row lock any more.
     let pg = app.pg().await;
     pg.batch_execute(
