@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_problem, spawn_app, spawn_app_failing_updates, spawn_app_with, TestApp,
+};
 
 #[tokio::test]
 async fn metrics_count_requests_and_problems_by_label_and_observe_lock_waits() {
@@ -54,12 +56,9 @@ async fn metrics_count_requests_and_problems_by_label_and_observe_lock_waits() {
 
 #[tokio::test]
 async fn metrics_count_retries_after_serialization_failures() {
-    if crate::helpers::skipped_on_citus("failures are injected by a trigger on one node") {
+    let Some(app) = spawn_app_failing_updates("40001", 2).await else {
         return;
-    }
-    let app = spawn_app().await;
-    app.create_counter("c", 0).await;
-    app.fail_updates("40001", 2).await;
+    };
     assert_eq!(app.increment("c", "", 1).await.status(), 200);
     let text = app.metrics_text().await;
     assert!(

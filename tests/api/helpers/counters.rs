@@ -6,7 +6,7 @@ use std::future::Future;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-use super::TestApp;
+use super::{skipped_on_citus, spawn_app, TestApp};
 
 impl TestApp {
     pub async fn put_counter(&self, name: &str, body: Value) -> reqwest::Response {
@@ -139,4 +139,17 @@ impl TestApp {
         .await
         .expect("install the failing trigger");
     }
+}
+
+/// rowlock with the counter `c` at 0 whose first `failures` updates raise `sqlstate` (see
+/// [`TestApp::fail_updates`]); `None`, the test skipped, on Citus, where the trigger's sequence
+/// would live on one node only.
+pub async fn spawn_app_failing_updates(sqlstate: &str, failures: i64) -> Option<TestApp> {
+    if skipped_on_citus("failures are injected by a trigger on one node") {
+        return None;
+    }
+    let app = spawn_app().await;
+    app.create_counter("c", 0).await;
+    app.fail_updates(sqlstate, failures).await;
+    Some(app)
 }

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub use citus::{allow_triggers, on_citus, skipped_on_citus, waiting_on_a_lock};
 pub use cluster::{connect, database_port};
+pub use counters::spawn_app_failing_updates;
 pub use group_commit::spawn_one_slot_app;
 pub use instances::Instances;
 pub use process::{free_port, serve_process, TestServer};

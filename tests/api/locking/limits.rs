@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_failing_updates, spawn_app_with};
 
 #[tokio::test]
 async fn with_every_pooled_connection_stuck_behind_a_lock_the_next_request_is_503() {
@@ -45,12 +45,9 @@ async fn with_every_pooled_connection_stuck_behind_a_lock_the_next_request_is_50
 
 #[tokio::test]
 async fn a_serialization_failure_is_retried_by_the_server() {
-    if crate::helpers::skipped_on_citus("failures are injected by a trigger on one node") {
+    let Some(app) = spawn_app_failing_updates("40001", 2).await else {
         return;
-    }
-    let app = spawn_app().await;
-    app.create_counter("c", 0).await;
-    app.fail_updates("40001", 2).await;
+    };
     let r = app.increment("c", "isolation=serializable", 1).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(app.db_value("c").await, Some(1));
@@ -58,12 +55,9 @@ async fn a_serialization_failure_is_retried_by_the_server() {
 
 #[tokio::test]
 async fn a_transaction_that_keeps_failing_to_serialize_is_409_and_changes_nothing() {
-    if crate::helpers::skipped_on_citus("failures are injected by a trigger on one node") {
+    let Some(app) = spawn_app_failing_updates("40001", 1_000_000).await else {
         return;
-    }
-    let app = spawn_app().await;
-    app.create_counter("c", 0).await;
-    app.fail_updates("40001", 1_000_000).await;
+    };
     assert_problem(
         app.increment("c", "", 1).await,
         409,
@@ -78,18 +72,15 @@ async fn a_transaction_that_keeps_failing_to_serialize_is_409_and_changes_nothin
 
 #[tokio::test]
 async fn a_deadlock_is_retried_and_a_persistent_one_is_409_deadlock() {
-    if crate::helpers::skipped_on_citus("failures are injected by a trigger on one node") {
+    let Some(app) = spawn_app_failing_updates("40P01", 1).await else {
         return;
-    }
-    let app = spawn_app().await;
-    app.create_counter("c", 0).await;
-    app.fail_updates("40P01", 1).await;
+    };
     assert_eq!(app.increment("c", "lock=none", 1).await.status(), 200);
     assert_eq!(app.db_value("c").await, Some(1));
 
-    let app = spawn_app().await;
-    app.create_counter("c", 0).await;
-    app.fail_updates("40P01", 1_000_000).await;
+    let Some(app) = spawn_app_failing_updates("40P01", 1_000_000).await else {
+        return;
+    };
     assert_problem(app.increment("c", "", 1).await, 409, "deadlock").await;
     assert_eq!(app.db_value("c").await, Some(0));
 }
