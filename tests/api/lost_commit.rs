@@ -85,25 +85,6 @@ async fn relay(client: TcpStream, server: TcpStream, mut cut: watch::Receiver<u6
     upstream.abort();
 }
 
-/// Makes every write of counter `name` sleep 1.5 s in PostgreSQL.
-async fn slow_writes_of(app: &TestApp, name: &str) {
-    let pg = app.pg().await;
-    crate::helpers::allow_triggers(&pg).await;
-    // One statement per message: Citus passes each on to the workers on its own.
-    pg.batch_execute(
-        "CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$",
-    )
-    .await
-    .unwrap();
-    pg.batch_execute(&format!(
-        "CREATE TRIGGER slow_write BEFORE UPDATE ON counters FOR EACH ROW
-         WHEN (NEW.name = '{name}') EXECUTE FUNCTION slow_write()"
-    ))
-    .await
-    .unwrap();
-}
-
 /// Cuts rowlock's connections once one of its sessions sleeps in the trigger (watched through
 /// `pg`, a connection opened before the write could start).
 async fn cut_during_the_write(pg: &tokio_postgres::Client, proxy: &Proxy) {
@@ -171,7 +152,7 @@ async fn a_group_whose_commit_answer_is_lost_is_answered_as_committed() {
     let (app, proxy) = app_behind_proxy(|args| args.group.group_concurrency = 1).await;
     app.create_counter("x", 0).await;
     app.create_counter("y", 0).await;
-    slow_writes_of(&app, "x").await;
+    app.slow_writes_of("x", 1.5).await;
     let requests = (0..2).map(|_| app.increment_request("x", 1)).collect();
     let (holds_x, grouped) = app.one_group_waiting_for_x(requests).await;
     let watch = app.pg().await;
@@ -193,7 +174,7 @@ async fn a_group_whose_commit_answer_is_lost_is_answered_as_committed() {
 async fn a_lone_increment_whose_answer_is_lost_is_looked_up_never_503() {
     let (app, proxy) = app_behind_proxy(|_| {}).await;
     app.create_counter("x", 0).await;
-    slow_writes_of(&app, "x").await;
+    app.slow_writes_of("x", 1.5).await;
     let watch = app.pg().await;
     let request = app
         .http
@@ -249,7 +230,7 @@ async fn a_pipelined_transaction_whose_commit_answer_is_lost_is_never_503() {
     let (app, proxy) = app_behind_proxy(|_| {}).await;
     app.create_counter("x", 0).await;
     app.create_counter("z", 0).await;
-    slow_writes_of(&app, "z").await;
+    app.slow_writes_of("z", 1.5).await;
     let watch = app.pg().await;
     // Alone (repeatable read), as `BEGIN`, its settings with `txid_current()`, the statement
     // and `COMMIT` in one pipeline: the write sleeps, the COMMIT waits behind it on the server.

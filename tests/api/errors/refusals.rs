@@ -10,19 +10,7 @@ use crate::helpers::{assert_problem, spawn_app};
 async fn a_statement_past_the_statement_timeout_is_503_with_retry_after() {
     let app = crate::helpers::spawn_app_with(|args| args.pool.statement_timeout_ms = 300).await;
     app.create_counter("slow", 0).await;
-    let pg = app.pg().await;
-    crate::helpers::allow_triggers(&pg).await;
-    pg.batch_execute(
-        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$",
-    )
-    .await
-    .unwrap();
-    pg.batch_execute(
-        "CREATE TRIGGER slow BEFORE UPDATE ON counters FOR EACH ROW EXECUTE FUNCTION slow()",
-    )
-    .await
-    .unwrap();
+    app.slow_writes_of("slow", 5.0).await;
     let r = app.increment("slow", "", 1).await;
     assert_eq!(r.headers()["retry-after"], "1");
     assert_problem(r, 503, "unavailable").await;

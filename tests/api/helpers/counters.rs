@@ -6,7 +6,7 @@ use std::future::Future;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-use super::{skipped_on_citus, spawn_app, TestApp};
+use super::{allow_triggers, skipped_on_citus, spawn_app, TestApp};
 
 impl TestApp {
     pub async fn put_counter(&self, name: &str, body: Value) -> reqwest::Response {
@@ -118,6 +118,25 @@ impl TestApp {
             .await
             .expect("hold the row");
         holder
+    }
+
+    /// Makes every write of counter `name` sleep `seconds` in PostgreSQL (a trigger).
+    pub async fn slow_writes_of(&self, name: &str, seconds: f64) {
+        let pg = self.pg().await;
+        allow_triggers(&pg).await;
+        // One statement per message: Citus passes each on to the workers on its own.
+        pg.batch_execute(&format!(
+            "CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$"
+        ))
+        .await
+        .expect("create the sleeping function");
+        pg.batch_execute(&format!(
+            "CREATE TRIGGER slow_write BEFORE UPDATE ON counters FOR EACH ROW
+             WHEN (NEW.name = '{name}') EXECUTE FUNCTION slow_write()"
+        ))
+        .await
+        .expect("create the sleeping trigger");
     }
 
     /// Installs a trigger on `counters` that raises `sqlstate` on the first `failures` updates.
