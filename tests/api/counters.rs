@@ -33,20 +33,10 @@ async fn put_creates_then_replaces_and_get_returns_it_with_an_etag() {
 async fn delete_removes_the_counter_and_a_second_delete_is_404() {
     let app = spawn_app().await;
     app.create_counter("gone", 1).await;
-    let r = app
-        .http
-        .delete(app.url("/counters/gone"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete_counter("gone").await;
     assert_eq!(r.status().as_u16(), 204);
     assert_eq!(app.db_value("gone").await, None);
-    let r = app
-        .http
-        .delete(app.url("/counters/gone"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete_counter("gone").await;
     assert_problem(r, 404, "not_found").await;
     assert_problem(app.get_counter("gone").await, 404, "not_found").await;
 }
@@ -98,23 +88,12 @@ async fn a_change_beyond_the_bounds_is_409_and_changes_nothing_in_every_mode() {
         );
         assert_problem(app.increment("b", query, 4).await, 409, "bound_violation").await;
     }
-    let r = app
-        .http
-        .post(app.url("/counters/b/increment"))
-        .header("If-Match", "\"1\"")
-        .json(&json!({"by": -6}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.increment_if_match("b", 1, -6).await;
     assert_problem(r, 409, "bound_violation").await;
     assert_eq!(app.db_value("b").await, Some(5));
-    let version: i64 = app
-        .pg()
-        .await
-        .query_one("SELECT version FROM counters WHERE name = 'b'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let version = app
+        .scalar("SELECT version FROM counters WHERE name = 'b'")
+        .await;
     assert_eq!(version, 1, "a refused change must not bump the version");
 }
 
@@ -123,23 +102,9 @@ async fn if_match_with_a_stale_version_is_412_and_a_current_one_applies() {
     let app = spawn_app().await;
     app.create_counter("o", 0).await;
     app.increment("o", "", 1).await;
-    let stale = app
-        .http
-        .post(app.url("/counters/o/increment"))
-        .header("If-Match", "\"1\"")
-        .json(&json!({"by": 1}))
-        .send()
-        .await
-        .unwrap();
+    let stale = app.increment_if_match("o", 1, 1).await;
     assert_problem(stale, 412, "version_mismatch").await;
-    let current = app
-        .http
-        .post(app.url("/counters/o/increment"))
-        .header("If-Match", "\"2\"")
-        .json(&json!({"by": 1}))
-        .send()
-        .await
-        .unwrap();
+    let current = app.increment_if_match("o", 2, 1).await;
     assert_eq!(current.status().as_u16(), 200);
     // Versions increase; on Citus the refused request above may have taken one from the
     // sequence, so the next is not always 3.
@@ -179,12 +144,7 @@ async fn a_counter_deleted_and_created_again_never_reuses_a_version() {
     let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_owned();
     let first = etag(&app.put_counter("x", json!({"value": 10})).await);
     let second = etag(&app.increment("x", "", 1).await);
-    let r = app
-        .http
-        .delete(app.url("/counters/x"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete_counter("x").await;
     assert_eq!(r.status().as_u16(), 204);
     let r = app.put_counter("x", json!({"value": 10})).await;
     assert_eq!(r.status().as_u16(), 201);
@@ -197,9 +157,7 @@ async fn a_counter_deleted_and_created_again_never_reuses_a_version() {
 
     for stale in [&first, &second] {
         let requests = [
-            app.http
-                .post(app.url("/counters/x/increment"))
-                .json(&json!({"by": 1})),
+            app.increment_request("x", 1),
             app.http
                 .put(app.url("/counters/x"))
                 .json(&json!({"value": 0})),

@@ -27,14 +27,7 @@ async fn serve_on(url: String, group_commit: bool) -> (String, actix_web::dev::S
 /// commit's WAL flush and its answer is up to chance; `lost_commit.rs` makes that happen on
 /// purpose.
 async fn crash_under_load(group_commit: bool, spread: u32) {
-    let cluster =
-        tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
-            .await
-            .expect("cluster thread")
-            .expect("start a throwaway PostgreSQL");
-    rowlock::db::ensure_database(&cluster.url("postgres"), "rowlock")
-        .await
-        .expect("create the database");
+    let cluster = durable_cluster().await;
     let url = cluster.url("rowlock");
     let (address, handle) = serve_on(url.clone(), group_commit).await;
 
@@ -119,10 +112,8 @@ async fn a_crash_under_load_of_single_transactions_never_hides_an_applied_increm
     crash_under_load(false, 64).await;
 }
 
-/// Restarts PostgreSQL (`fast`, or `immediate` like a crash) while rowlock serves, and checks
-/// that no request hangs or gets a 500, and that increments are answered 200 again within 5 s
-/// of the server being back.
-async fn back_within_five_seconds(immediate: bool) {
+/// A durable throwaway PostgreSQL of this test's own, with the database `rowlock`.
+async fn durable_cluster() -> LocalCluster {
     let cluster =
         tokio::task::spawn_blocking(|| LocalCluster::start_throwaway(Durability::Durable))
             .await
@@ -131,6 +122,14 @@ async fn back_within_five_seconds(immediate: bool) {
     rowlock::db::ensure_database(&cluster.url("postgres"), "rowlock")
         .await
         .expect("create the database");
+    cluster
+}
+
+/// Restarts PostgreSQL (`fast`, or `immediate` like a crash) while rowlock serves, and checks
+/// that no request hangs or gets a 500, and that increments are answered 200 again within 5 s
+/// of the server being back.
+async fn back_within_five_seconds(immediate: bool) {
+    let cluster = durable_cluster().await;
     let (address, handle) = serve_on(cluster.url("rowlock"), true).await;
     let http = reqwest::Client::new();
     let increment = || {

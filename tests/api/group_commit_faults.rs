@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::group_commit::{one_group_waiting_for_x, one_slot_app};
-use crate::helpers::{free_port, serve_process, spawn_app, waiting_on_a_lock};
+use crate::helpers::{free_port, serve_process, spawn_app, spawn_one_slot_app, waiting_on_a_lock};
 
 /// `rowlock serve` on `database_url`; returns once `/readyz` answers 200.
 async fn serve(database_url: &str, port: u16) -> Child {
@@ -112,15 +111,9 @@ async fn after_kill_9_during_grouped_load_retrying_unanswered_keys_applies_each_
 
 #[tokio::test]
 async fn when_a_groups_session_is_killed_before_commit_every_request_is_503_and_nothing_applied() {
-    let app = one_slot_app().await;
-    let requests = (0..3)
-        .map(|_| {
-            app.http
-                .post(app.url("/counters/x/increment"))
-                .json(&json!({"by": 1}))
-        })
-        .collect();
-    let (holds_x, grouped) = one_group_waiting_for_x(requests, &app).await;
+    let app = spawn_one_slot_app().await;
+    let requests = (0..3).map(|_| app.increment_request("x", 1)).collect();
+    let (holds_x, grouped) = app.one_group_waiting_for_x(requests).await;
     let killed: i64 = app
         .pg()
         .await
@@ -238,13 +231,7 @@ async fn four_hundred_clients_that_give_up_behind_a_held_row_leave_nothing_behin
     // left); then nothing is left open or waiting, and the row is free at once.
     app.wait_until("SELECT value FROM counters WHERE name = 'x'", 400)
         .await;
-    let left = format!(
-        "SELECT count(*) FROM pg_stat_activity
-          WHERE datname = current_database() AND application_name LIKE 'rowlock%'
-            AND (state = 'idle in transaction' OR {})",
-        waiting_on_a_lock()
-    );
-    app.wait_until(&left, 0).await;
+    app.wait_for_no_session_left_open().await;
     app.wait_until_metric("rowlock_group_queued", 0.0).await;
     assert_eq!(app.increment("x", "lock=nowait", 1).await.status(), 200);
     assert_eq!(app.db_value("x").await, Some(401));

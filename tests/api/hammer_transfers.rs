@@ -9,7 +9,7 @@ use actix_web::web::{self, Data, Json, Path};
 use actix_web::HttpResponse;
 use deadpool_postgres::Pool;
 use rowlock::hammer::transfer::{self, TransferReport};
-use rowlock::hammer::WorkloadKind as Workload;
+use rowlock::hammer::WorkloadKind;
 use rowlock::hammer::{HammerArgs, Verdict};
 use serde_json::{json, Value};
 
@@ -17,7 +17,7 @@ use crate::helpers::{spawn_app, TestApp, TestServer};
 
 fn transfer_args(address: &str, accounts: u32, concurrency: usize, requests: u64) -> HammerArgs {
     let mut args = HammerArgs::new(address);
-    args.workload = Workload::Transfer;
+    args.workload = WorkloadKind::Transfer;
     args.transfer.accounts = accounts;
     args.concurrency = concurrency;
     args.requests = Some(requests);
@@ -26,7 +26,7 @@ fn transfer_args(address: &str, accounts: u32, concurrency: usize, requests: u64
 
 fn order_args(address: &str, items: u32, lines: u32, initial: i64, requests: u64) -> HammerArgs {
     let mut args = HammerArgs::new(address);
-    args.workload = Workload::Order;
+    args.workload = WorkloadKind::Order;
     args.transfer.items = items;
     args.transfer.lines = lines;
     args.transfer.initial = initial;
@@ -118,7 +118,7 @@ async fn the_transfer_command_writes_its_json_report_and_exits_zero() {
     let _ = std::fs::remove_file(&path);
     let report: TransferReport = serde_json::from_str(&text).expect("JSON parses");
     assert_eq!(report.requests, 100);
-    assert_eq!(report.workload, Workload::Transfer);
+    assert_eq!(report.workload, WorkloadKind::Transfer);
     assert_eq!(report.verdict, Verdict::Pass);
     assert!(report.latency_ms.p99 > 0.0);
 }

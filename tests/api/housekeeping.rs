@@ -1,6 +1,6 @@
 //! Background housekeeping: old completed jobs are deleted after their retention.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::spawn_app_with;
 
@@ -17,16 +17,7 @@ async fn completed_jobs_are_deleted_after_their_retention_and_others_are_kept() 
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    let claimed: Value = app
-        .http
-        .post(app.url("/queues/q/claim"))
-        .json(&json!({"limit": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let claimed = app.claim("q", json!({"limit": 1})).await;
     let (id, token) = (&claimed[0]["id"], &claimed[0]["token"]);
     let r = app
         .http

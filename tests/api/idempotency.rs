@@ -143,13 +143,12 @@ async fn keys_expire_after_their_retention_and_are_purged_in_the_background() {
 
 #[tokio::test]
 async fn a_reply_too_large_to_store_under_its_key_says_so_and_a_small_one_is_stored() {
-    use crate::jobs::enqueue;
     let app = spawn_app().await;
     let blob = "x".repeat(200_000);
     for _ in 0..2 {
-        enqueue(&app, "big", json!({ "blob": blob }), json!({})).await;
+        app.enqueue("big", json!({ "blob": blob }), json!({})).await;
     }
-    enqueue(&app, "small", json!({}), json!({})).await;
+    app.enqueue("small", json!({}), json!({})).await;
     let claim = |queue: &str, key: &str| {
         app.http
             .post(app.url(&format!("/queues/{queue}/claim")))

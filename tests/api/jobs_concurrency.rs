@@ -8,41 +8,40 @@ use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, spawn_app};
-use crate::jobs::{claim, enqueue, job_state, post};
 
 #[tokio::test]
 async fn an_expired_lease_is_claimed_again_and_the_first_workers_token_is_stale() {
     let app = spawn_app().await;
-    let id = enqueue(&app, "l", json!({}), json!({})).await;
-    let first = claim(&app, "l", json!({"lease_ms": 100})).await.remove(0);
+    let id = app.enqueue("l", json!({}), json!({})).await;
+    let first = app.claim("l", json!({"lease_ms": 100})).await.remove(0);
     // Not claimable while the lease runs.
-    assert_eq!(post(&app, "/queues/l/claim", json!({})).await.status(), 204);
+    assert_eq!(app.post("/queues/l/claim", json!({})).await.status(), 204);
     app.wait_until(
         "SELECT count(*) FROM jobs WHERE lease_expires_at <= now()",
         1,
     )
     .await;
 
-    let second = claim(&app, "l", json!({"lease_ms": 60000})).await.remove(0);
+    let second = app.claim("l", json!({"lease_ms": 60000})).await.remove(0);
     assert_eq!(second["id"], id);
     assert_eq!(second["attempt"], 2);
     assert_ne!(second["token"], first["token"]);
     let path = format!("/jobs/{id}/complete");
     assert_problem(
-        post(&app, &path, json!({"token": first["token"]})).await,
+        app.post(&path, json!({"token": first["token"]})).await,
         409,
         "stale_token",
     )
     .await;
-    let r = post(
-        &app,
-        &format!("/jobs/{id}/heartbeat"),
-        json!({"token": first["token"]}),
-    )
-    .await;
+    let r = app
+        .post(
+            &format!("/jobs/{id}/heartbeat"),
+            json!({"token": first["token"]}),
+        )
+        .await;
     assert_problem(r, 409, "stale_token").await;
     assert_eq!(
-        post(&app, &path, json!({"token": second["token"]}))
+        app.post(&path, json!({"token": second["token"]}))
             .await
             .status(),
         200
@@ -64,14 +63,14 @@ async fn an_expired_lease_is_claimed_again_and_the_first_workers_token_is_stale(
 #[tokio::test]
 async fn a_heartbeat_keeps_the_lease_so_the_job_is_not_claimed_again() {
     let app = spawn_app().await;
-    let id = enqueue(&app, "h", json!({}), json!({})).await;
-    let job = claim(&app, "h", json!({"lease_ms": 1000})).await.remove(0);
-    let r = post(
-        &app,
-        &format!("/jobs/{id}/heartbeat"),
-        json!({"token": job["token"], "lease_ms": 600000}),
-    )
-    .await;
+    let id = app.enqueue("h", json!({}), json!({})).await;
+    let job = app.claim("h", json!({"lease_ms": 1000})).await.remove(0);
+    let r = app
+        .post(
+            &format!("/jobs/{id}/heartbeat"),
+            json!({"token": job["token"], "lease_ms": 600000}),
+        )
+        .await;
     assert_eq!(r.status().as_u16(), 200);
     let renewed: bool = app
         .pg()
@@ -84,24 +83,26 @@ async fn a_heartbeat_keeps_the_lease_so_the_job_is_not_claimed_again() {
         .unwrap()
         .get(0);
     assert!(renewed);
-    assert_eq!(post(&app, "/queues/h/claim", json!({})).await.status(), 204);
+    assert_eq!(app.post("/queues/h/claim", json!({})).await.status(), 204);
 }
 
 #[tokio::test]
 async fn a_job_failing_max_attempts_times_is_dead_with_its_errors_and_growing_backoff() {
     let app = spawn_app().await;
-    let id = enqueue(&app, "r", json!({}), json!({"max_attempts": 3})).await;
+    let id = app
+        .enqueue("r", json!({}), json!({"max_attempts": 3}))
+        .await;
     let pg = app.pg().await;
     let mut delays = Vec::new();
     for attempt in 1..=3 {
-        let job = claim(&app, "r", json!({})).await.remove(0);
+        let job = app.claim("r", json!({})).await.remove(0);
         assert_eq!(job["attempt"], attempt);
-        let r = post(
-            &app,
-            &format!("/jobs/{id}/fail"),
-            json!({"token": job["token"], "error": format!("boom {attempt}")}),
-        )
-        .await;
+        let r = app
+            .post(
+                &format!("/jobs/{id}/fail"),
+                json!({"token": job["token"], "error": format!("boom {attempt}")}),
+            )
+            .await;
         assert_eq!(r.status().as_u16(), 200);
         let body: Value = r.json().await.unwrap();
         if attempt < 3 {
@@ -118,7 +119,7 @@ async fn a_job_failing_max_attempts_times_is_dead_with_its_errors_and_growing_ba
                 .get(0);
             delays.push(delay);
             // Not due yet; then make the retry due now instead of waiting for it.
-            assert_eq!(post(&app, "/queues/r/claim", json!({})).await.status(), 204);
+            assert_eq!(app.post("/queues/r/claim", json!({})).await.status(), 204);
             pg.execute("UPDATE jobs SET run_at = now() WHERE id = $1", &[&id])
                 .await
                 .unwrap();
@@ -149,24 +150,24 @@ async fn a_job_failing_max_attempts_times_is_dead_with_its_errors_and_growing_ba
         .map(|e| e["error"].as_str().unwrap())
         .collect();
     assert_eq!(messages, ["boom 1", "boom 2", "boom 3"]);
-    assert_eq!(post(&app, "/queues/r/claim", json!({})).await.status(), 204);
+    assert_eq!(app.post("/queues/r/claim", json!({})).await.status(), 204);
 
     // Retry brings it back with fresh attempts; its history stays.
-    let r = post(&app, &format!("/jobs/{id}/retry"), json!({})).await;
+    let r = app.post(&format!("/jobs/{id}/retry"), json!({})).await;
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(claim(&app, "r", json!({})).await[0]["attempt"], 1);
-    assert_eq!(job_state(&app, id).await, ("running".into(), 1));
+    assert_eq!(app.claim("r", json!({})).await[0]["attempt"], 1);
+    assert_eq!(app.job_state(id).await, ("running".into(), 1));
 }
 
 #[tokio::test]
 async fn a_long_poll_claim_gets_a_job_enqueued_while_it_waits_long_before_its_deadline() {
     let app = spawn_app().await;
     let started = Instant::now();
-    let waiting = post(&app, "/queues/lp/claim", json!({"wait_ms": 5000}));
+    let waiting = app.post("/queues/lp/claim", json!({"wait_ms": 5000}));
     let enqueue_later = async {
         // Part of the scenario, not synchronisation: the job arrives while the claim waits.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        enqueue(&app, "lp", json!("late"), json!({})).await
+        app.enqueue("lp", json!("late"), json!({})).await
     };
     let (r, id) = tokio::join!(waiting, enqueue_later);
     let waited = started.elapsed();
@@ -182,7 +183,9 @@ async fn a_long_poll_claim_gets_a_job_enqueued_while_it_waits_long_before_its_de
 async fn a_long_poll_claim_with_nothing_to_claim_is_204_after_its_wait() {
     let app = spawn_app().await;
     let started = Instant::now();
-    let r = post(&app, "/queues/empty/claim", json!({"wait_ms": 700})).await;
+    let r = app
+        .post("/queues/empty/claim", json!({"wait_ms": 700}))
+        .await;
     let waited = started.elapsed();
     assert_eq!(r.status().as_u16(), 204);
     assert!(
@@ -211,10 +214,10 @@ async fn waiting_claims_are_still_woken_after_the_listening_connection_is_killed
         .await;
 
     let started = Instant::now();
-    let waiting = post(&app, "/queues/rc/claim", json!({"wait_ms": 10000}));
+    let waiting = app.post("/queues/rc/claim", json!({"wait_ms": 10000}));
     let enqueue_later = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        enqueue(&app, "rc", json!({}), json!({})).await
+        app.enqueue("rc", json!({}), json!({})).await
     };
     let (r, id) = tokio::join!(waiting, enqueue_later);
     assert_eq!(r.json::<Value>().await.unwrap()[0]["id"], id);
@@ -233,7 +236,7 @@ async fn sixteen_workers_over_5000_jobs_complete_every_job_exactly_once() {
         .for_each_concurrent(32, |i| {
             let app = &app;
             async move {
-                enqueue(app, "many", json!({ "n": i }), json!({})).await;
+                app.enqueue("many", json!({ "n": i }), json!({})).await;
             }
         })
         .await;
@@ -244,12 +247,12 @@ async fn sixteen_workers_over_5000_jobs_complete_every_job_exactly_once() {
             let mut done = Vec::new();
             loop {
                 let limit = 1 + w % 4;
-                let r = post(
-                    app,
-                    "/queues/many/claim",
-                    json!({"limit": limit, "lease_ms": 120000}),
-                )
-                .await;
+                let r = app
+                    .post(
+                        "/queues/many/claim",
+                        json!({"limit": limit, "lease_ms": 120000}),
+                    )
+                    .await;
                 if r.status().as_u16() == 204 {
                     return done;
                 }
@@ -258,12 +261,12 @@ async fn sixteen_workers_over_5000_jobs_complete_every_job_exactly_once() {
                 assert!(!jobs.is_empty() && jobs.len() <= limit);
                 for job in jobs {
                     let id = job["id"].as_i64().unwrap();
-                    let r = post(
-                        app,
-                        &format!("/jobs/{id}/complete"),
-                        json!({"token": job["token"]}),
-                    )
-                    .await;
+                    let r = app
+                        .post(
+                            &format!("/jobs/{id}/complete"),
+                            json!({"token": job["token"]}),
+                        )
+                        .await;
                     assert_eq!(
                         r.status().as_u16(),
                         200,

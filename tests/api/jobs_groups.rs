@@ -10,17 +10,6 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, TestApp};
-use crate::jobs::{claim, post};
-
-/// Sends `POST path` with `body` in the background; answers status and JSON body.
-fn send(app: &TestApp, path: String, body: Value) -> tokio::task::JoinHandle<(u16, Value)> {
-    let request = app.http.post(app.url(&path)).json(&body);
-    tokio::spawn(async move {
-        let r = request.send().await.expect("POST");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    })
-}
 
 async fn answers(handles: Vec<tokio::task::JoinHandle<(u16, Value)>>) -> Vec<(u16, Value)> {
     join_all(handles)
@@ -34,7 +23,7 @@ async fn answers(handles: Vec<tokio::task::JoinHandle<(u16, Value)>>) -> Vec<(u1
 async fn claimed(app: &TestApp, queue: &str, n: usize, per_claim: usize) -> Vec<(i64, String)> {
     let mut jobs = Vec::new();
     while jobs.len() < n {
-        for job in claim(app, queue, json!({"limit": per_claim})).await {
+        for job in app.claim(queue, json!({"limit": per_claim})).await {
             jobs.push((
                 job["id"].as_i64().unwrap(),
                 job["token"].as_str().unwrap().into(),
@@ -48,10 +37,7 @@ async fn claimed(app: &TestApp, queue: &str, n: usize, per_claim: usize) -> Vec<
 async fn acknowledgements_of_many_workers_share_one_transaction_each_with_its_own_result() {
     let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
     let batch: Vec<Value> = (0..41).map(|i| json!({"payload": {"n": i}})).collect();
-    assert_eq!(
-        post(&app, "/queues/g/jobs", json!(batch)).await.status(),
-        201
-    );
+    assert_eq!(app.post("/queues/g/jobs", json!(batch)).await.status(), 201);
     let jobs = claimed(&app, "g", 40, 10).await;
     let extra: i64 = app.scalar("SELECT max(id) FROM jobs").await;
     let groups_before = app.metric("rowlock_job_group_requests_count").await;
@@ -60,12 +46,12 @@ async fn acknowledgements_of_many_workers_share_one_transaction_each_with_its_ow
         .await;
 
     // Job 0's row is held; its completion waits for it in PostgreSQL, in the only group slot.
-    let holder = hold(&app, jobs[0].0).await;
+    let holder = app.hold_job(jobs[0].0).await;
     let complete = |(id, token): &(i64, String)| {
-        send(
-            &app,
-            format!("/jobs/{id}/complete"),
+        app.spawn_post(
+            &format!("/jobs/{id}/complete"),
             json!({ "token": token }),
+            None,
         )
     };
     let first = complete(&jobs[0]);
@@ -77,14 +63,14 @@ async fn acknowledgements_of_many_workers_share_one_transaction_each_with_its_ow
         .iter()
         .map(|(id, token)| {
             let body = json!({"token": token, "error": {"why": "boom"}});
-            send(&app, format!("/jobs/{id}/fail"), body)
+            app.spawn_post(&format!("/jobs/{id}/fail"), body, None)
         })
         .collect();
     let heartbeats: Vec<_> = jobs[16..21]
         .iter()
         .map(|(id, token)| {
             let body = json!({"token": token, "lease_ms": 60_000});
-            send(&app, format!("/jobs/{id}/heartbeat"), body)
+            app.spawn_post(&format!("/jobs/{id}/heartbeat"), body, None)
         })
         .collect();
     let mut items: Vec<Value> = jobs[21..31]
@@ -93,20 +79,20 @@ async fn acknowledgements_of_many_workers_share_one_transaction_each_with_its_ow
         .collect();
     items.push(json!({"id": jobs[31].0, "token": "0".repeat(32)}));
     items.push(json!({"id": 999_999_999, "token": "0".repeat(32)}));
-    let batch = send(&app, "/queues/g/complete".into(), json!({ "jobs": items }));
-    let stale = send(
-        &app,
-        format!("/jobs/{}/complete", jobs[32].0),
+    let batch = app.spawn_post("/queues/g/complete", json!({ "jobs": items }), None);
+    let stale = app.spawn_post(
+        &format!("/jobs/{}/complete", jobs[32].0),
         json!({"token": "f".repeat(32)}),
+        None,
     );
     let piggy_backed: Vec<Value> = jobs[33..40]
         .iter()
         .map(|(id, token)| json!({"id": id, "token": token}))
         .collect();
-    let claim_and_complete = send(
-        &app,
-        "/queues/g/claim".into(),
+    let claim_and_complete = app.spawn_post(
+        "/queues/g/claim",
         json!({"limit": 1, "complete": piggy_backed}),
+        None,
     );
     app.wait_until_metric("rowlock_job_group_queued", 23.0)
         .await;
@@ -202,26 +188,23 @@ async fn acknowledgements_of_many_workers_share_one_transaction_each_with_its_ow
 async fn two_acknowledgements_of_one_job_never_share_a_group_and_only_one_wins() {
     let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
     let batch: Vec<Value> = (0..2).map(|i| json!({"payload": i})).collect();
-    assert_eq!(
-        post(&app, "/queues/d/jobs", json!(batch)).await.status(),
-        201
-    );
+    assert_eq!(app.post("/queues/d/jobs", json!(batch)).await.status(), 201);
     let jobs = claimed(&app, "d", 2, 2).await;
     let groups_before = app.metric("rowlock_job_group_requests_count").await;
-    let holder = hold(&app, jobs[0].0).await;
+    let holder = app.hold_job(jobs[0].0).await;
     let (id, token) = &jobs[1];
-    let first = send(
-        &app,
-        format!("/jobs/{}/complete", jobs[0].0),
+    let first = app.spawn_post(
+        &format!("/jobs/{}/complete", jobs[0].0),
         json!({"token": jobs[0].1}),
+        None,
     );
     app.wait_for_lock_waiters(1).await;
     let twice: Vec<_> = (0..2)
         .map(|_| {
-            send(
-                &app,
-                format!("/jobs/{id}/complete"),
+            app.spawn_post(
+                &format!("/jobs/{id}/complete"),
                 json!({ "token": token }),
+                None,
             )
         })
         .collect();
@@ -240,10 +223,7 @@ async fn two_acknowledgements_of_one_job_never_share_a_group_and_only_one_wins()
 async fn acknowledgements_with_an_idempotency_key_or_group_off_run_alone() {
     let app = spawn_app_with(|_| {}).await;
     let batch: Vec<Value> = (0..2).map(|i| json!({"payload": i})).collect();
-    assert_eq!(
-        post(&app, "/queues/a/jobs", json!(batch)).await.status(),
-        201
-    );
+    assert_eq!(app.post("/queues/a/jobs", json!(batch)).await.status(), 201);
     let jobs = claimed(&app, "a", 2, 2).await;
     let groups_before = app.metric("rowlock_job_group_requests_count").await;
     let keyed = app
@@ -272,32 +252,18 @@ async fn acknowledgements_with_an_idempotency_key_or_group_off_run_alone() {
     );
 }
 
-/// A plain connection holding job `id`'s row in an open transaction.
-async fn hold(app: &TestApp, id: i64) -> tokio_postgres::Client {
-    let holder = app.pg().await;
-    holder.batch_execute("BEGIN").await.unwrap();
-    holder
-        .execute("SELECT * FROM jobs WHERE id = $1 FOR UPDATE", &[&id])
-        .await
-        .unwrap();
-    holder
-}
-
 #[tokio::test]
 async fn a_job_held_past_its_lock_timeout_is_423_and_its_group_still_acknowledges_the_others() {
     let app = spawn_app_with(|args| args.group.group_concurrency = 1).await;
     let batch: Vec<Value> = (0..3).map(|i| json!({"payload": i})).collect();
-    assert_eq!(
-        post(&app, "/queues/h/jobs", json!(batch)).await.status(),
-        201
-    );
+    assert_eq!(app.post("/queues/h/jobs", json!(batch)).await.status(), 201);
     let jobs = claimed(&app, "h", 3, 3).await;
-    let (holds_0, holds_1) = (hold(&app, jobs[0].0).await, hold(&app, jobs[1].0).await);
+    let (holds_0, holds_1) = (app.hold_job(jobs[0].0).await, app.hold_job(jobs[1].0).await);
     let complete = |(id, token): &(i64, String), query: &str| {
-        send(
-            &app,
-            format!("/jobs/{id}/complete{query}"),
+        app.spawn_post(
+            &format!("/jobs/{id}/complete{query}"),
             json!({ "token": token }),
+            None,
         )
     };
     // Job 0 blocks the only group slot; jobs 1 (held, 1 s timeout) and 2 queue behind it.
@@ -323,7 +289,7 @@ async fn a_job_held_past_its_lock_timeout_is_423_and_its_group_still_acknowledge
         "{body}"
     );
     holds_1.batch_execute("COMMIT").await.unwrap();
-    let (state, _) = crate::jobs::job_state(&app, jobs[1].0).await;
+    let (state, _) = app.job_state(jobs[1].0).await;
     assert_eq!(
         state, "running",
         "the timed-out acknowledgement changed nothing"

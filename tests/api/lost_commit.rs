@@ -12,7 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::group_commit::one_group_waiting_for_x;
 use crate::helpers::{database_port, spawn_app_via, TestApp};
 
 /// A loopback TCP proxy to PostgreSQL whose open connections can all be cut at once.
@@ -86,25 +85,6 @@ async fn relay(client: TcpStream, server: TcpStream, mut cut: watch::Receiver<u6
     upstream.abort();
 }
 
-/// Makes every write of counter `name` sleep 1.5 s in PostgreSQL.
-async fn slow_writes_of(app: &TestApp, name: &str) {
-    let pg = app.pg().await;
-    crate::helpers::allow_triggers(&pg).await;
-    // One statement per message: Citus passes each on to the workers on its own.
-    pg.batch_execute(
-        "CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$",
-    )
-    .await
-    .unwrap();
-    pg.batch_execute(&format!(
-        "CREATE TRIGGER slow_write BEFORE UPDATE ON counters FOR EACH ROW
-         WHEN (NEW.name = '{name}') EXECUTE FUNCTION slow_write()"
-    ))
-    .await
-    .unwrap();
-}
-
 /// Cuts rowlock's connections once one of its sessions sleeps in the trigger (watched through
 /// `pg`, a connection opened before the write could start).
 async fn cut_during_the_write(pg: &tokio_postgres::Client, proxy: &Proxy) {
@@ -132,6 +112,30 @@ async fn cut_during_the_write(pg: &tokio_postgres::Client, proxy: &Proxy) {
     }
 }
 
+/// Sends `request`, cuts the connections while its write sleeps, and asserts its answer: 504
+/// `outcome_unknown`, saying it committed.
+async fn committed_but_lost(
+    request: reqwest::RequestBuilder,
+    watch: &tokio_postgres::Client,
+    proxy: &Proxy,
+) {
+    let answer = tokio::spawn(async move {
+        let r = request.send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    cut_during_the_write(watch, proxy).await;
+    let (status, body) = answer.await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (504, Some("outcome_unknown")),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("committed"),
+        "{body}"
+    );
+}
+
 /// rowlock on the test's database, connected to it through a [`Proxy`].
 async fn app_behind_proxy(tune: impl FnOnce(&mut rowlock::cli::ServeArgs)) -> (TestApp, Proxy) {
     let proxy = Proxy::start(database_port()).await;
@@ -148,15 +152,9 @@ async fn a_group_whose_commit_answer_is_lost_is_answered_as_committed() {
     let (app, proxy) = app_behind_proxy(|args| args.group.group_concurrency = 1).await;
     app.create_counter("x", 0).await;
     app.create_counter("y", 0).await;
-    slow_writes_of(&app, "x").await;
-    let requests = (0..2)
-        .map(|_| {
-            app.http
-                .post(app.url("/counters/x/increment"))
-                .json(&json!({"by": 1}))
-        })
-        .collect();
-    let (holds_x, grouped) = one_group_waiting_for_x(requests, &app).await;
+    app.slow_writes_of("x", 1.5).await;
+    let requests = (0..2).map(|_| app.increment_request("x", 1)).collect();
+    let (holds_x, grouped) = app.one_group_waiting_for_x(requests).await;
     let watch = app.pg().await;
     holds_x.batch_execute("COMMIT").await.unwrap();
     cut_during_the_write(&watch, &proxy).await;
@@ -176,29 +174,15 @@ async fn a_group_whose_commit_answer_is_lost_is_answered_as_committed() {
 async fn a_lone_increment_whose_answer_is_lost_is_looked_up_never_503() {
     let (app, proxy) = app_behind_proxy(|_| {}).await;
     app.create_counter("x", 0).await;
-    slow_writes_of(&app, "x").await;
+    app.slow_writes_of("x", 1.5).await;
     let watch = app.pg().await;
     let request = app
         .http
         .post(app.url("/counters/x/increment"))
         .json(&json!({"by": 1}));
-    let answer = tokio::spawn(async move {
-        let r = request.send().await.unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    });
-    cut_during_the_write(&watch, &proxy).await;
-    let (status, body) = answer.await.unwrap();
     // Its id was read before anything was locked: looked up, it committed, but the statement's
     // result (the value it wrote) was lost with the connection.
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (504, Some("outcome_unknown")),
-        "{body}"
-    );
-    assert!(
-        body["detail"].as_str().unwrap().contains("committed"),
-        "{body}"
-    );
+    committed_but_lost(request, &watch, &proxy).await;
     app.wait_until("SELECT value FROM counters WHERE name = 'x'", 1)
         .await;
 }
@@ -246,7 +230,7 @@ async fn a_pipelined_transaction_whose_commit_answer_is_lost_is_never_503() {
     let (app, proxy) = app_behind_proxy(|_| {}).await;
     app.create_counter("x", 0).await;
     app.create_counter("z", 0).await;
-    slow_writes_of(&app, "z").await;
+    app.slow_writes_of("z", 1.5).await;
     let watch = app.pg().await;
     // Alone (repeatable read), as `BEGIN`, its settings with `txid_current()`, the statement
     // and `COMMIT` in one pipeline: the write sleeps, the COMMIT waits behind it on the server.
@@ -254,22 +238,8 @@ async fn a_pipelined_transaction_whose_commit_answer_is_lost_is_never_503() {
         .http
         .post(app.url("/transactions?isolation=repeatable_read"))
         .json(&json!({"ops": [{"counter": "x", "by": -5}, {"counter": "z", "by": 5}]}));
-    let answer = tokio::spawn(async move {
-        let r = request.send().await.unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    });
-    cut_during_the_write(&watch, &proxy).await;
-    let (status, body) = answer.await.unwrap();
     // Looked up by its id: committed, but the statement's result was lost with it.
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (504, Some("outcome_unknown")),
-        "{body}"
-    );
-    assert!(
-        body["detail"].as_str().unwrap().contains("committed"),
-        "{body}"
-    );
+    committed_but_lost(request, &watch, &proxy).await;
     assert_eq!(app.db_value("z").await, Some(5));
     assert_eq!(app.db_value("x").await, Some(-5));
 }

@@ -2,35 +2,25 @@
 
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_problem, spawn_app, spawn_app_failing_updates, spawn_app_with, TestApp,
+};
 
 #[tokio::test]
 async fn metrics_count_requests_and_problems_by_label_and_observe_lock_waits() {
     let app = spawn_app().await;
     app.create_counter("hot", 0).await;
-    let mut holder = app.pg().await;
-    let tx = holder.transaction().await.unwrap();
-    tx.execute("SELECT * FROM counters WHERE name = 'hot' FOR UPDATE", &[])
-        .await
-        .unwrap();
+    let holder = app.hold_row("hot").await;
     assert_problem(
         app.increment("hot", "lock=nowait", 1).await,
         423,
         "lock_not_available",
     )
     .await;
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(app.increment("hot", "", 1).await.status(), 200);
 
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let has = |needle: &str| text.lines().any(|l| l.starts_with(needle));
     assert!(
         has(
@@ -66,22 +56,11 @@ async fn metrics_count_requests_and_problems_by_label_and_observe_lock_waits() {
 
 #[tokio::test]
 async fn metrics_count_retries_after_serialization_failures() {
-    if crate::helpers::skipped_on_citus("failures are injected by a trigger on one node") {
+    let Some(app) = spawn_app_failing_updates("40001", 2).await else {
         return;
-    }
-    let app = spawn_app().await;
-    app.create_counter("c", 0).await;
-    crate::locking::fail_updates(&app, "40001", 2).await;
+    };
     assert_eq!(app.increment("c", "", 1).await.status(), 200);
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains(r#"rowlock_transaction_retries_total{reason="serialization_failure"} 2"#),
         "{text}"
@@ -113,29 +92,17 @@ async fn debug_locks_lists_a_blocked_transaction_by_its_request_id() {
 /// Holds `hot` locked, sends `request` (which must wait for it) as `blocked-42`, and checks that
 /// `/debug/locks` names the request and its blocker; then lets it through.
 async fn blocked_request_is_listed(app: &TestApp, request: reqwest::RequestBuilder) {
-    let mut holder = app.pg().await;
+    let holder = app.hold_row("hot").await;
     let holder_pid: i32 = holder
         .query_one("SELECT pg_backend_pid()", &[])
         .await
         .unwrap()
         .get(0);
-    let tx = holder.transaction().await.unwrap();
-    tx.execute("SELECT * FROM counters WHERE name = 'hot' FOR UPDATE", &[])
-        .await
-        .unwrap();
     let request = request.header("x-request-id", "blocked-42");
     let waiting = tokio::spawn(async move { request.send().await.unwrap().status() });
     app.wait_for_lock_waiters(1).await;
 
-    let body: Value = app
-        .http
-        .get(app.url("/debug/locks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/debug/locks").await;
     let waiters = body["waiting"].as_array().unwrap();
     let ours = waiters
         .iter()
@@ -151,7 +118,7 @@ async fn blocked_request_is_listed(app: &TestApp, request: reqwest::RequestBuild
     assert!(ours["waiting_ms"].as_f64().unwrap() >= 0.0);
     assert!(ours["lock"]["mode"].as_str().is_some());
 
-    tx.commit().await.unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(waiting.await.unwrap(), 200);
 }
 
@@ -238,15 +205,7 @@ async fn metrics_show_queue_depths_by_state() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains(r#"rowlock_queue_jobs{queue="mail",state="queued"} 2"#),
         "{text}"
@@ -279,11 +238,7 @@ async fn a_browsers_cross_site_request_is_403_and_changes_nothing() {
     })
     .await;
     app.create_counter("x", 0).await;
-    let increment = || {
-        app.http
-            .post(app.url("/counters/x/increment"))
-            .json(&serde_json::json!({"by": 1}))
-    };
+    let increment = || app.increment_request("x", 1);
     let refused = [
         increment().header("origin", "https://evil.example"),
         increment().header("sec-fetch-site", "cross-site"),

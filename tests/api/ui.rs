@@ -12,7 +12,6 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
-use crate::jobs::{claim, enqueue, post};
 
 fn ui_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui")
@@ -57,34 +56,34 @@ async fn the_dashboard_shows_counters_queues_leases_and_who_blocks_whom_and_acts
     }
 
     // A queue with one dead job and three queued ones.
-    let doomed = enqueue(
-        &app,
-        "mail",
-        json!("doomed"),
-        json!({"max_attempts": 1, "priority": 9}),
-    )
-    .await;
-    let claimed = claim(&app, "mail", json!({"limit": 1})).await;
+    let doomed = app
+        .enqueue(
+            "mail",
+            json!("doomed"),
+            json!({"max_attempts": 1, "priority": 9}),
+        )
+        .await;
+    let claimed = app.claim("mail", json!({"limit": 1})).await;
     assert_eq!(claimed[0]["id"].as_i64(), Some(doomed));
     let token = claimed[0]["token"].as_str().unwrap();
-    let failed = post(
-        &app,
-        &format!("/jobs/{doomed}/fail"),
-        json!({"token": token, "error": "smtp"}),
-    )
-    .await;
+    let failed = app
+        .post(
+            &format!("/jobs/{doomed}/fail"),
+            json!({"token": token, "error": "smtp"}),
+        )
+        .await;
     assert_eq!(failed.status(), 200);
     for n in 0..3 {
-        enqueue(&app, "mail", json!({"n": n}), json!({})).await;
+        app.enqueue("mail", json!({"n": n}), json!({})).await;
     }
 
     // A held lease.
-    let lease = post(
-        &app,
-        "/locks/report",
-        json!({"owner": "worker-a", "ttl_ms": 120000}),
-    )
-    .await;
+    let lease = app
+        .post(
+            "/locks/report",
+            json!({"owner": "worker-a", "ttl_ms": 120000}),
+        )
+        .await;
     assert_eq!(lease.status(), 201);
     let lease: Value = lease.json().await.unwrap();
 

@@ -4,7 +4,6 @@
 use serde_json::json;
 
 use crate::helpers::{assert_problem, spawn_app_with, TestApp};
-use crate::jobs::post;
 
 /// A claim on `queue` that long-polls for up to 10 s, answered in the background.
 fn long_poll(app: &TestApp, queue: &str) -> tokio::task::JoinHandle<u16> {
@@ -23,33 +22,37 @@ async fn beyond_max_waiters_a_wait_is_503_at_once_and_the_others_are_served() {
 
     // A third request that would wait: 503, nothing applied.
     let started = std::time::Instant::now();
-    let r = post(&app, "/queues/idle/claim", json!({"wait_ms": 10000})).await;
+    let r = app
+        .post("/queues/idle/claim", json!({"wait_ms": 10000}))
+        .await;
     assert_problem(r, 503, "unavailable").await;
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    let granted = post(&app, "/locks/l", json!({"owner": "a", "ttl_ms": 60000})).await;
+    let granted = app
+        .post("/locks/l", json!({"owner": "a", "ttl_ms": 60000}))
+        .await;
     assert_eq!(granted.status(), 201);
-    let r = post(
-        &app,
-        "/locks/l",
-        json!({"owner": "b", "ttl_ms": 60000, "wait_ms": 10000}),
-    )
-    .await;
+    let r = app
+        .post(
+            "/locks/l",
+            json!({"owner": "b", "ttl_ms": 60000, "wait_ms": 10000}),
+        )
+        .await;
     assert_problem(r, 503, "unavailable").await;
     let holder = app.get_json("/locks/l").await;
     assert_eq!(holder["owner"], "a");
     // Requests that do not wait are not limited.
-    let r = post(&app, "/queues/idle/claim", json!({})).await;
+    let r = app.post("/queues/idle/claim", json!({})).await;
     assert_eq!(r.status(), 204);
 
     // Work for the two waiting claims wakes them; then waiting is possible again.
     for _ in 0..2 {
-        let r = post(&app, "/queues/idle/jobs", json!({"payload": {}})).await;
+        let r = app.post("/queues/idle/jobs", json!({"payload": {}})).await;
         assert_eq!(r.status(), 201);
     }
     for poll in polls {
         assert_eq!(poll.await.unwrap(), 200);
     }
     app.wait_until_metric("rowlock_waiters", 0.0).await;
-    let r = post(&app, "/queues/idle/claim", json!({"wait_ms": 50})).await;
+    let r = app.post("/queues/idle/claim", json!({"wait_ms": 50})).await;
     assert_eq!(r.status(), 204);
 }

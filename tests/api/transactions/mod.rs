@@ -1,0 +1,5 @@
+//! Multi-counter transactions: all or nothing, savepoints, ordering that cannot deadlock.
+
+mod atomic;
+mod checks;
+mod contention;
