@@ -4,9 +4,9 @@
 
 use actix_web::web::{self, Data};
 use actix_web::HttpResponse;
-use serde::Deserialize;
 
 use super::extract::{JsonBody, Name};
+use super::jobs::input::{NoFields, QueueSettings};
 use super::jobs::Mutation;
 use super::{method_not_allowed, respond};
 use crate::db::statements::Conn;
@@ -32,11 +32,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Pause and resume take no fields; the (empty) body still counts for the idempotency key.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NoFields {}
-
 /// Jobs of a queue by state, and whether it is paused.
 #[utoipa::path(get, path = "/queues/{queue}", tag = "jobs", params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$")),
     responses((status = 200, description = "Counts", body = super::jobs::docs::QueueStats)))]
@@ -56,7 +51,7 @@ pub(crate) async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiEr
 pub(crate) async fn put(
     m: Mutation,
     queue: Name,
-    body: JsonBody<super::jobs::input::QueueSettings>,
+    body: JsonBody<QueueSettings>,
 ) -> Result<HttpResponse, ApiError> {
     let max_running = body.value.max_running()?;
     let (db, opts) = m.options(&body.raw)?;
