@@ -5,31 +5,21 @@
 use actix_web::web::{self, Data};
 use actix_web::HttpResponse;
 
-use super::extract::{JsonBody, Name};
+use super::extract::{JsonBody, Mutation, Name};
 use super::jobs::input::{NoFields, QueueSettings};
-use super::jobs::Mutation;
-use super::{method_not_allowed, respond};
+use super::{resource, respond, transact_on};
 use crate::db::statements::Conn;
 use crate::db::{queues, Db, Reply};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/queues/{queue}")
+        resource("/queues/{queue}")
             .route(web::get().to(get))
-            .route(web::put().to(put))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::put().to(put)),
     )
-    .service(
-        web::resource("/queues/{queue}/pause")
-            .route(web::post().to(pause))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/queues/{queue}/resume")
-            .route(web::post().to(resume))
-            .default_service(web::to(method_not_allowed)),
-    );
+    .service(resource("/queues/{queue}/pause").route(web::post().to(pause)))
+    .service(resource("/queues/{queue}/resume").route(web::post().to(resume)));
 }
 
 /// Jobs of a queue by state, and whether it is paused.
@@ -55,19 +45,13 @@ pub(crate) async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let max_running = body.value.max_running()?;
     let (db, opts) = m.options(&body.raw)?;
-    let queue = queue.0;
-    let reply = db
-        .transact(opts, move |tx| {
-            let queue = queue.clone();
-            Box::pin(async move {
-                Reply::json(
-                    200,
-                    &queues::set_max_running(tx, &queue, max_running).await?,
-                )
-            })
+    transact_on(&db, opts, queue.0, move |tx, queue| {
+        Box::pin(async move {
+            let settings = queues::set_max_running(tx, &queue, max_running).await?;
+            Reply::json(200, &settings)
         })
-        .await?;
-    Ok(respond(reply))
+    })
+    .await
 }
 
 /// Pauses a queue: claims return nothing until it is resumed.
@@ -104,14 +88,8 @@ async fn set_paused(
     paused: bool,
 ) -> Result<HttpResponse, ApiError> {
     let (db, opts) = m.options(&body.raw)?;
-    let queue = queue.0;
-    let reply = db
-        .transact(opts, move |tx| {
-            let queue = queue.clone();
-            Box::pin(
-                async move { Reply::json(200, &queues::set_paused(tx, &queue, paused).await?) },
-            )
-        })
-        .await?;
-    Ok(respond(reply))
+    transact_on(&db, opts, queue.0, move |tx, queue| {
+        Box::pin(async move { Reply::json(200, &queues::set_paused(tx, &queue, paused).await?) })
+    })
+    .await
 }

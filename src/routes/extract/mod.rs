@@ -4,6 +4,7 @@
 
 mod body;
 mod headers;
+mod mutation;
 mod name;
 mod params;
 
@@ -12,5 +13,6 @@ pub use headers::{
     FencingHeader, FencingTokens, IdempotencyKey, IfMatch, MutationHeaders, MAX_FENCES,
     MAX_IDEMPOTENCY_KEY_LEN,
 };
+pub use mutation::Mutation;
 pub use name::{validate_name, Name, MAX_NAME_LEN};
 pub use params::{GroupParam, LockParams, MAX_LOCK_TIMEOUT_MS};
