@@ -6,53 +6,32 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub route: String,
-    pub method: String,
-    pub status: u16,
-}
+mod labels;
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub route: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ProblemLabels {
-    pub status: u16,
-    pub code: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LockLabels {
-    pub resource: String,
-    pub mode: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RetryLabels {
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QueueLabels {
-    pub queue: String,
-    pub state: String,
-}
+pub use labels::{LockLabels, ProblemLabels, QueueLabels, RequestLabels, RetryLabels, RouteLabels};
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Latency buckets from 100 µs to ~26 s.
 fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+/// 1, 2, 4 … 2048 requests.
+fn requests_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 12))
+}
+
+/// `metric`, registered in `registry` under `name` with `help`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Every metric rowlock exports.
@@ -93,99 +72,105 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("rowlock");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Histograms::<RouteLabels>::new_with_constructor(seconds_histogram);
-        let problems = Family::<ProblemLabels, Counter>::default();
-        let lock_wait = Histograms::<LockLabels>::new_with_constructor(seconds_histogram);
-        let retries = Family::<RetryLabels, Counter>::default();
-        let queue_jobs = Family::<QueueLabels, Gauge>::default();
-        // 1, 2, 4 … 2048 requests.
-        let group_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
-        let group_wait = seconds_histogram();
-        let group_queued = Gauge::default();
-        let job_group_requests = Histogram::new(exponential_buckets(1.0, 2.0, 12));
-        let job_group_acks = Histogram::new(exponential_buckets(1.0, 2.0, 12));
-        let job_group_queued = Gauge::default();
-        let waiters = Gauge::default();
-        let (pool_size, pool_available, pool_waiting) =
-            (Gauge::default(), Gauge::default(), Gauge::default());
-        registry.register(
+        let r = &mut registry;
+        // Registered in the order of the exposition.
+        let requests = registered(
+            r,
             "http_requests",
             "HTTP requests by route, method and status",
-            requests.clone(),
+            Family::default(),
         );
-        registry.register(
+        let latency = registered(
+            r,
             "http_request_duration_seconds",
             "HTTP request latency by route",
-            latency.clone(),
+            Histograms::new_with_constructor(seconds_histogram),
         );
-        registry.register(
+        let problems = registered(
+            r,
             "problems",
             "Error responses by status and problem code (423, 409, 412, 503, …)",
-            problems.clone(),
+            Family::default(),
         );
-        registry.register(
+        let lock_wait = registered(
+            r,
             "lock_wait_seconds",
             "Time from BEGIN until the target rows were locked, by resource and lock mode",
-            lock_wait.clone(),
+            Histograms::new_with_constructor(seconds_histogram),
         );
-        registry.register(
+        let retries = registered(
+            r,
             "transaction_retries",
             "Transactions run again after a serialization failure or deadlock",
-            retries.clone(),
+            Family::default(),
         );
-        registry.register(
+        let pool_size = registered(
+            r,
             "pool_connections",
             "Connections in the pool",
-            pool_size.clone(),
+            Gauge::default(),
         );
-        registry.register(
+        let pool_available = registered(
+            r,
             "pool_available",
             "Idle connections in the pool",
-            pool_available.clone(),
+            Gauge::default(),
         );
-        registry.register(
+        let pool_waiting = registered(
+            r,
             "pool_waiting",
             "Requests waiting for a pooled connection",
-            pool_waiting.clone(),
+            Gauge::default(),
         );
-        registry.register("queue_jobs", "Jobs by queue and state", queue_jobs.clone());
-        registry.register(
+        let queue_jobs = registered(
+            r,
+            "queue_jobs",
+            "Jobs by queue and state",
+            Family::default(),
+        );
+        let group_size = registered(
+            r,
             "group_size",
             "Requests that shared one group-commit transaction",
-            group_size.clone(),
+            requests_histogram(),
         );
-        registry.register(
+        let group_wait = registered(
+            r,
             "group_wait_seconds",
             "Time a request waited in rowlock before its group's transaction began",
-            group_wait.clone(),
+            seconds_histogram(),
         );
-        registry.register(
+        let group_queued = registered(
+            r,
             "group_queued",
             "Requests waiting in rowlock for a group to take them (their rows are in a group in \
              the database, or every group slot is busy)",
-            group_queued.clone(),
+            Gauge::default(),
         );
-        registry.register(
+        let job_group_requests = registered(
+            r,
             "job_group_requests",
             "Job requests (acknowledgements, claims) that shared one transaction",
-            job_group_requests.clone(),
+            requests_histogram(),
         );
-        registry.register(
+        let job_group_acks = registered(
+            r,
             "job_group_acks",
             "Job acknowledgements (complete, fail, heartbeat) written by one transaction",
-            job_group_acks.clone(),
+            requests_histogram(),
         );
-        registry.register(
+        let job_group_queued = registered(
+            r,
             "job_group_queued",
             "Job requests waiting in rowlock for a job group to take them",
-            job_group_queued.clone(),
+            Gauge::default(),
         );
-        registry.register(
+        let waiters = registered(
+            r,
             "waiters",
             "Requests waiting for a job or a lease (long-polling claims, lease acquisitions with \
              wait_ms); at most --max-waiters",
-            waiters.clone(),
+            Gauge::default(),
         );
         Self {
             registry,
