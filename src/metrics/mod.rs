@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::{Metric, Registry};
+use prometheus_client::registry::Registry;
 
 mod labels;
 
@@ -21,17 +21,6 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Latency buckets from 100 µs to ~26 s.
 fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 19))
-}
-
-/// 1, 2, 4 … 2048 requests.
-fn requests_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(1.0, 2.0, 12))
-}
-
-/// `metric`, registered in `registry` under `name` with `help`.
-fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
-    registry.register(name, help, metric.clone());
-    metric
 }
 
 /// Every metric rowlock exports.
@@ -72,105 +61,99 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("rowlock");
-        let r = &mut registry;
-        // Registered in the order of the exposition.
-        let requests = registered(
-            r,
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Histograms::<RouteLabels>::new_with_constructor(seconds_histogram);
+        let problems = Family::<ProblemLabels, Counter>::default();
+        let lock_wait = Histograms::<LockLabels>::new_with_constructor(seconds_histogram);
+        let retries = Family::<RetryLabels, Counter>::default();
+        let queue_jobs = Family::<QueueLabels, Gauge>::default();
+        // 1, 2, 4 … 2048 requests.
+        let group_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let group_wait = seconds_histogram();
+        let group_queued = Gauge::default();
+        let job_group_requests = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let job_group_acks = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let job_group_queued = Gauge::default();
+        let waiters = Gauge::default();
+        let (pool_size, pool_available, pool_waiting) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
-            Family::default(),
+            requests.clone(),
         );
-        let latency = registered(
-            r,
+        registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
-            Histograms::new_with_constructor(seconds_histogram),
+            latency.clone(),
         );
-        let problems = registered(
-            r,
+        registry.register(
             "problems",
             "Error responses by status and problem code (423, 409, 412, 503, …)",
-            Family::default(),
+            problems.clone(),
         );
-        let lock_wait = registered(
-            r,
+        registry.register(
             "lock_wait_seconds",
             "Time from BEGIN until the target rows were locked, by resource and lock mode",
-            Histograms::new_with_constructor(seconds_histogram),
+            lock_wait.clone(),
         );
-        let retries = registered(
-            r,
+        registry.register(
             "transaction_retries",
             "Transactions run again after a serialization failure or deadlock",
-            Family::default(),
+            retries.clone(),
         );
-        let pool_size = registered(
-            r,
+        registry.register(
             "pool_connections",
             "Connections in the pool",
-            Gauge::default(),
+            pool_size.clone(),
         );
-        let pool_available = registered(
-            r,
+        registry.register(
             "pool_available",
             "Idle connections in the pool",
-            Gauge::default(),
+            pool_available.clone(),
         );
-        let pool_waiting = registered(
-            r,
+        registry.register(
             "pool_waiting",
             "Requests waiting for a pooled connection",
-            Gauge::default(),
+            pool_waiting.clone(),
         );
-        let queue_jobs = registered(
-            r,
-            "queue_jobs",
-            "Jobs by queue and state",
-            Family::default(),
-        );
-        let group_size = registered(
-            r,
+        registry.register("queue_jobs", "Jobs by queue and state", queue_jobs.clone());
+        registry.register(
             "group_size",
             "Requests that shared one group-commit transaction",
-            requests_histogram(),
+            group_size.clone(),
         );
-        let group_wait = registered(
-            r,
+        registry.register(
             "group_wait_seconds",
             "Time a request waited in rowlock before its group's transaction began",
-            seconds_histogram(),
+            group_wait.clone(),
         );
-        let group_queued = registered(
-            r,
+        registry.register(
             "group_queued",
             "Requests waiting in rowlock for a group to take them (their rows are in a group in \
              the database, or every group slot is busy)",
-            Gauge::default(),
+            group_queued.clone(),
         );
-        let job_group_requests = registered(
-            r,
+        registry.register(
             "job_group_requests",
             "Job requests (acknowledgements, claims) that shared one transaction",
-            requests_histogram(),
+            job_group_requests.clone(),
         );
-        let job_group_acks = registered(
-            r,
+        registry.register(
             "job_group_acks",
             "Job acknowledgements (complete, fail, heartbeat) written by one transaction",
-            requests_histogram(),
+            job_group_acks.clone(),
         );
-        let job_group_queued = registered(
-            r,
+        registry.register(
             "job_group_queued",
             "Job requests waiting in rowlock for a job group to take them",
-            Gauge::default(),
+            job_group_queued.clone(),
         );
-        let waiters = registered(
-            r,
+        registry.register(
             "waiters",
             "Requests waiting for a job or a lease (long-polling claims, lease acquisitions with \
              wait_ms); at most --max-waiters",
-            Gauge::default(),
+            waiters.clone(),
         );
         Self {
             registry,
