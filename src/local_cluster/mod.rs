@@ -17,27 +17,25 @@
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 mod os;
+mod password;
 mod pgbouncer;
+mod process;
 
+use os::OsUser;
 pub use os::{find_bin_dir, run_unprivileged};
-use os::{run_as, OsUser};
 pub use pgbouncer::Pgbouncer;
 
 /// Superuser name created by `initdb`.
 pub const SUPERUSER: &str = "postgres";
 /// The superuser's password, in the data directory.
 pub const PASSWORD_FILE: &str = "rowlock-password";
-const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How the cluster trades durability for speed.
@@ -111,84 +109,17 @@ impl LocalCluster {
         fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o700))?;
 
         if !data_dir.join("PG_VERSION").exists() {
-            tracing::info!(dir = %data_dir.display(), "initialising a new PostgreSQL cluster");
-            let mut initdb = Command::new(bin.join("initdb"));
-            initdb
-                .arg("-D")
-                .arg(&data_dir)
-                // No server runs until `require_password` below replaced `trust`.
-                .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-locale"])
-                .current_dir(&data_dir);
-            run_as(&mut initdb, &os_user);
-            let out = initdb.output().context("cannot run initdb")?;
-            if !out.status.success() {
-                bail!(
-                    "initdb failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
+            process::initdb(&bin, &data_dir, &os_user)?;
         }
-        let password = require_password(&bin, &data_dir, &os_user)?;
+        let password = password::require_password(&bin, &data_dir, &os_user)?;
 
         let port = match port {
             Some(port) => port,
             None => free_port()?,
         };
         let log_path = data_dir.join("rowlock-postgres.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let mut postgres = Command::new(bin.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&data_dir)
-            .args(["-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "unix_socket_directories="])
-            .args(["-c", "max_connections=300"])
-            .current_dir(&data_dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        if durability == Durability::Throwaway {
-            for setting in [
-                "fsync=off",
-                "synchronous_commit=off",
-                "full_page_writes=off",
-            ] {
-                postgres.args(["-c", setting]);
-            }
-        }
-        run_as(&mut postgres, &os_user);
-        // SIGINT (fast shutdown) reaches the server when the thread that started it dies, which
-        // is the supervisor thread below: it lives until the process exits.
-        unsafe {
-            postgres.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-
-        let (tx, rx) = mpsc::channel();
-        let supervisor = std::thread::Builder::new()
-            .name("rowlock-postgres".into())
-            .spawn(move || match postgres.spawn() {
-                Ok(mut child) => {
-                    let _ = tx.send(Ok(child.id()));
-                    let _ = child.wait();
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            })?;
-        let pid = rx
-            .recv()
-            .context("the PostgreSQL supervisor thread died")?
-            .context("cannot start postgres")?;
+        let (pid, supervisor) =
+            process::spawn_postgres(&bin, &data_dir, port, durability, &os_user, &log_path)?;
         let cluster = Self {
             data_dir,
             port,
@@ -198,7 +129,7 @@ impl LocalCluster {
             supervisor: Some(supervisor),
             remove_on_stop: false,
         };
-        cluster.wait_until_ready(&bin, &log_path)?;
+        process::wait_until_ready(&bin, cluster.port, cluster.supervisor.as_ref(), &log_path)?;
         tracing::info!(port, pid, dir = %cluster.data_dir.display(), "local PostgreSQL is ready");
         Ok(cluster)
     }
@@ -270,32 +201,6 @@ impl LocalCluster {
         }
         tracing::info!(pid = self.pid, "local PostgreSQL stopped");
     }
-
-    fn wait_until_ready(&self, bin: &Path, log_path: &Path) -> Result<()> {
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        loop {
-            let ready = Command::new(bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ready {
-                return Ok(());
-            }
-            let exited = self.supervisor.as_ref().is_some_and(|s| s.is_finished());
-            if exited || Instant::now() > deadline {
-                let log = fs::read_to_string(log_path).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(10).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!(
-                    "PostgreSQL did not become ready ({}); its log ends with:\n{}",
-                    if exited { "it exited" } else { "timed out" },
-                    tail.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 impl Drop for LocalCluster {
@@ -323,86 +228,6 @@ fn remove_stale_throwaway_dirs() {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
-}
-
-/// The `pg_hba.conf` of a local cluster: password (SCRAM) authentication for everyone, on the
-/// loopback addresses the server listens on; no unix socket is opened.
-const HBA: &str = "# Written by rowlock: the local cluster asks every connection for a password.
-# The superuser's is in rowlock-password, readable by its owner only.
-host all all 127.0.0.1/32 scram-sha-256
-host all all ::1/128 scram-sha-256
-host replication all 127.0.0.1/32 scram-sha-256
-";
-
-/// The superuser's password, read from [`PASSWORD_FILE`]. A cluster without one (new, or made
-/// by an earlier rowlock that trusted loopback) gets one first: a random secret is set as the
-/// superuser's password in single-user mode (no server listens meanwhile), `pg_hba.conf` is
-/// replaced by [`HBA`], and only then is the file written, so an interrupted attempt is simply
-/// made again on the next start.
-fn require_password(bin: &Path, data_dir: &Path, os_user: &Option<OsUser>) -> Result<String> {
-    let path = data_dir.join(PASSWORD_FILE);
-    match fs::read_to_string(&path) {
-        Ok(password) if !password.trim().is_empty() => return Ok(password.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-    tracing::info!(dir = %data_dir.display(), "giving the local PostgreSQL superuser a password");
-    let password = format!("{:032x}", rand::random::<u128>());
-    let mut single = Command::new(bin.join("postgres"));
-    single
-        .arg("--single")
-        .arg("-D")
-        .arg(data_dir)
-        .args(["-c", "exit_on_error=on", SUPERUSER])
-        .current_dir(data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    run_as(&mut single, os_user);
-    let mut child = single.spawn().context("cannot run postgres --single")?;
-    {
-        use std::io::Write;
-        let mut stdin = child
-            .stdin
-            .take()
-            .context("postgres --single has no stdin")?;
-        // The secret is generated here (hex digits only), never taken from input.
-        writeln!(stdin, "ALTER ROLE {SUPERUSER} PASSWORD '{password}'")?;
-    }
-    let out = child.wait_with_output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || stderr.contains("ERROR") {
-        bail!(
-            "cannot set the local PostgreSQL superuser's password: {}",
-            stderr.trim()
-        );
-    }
-    write_owned(&data_dir.join("pg_hba.conf"), HBA, 0o600, os_user)?;
-    write_owned(&path, &password, 0o600, os_user)?;
-    Ok(password)
-}
-
-/// Writes `contents` to `path` (through a temporary file and a rename, so a reader never sees
-/// half of it) with `mode`, owned by the cluster's OS user when rowlock runs as root.
-fn write_owned(path: &Path, contents: &str, mode: u32, os_user: &Option<OsUser>) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("rowlock-tmp");
-    let _ = fs::remove_file(&temporary);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temporary)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    if let Some(user) = os_user {
-        std::os::unix::fs::chown(&temporary, Some(user.uid), Some(user.gid))?;
-    }
-    fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 pub(crate) fn free_port() -> Result<u16> {

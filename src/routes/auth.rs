@@ -53,6 +53,15 @@ pub struct Tokens {
     origins: Vec<String>,
 }
 
+/// An empty token would open the door to `Authorization: Bearer ` with nothing after it: a token
+/// that is set (`setting` names it) must not be blank.
+fn refuse_blank(token: Option<&str>, setting: &str) -> Result<()> {
+    if token.is_some_and(|t| t.trim().is_empty()) {
+        anyhow::bail!("{setting} is set but blank; set a token or unset it");
+    }
+    Ok(())
+}
+
 impl Tokens {
     pub fn load(args: &AuthArgs) -> Result<Self> {
         let mut api: Vec<String> = args.api_token.iter().cloned().collect();
@@ -67,25 +76,8 @@ impl Tokens {
             );
         }
         let ops: Vec<String> = args.ops_token.iter().cloned().collect();
-        // An empty token would open the door to `Authorization: Bearer ` with nothing after it.
-        if args
-            .api_token
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
-        {
-            anyhow::bail!(
-                "ROWLOCK_API_TOKEN (--api-token) is set but blank; set a token or unset it"
-            );
-        }
-        if args
-            .ops_token
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
-        {
-            anyhow::bail!(
-                "ROWLOCK_OPS_TOKEN (--ops-token) is set but blank; set a token or unset it"
-            );
-        }
+        refuse_blank(args.api_token.as_deref(), "ROWLOCK_API_TOKEN (--api-token)")?;
+        refuse_blank(args.ops_token.as_deref(), "ROWLOCK_OPS_TOKEN (--ops-token)")?;
         let origins = args
             .allowed_origins
             .iter()

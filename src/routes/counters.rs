@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::extract::{int64, FencingTokens, IdempotencyKey, IfMatch, JsonBody, LockParams, Name};
-use super::{method_not_allowed, respond};
+use super::{resource, respond, transact_on};
 use crate::activity::CounterActivity;
 use crate::db::counters::{self, Counter, CounterSpec, Increment};
 use crate::db::statements::Conn;
@@ -15,17 +15,12 @@ use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/counters/{name}")
+        resource("/counters/{name}")
             .route(web::get().to(get))
             .route(web::put().to(put))
-            .route(web::delete().to(delete))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::delete().to(delete)),
     )
-    .service(
-        web::resource("/counters/{name}/increment")
-            .route(web::post().to(increment))
-            .default_service(web::to(method_not_allowed)),
-    );
+    .service(resource("/counters/{name}/increment").route(web::post().to(increment)));
 }
 
 /// `PUT` body. Numbers are checked by hand so that an out-of-range one is a 422, not a 400.
@@ -119,22 +114,18 @@ pub async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let (mut opts, spec, lock) = (params.tx_options()?, body.value.spec()?, params.row_lock());
     opts.fences = fences.0;
-    let name = name.0;
-    let reply = db
-        .transact(opts, move |tx| {
-            let name = name.clone();
-            Box::pin(async move {
-                let (counter, created) = counters::put(tx, &name, spec, lock, if_match.0).await?;
-                let reply = Reply::json(if created { 201 } else { 200 }, &counter)?
-                    .header("etag", etag(counter.version));
-                Ok(match created {
-                    true => reply.header("location", format!("/counters/{name}")),
-                    false => reply,
-                })
+    transact_on(&db, opts, name.0, move |tx, name| {
+        Box::pin(async move {
+            let (counter, created) = counters::put(tx, &name, spec, lock, if_match.0).await?;
+            let reply = Reply::json(if created { 201 } else { 200 }, &counter)?
+                .header("etag", etag(counter.version));
+            Ok(match created {
+                true => reply.header("location", format!("/counters/{name}")),
+                false => reply,
             })
         })
-        .await?;
-    Ok(respond(reply))
+    })
+    .await
 }
 
 /// Deletes a counter.
@@ -150,17 +141,13 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let (mut opts, lock) = (params.tx_options()?, params.row_lock());
     opts.fences = fences.0;
-    let name = name.0;
-    let reply = db
-        .transact(opts, move |tx| {
-            let name = name.clone();
-            Box::pin(async move {
-                counters::delete(tx, &name, lock, if_match.0).await?;
-                Ok(Reply::empty(204))
-            })
+    transact_on(&db, opts, name.0, move |tx, name| {
+        Box::pin(async move {
+            counters::delete(tx, &name, lock, if_match.0).await?;
+            Ok(Reply::empty(204))
         })
-        .await?;
-    Ok(respond(reply))
+    })
+    .await
 }
 
 /// Adds `by` to a counter under the requested lock mode.

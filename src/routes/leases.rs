@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::extract::{int64, FencingTokens, IdempotencyKey, JsonBody, Name};
-use super::{method_not_allowed, respond};
+use super::{resource, respond, transact_on};
 use crate::db::leases::acquire::{self, Acquisition, MAX_WAIT_MS};
 use crate::db::leases::{self, Lease, Leases, LockState};
 use crate::db::statements::Conn;
@@ -20,12 +20,11 @@ const MAX_OWNER_LEN: usize = 128;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/locks/{key}")
+        resource("/locks/{key}")
             .route(web::get().to(get))
             .route(web::post().to(acquire))
             .route(web::put().to(renew))
-            .route(web::delete().to(release))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::delete().to(release)),
     );
 }
 
@@ -89,10 +88,7 @@ pub async fn acquire(
     };
     let opts = TxOptions {
         idempotency: idempotency.bind(&req, &body.raw, db.idempotency_retention),
-        fences: fences.0,
-        lease: Some(request.key.clone()),
-        request_id: crate::routes::current_request_id(),
-        ..TxOptions::default()
+        ..on_lease(&request.key, fences)
     };
     Ok(respond(
         acquire::acquire(&db, &leases, opts, request).await?,
@@ -113,23 +109,11 @@ pub async fn renew(
 ) -> Result<HttpResponse, ApiError> {
     let token = token(body.value.token.as_ref())?;
     let ttl_ms = ttl_ms(body.value.ttl_ms.as_ref(), leases.max_ttl_ms)?;
-    let opts = TxOptions {
-        fences: fences.0,
-        lease: Some(key.0.clone()),
-        request_id: crate::routes::current_request_id(),
-        ..TxOptions::default()
-    };
-    let key = key.0;
-    let reply = db
-        .transact(opts, move |tx| {
-            let key = key.clone();
-            Box::pin(async move {
-                let lease = leases::renew(tx, &key, token, ttl_ms).await?;
-                Reply::json(200, &lease)
-            })
-        })
-        .await?;
-    Ok(respond(reply))
+    let opts = on_lease(&key.0, fences);
+    transact_on(&db, opts, key.0, move |tx, key| {
+        Box::pin(async move { Reply::json(200, &leases::renew(tx, &key, token, ttl_ms).await?) })
+    })
+    .await
 }
 
 /// Releases the lease granted with the latest token.
@@ -144,23 +128,14 @@ pub async fn release(
     body: JsonBody<ReleaseBody>,
 ) -> Result<HttpResponse, ApiError> {
     let token = token(body.value.token.as_ref())?;
-    let opts = TxOptions {
-        fences: fences.0,
-        lease: Some(key.0.clone()),
-        request_id: crate::routes::current_request_id(),
-        ..TxOptions::default()
-    };
-    let key = key.0;
-    let reply = db
-        .transact(opts, move |tx| {
-            let key = key.clone();
-            Box::pin(async move {
-                leases::release(tx, &key, token).await?;
-                Ok(Reply::empty(204))
-            })
+    let opts = on_lease(&key.0, fences);
+    transact_on(&db, opts, key.0, move |tx, key| {
+        Box::pin(async move {
+            leases::release(tx, &key, token).await?;
+            Ok(Reply::empty(204))
         })
-        .await?;
-    Ok(respond(reply))
+    })
+    .await
 }
 
 /// Shows the lock: holder, token, expiry, and the acquisitions waiting in this instance.
@@ -171,6 +146,17 @@ pub async fn get(db: Data<Db>, leases: Data<Leases>, key: Name) -> Result<HttpRe
     let client = db.pool.get().await?;
     let state = leases::get(Conn::outside(&client), &key.0, leases.waiting(&key.0)).await?;
     Ok(respond(Reply::json(200, &state)?))
+}
+
+/// The options of a transaction that changes the lease of `key`: the lease is locked together
+/// with the request's fencing tokens, which must still be current.
+fn on_lease(key: &str, fences: FencingTokens) -> TxOptions {
+    TxOptions {
+        fences: fences.0,
+        lease: Some(key.to_owned()),
+        request_id: crate::routes::current_request_id(),
+        ..TxOptions::default()
+    }
 }
 
 /// Who asks: 1–128 characters without control characters. Not checked for uniqueness: each

@@ -16,9 +16,10 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::web::{self, Data, QueryConfig};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, Resource};
+use futures_util::future::LocalBoxFuture;
 
-use crate::db::{Db, Reply};
+use crate::db::{Db, Reply, Tx, TxOptions};
 use crate::error::ApiError;
 
 /// Registers every route.
@@ -35,6 +36,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(jobs::configure)
     .configure(leases::configure)
     .configure(queues::configure);
+}
+
+/// The resource at `path`: the methods routed on it, and 405 (`method_not_allowed`) for the rest.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Runs `body` as one transaction on the resource `name` and answers with its reply. `body` gets
+/// its own copy of `name` each time it runs (a retried transaction runs it again).
+async fn transact_on<F>(
+    db: &Db,
+    opts: TxOptions,
+    name: String,
+    body: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: for<'t> Fn(&'t Tx, String) -> LocalBoxFuture<'t, Result<Reply, ApiError>> + 'static,
+{
+    let reply = db.transact(opts, move |tx| body(tx, name.clone())).await?;
+    Ok(respond(reply))
 }
 
 /// Turns a transaction's [`Reply`] into the HTTP response (a replay says so in a header).

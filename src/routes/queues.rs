@@ -4,38 +4,23 @@
 
 use actix_web::web::{self, Data};
 use actix_web::HttpResponse;
-use serde::Deserialize;
 
-use super::extract::{JsonBody, Name};
-use super::jobs::Mutation;
-use super::{method_not_allowed, respond};
+use super::extract::{JsonBody, Mutation, Name};
+use super::jobs::input::{NoFields, QueueSettings};
+use super::{resource, respond, transact_on};
 use crate::db::statements::Conn;
 use crate::db::{queues, Db, Reply};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/queues/{queue}")
+        resource("/queues/{queue}")
             .route(web::get().to(get))
-            .route(web::put().to(put))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::put().to(put)),
     )
-    .service(
-        web::resource("/queues/{queue}/pause")
-            .route(web::post().to(pause))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/queues/{queue}/resume")
-            .route(web::post().to(resume))
-            .default_service(web::to(method_not_allowed)),
-    );
+    .service(resource("/queues/{queue}/pause").route(web::post().to(pause)))
+    .service(resource("/queues/{queue}/resume").route(web::post().to(resume)));
 }
-
-/// Pause and resume take no fields; the (empty) body still counts for the idempotency key.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NoFields {}
 
 /// Jobs of a queue by state, and whether it is paused.
 #[utoipa::path(get, path = "/queues/{queue}", tag = "jobs", params(("queue" = String, Path, description = "Queue name", pattern = r"^[A-Za-z0-9._-]{1,128}$")),
@@ -56,23 +41,17 @@ pub(crate) async fn get(db: Data<Db>, queue: Name) -> Result<HttpResponse, ApiEr
 pub(crate) async fn put(
     m: Mutation,
     queue: Name,
-    body: JsonBody<super::jobs::input::QueueSettings>,
+    body: JsonBody<QueueSettings>,
 ) -> Result<HttpResponse, ApiError> {
     let max_running = body.value.max_running()?;
     let (db, opts) = m.options(&body.raw)?;
-    let queue = queue.0;
-    let reply = db
-        .transact(opts, move |tx| {
-            let queue = queue.clone();
-            Box::pin(async move {
-                Reply::json(
-                    200,
-                    &queues::set_max_running(tx, &queue, max_running).await?,
-                )
-            })
+    transact_on(&db, opts, queue.0, move |tx, queue| {
+        Box::pin(async move {
+            let settings = queues::set_max_running(tx, &queue, max_running).await?;
+            Reply::json(200, &settings)
         })
-        .await?;
-    Ok(respond(reply))
+    })
+    .await
 }
 
 /// Pauses a queue: claims return nothing until it is resumed.
@@ -109,14 +88,8 @@ async fn set_paused(
     paused: bool,
 ) -> Result<HttpResponse, ApiError> {
     let (db, opts) = m.options(&body.raw)?;
-    let queue = queue.0;
-    let reply = db
-        .transact(opts, move |tx| {
-            let queue = queue.clone();
-            Box::pin(
-                async move { Reply::json(200, &queues::set_paused(tx, &queue, paused).await?) },
-            )
-        })
-        .await?;
-    Ok(respond(reply))
+    transact_on(&db, opts, queue.0, move |tx, queue| {
+        Box::pin(async move { Reply::json(200, &queues::set_paused(tx, &queue, paused).await?) })
+    })
+    .await
 }

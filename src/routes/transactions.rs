@@ -1,11 +1,11 @@
 //! HTTP handlers for multi-counter transactions: `POST /transactions`, `GET /transactions/{id}`.
 
-use actix_web::web::{self, Data, Query};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::web::{self, Data};
+use actix_web::HttpResponse;
 use serde::Deserialize;
 
-use super::extract::{int64, validate_name, FencingTokens, IdempotencyKey, JsonBody, LockParams};
-use super::{method_not_allowed, respond};
+use super::extract::{int64, validate_name, JsonBody, LockParams, Mutation};
+use super::{resource, respond};
 use crate::activity::CounterActivity;
 use crate::db::statements::Conn;
 use crate::db::transactions::{self, Committed, Op, StoredTransaction, MAX_OPS};
@@ -13,16 +13,8 @@ use crate::db::Db;
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/transactions")
-            .route(web::post().to(create))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/transactions/{id}")
-            .route(web::get().to(get))
-            .default_service(web::to(method_not_allowed)),
-    );
+    cfg.service(resource("/transactions").route(web::post().to(create)))
+        .service(resource("/transactions/{id}").route(web::get().to(get)));
 }
 
 /// `POST /transactions` body.
@@ -91,29 +83,18 @@ impl TransactionBody {
     request_body(content = TransactionBody, content_type = "application/json"),
     responses((status = 200, description = "Committed", body = Committed)))]
 pub async fn create(
-    req: HttpRequest,
-    db: Data<Db>,
-    params: Query<LockParams>,
-    key: IdempotencyKey,
-    fences: FencingTokens,
+    m: Mutation,
     body: JsonBody<TransactionBody>,
     activity: Data<CounterActivity>,
 ) -> Result<HttpResponse, ApiError> {
     let ops = body.value.ops()?;
-    let mut opts = params.tx_options()?;
-    opts.idempotency = key.bind(&req, &body.raw, db.idempotency_retention);
-    opts.fences = fences.0;
+    let (lock, strength) = (m.params().row_lock(), m.params().strength);
+    let (db, opts) = m.options(&body.raw)?;
     let mut names: Vec<String> = ops.iter().map(|op| op.counter.clone()).collect();
     names.sort_unstable();
     names.dedup();
     let reply = db
-        .transaction(
-            ops,
-            body.value.atomic,
-            params.row_lock(),
-            params.strength,
-            opts,
-        )
+        .transaction(ops, body.value.atomic, lock, strength, opts)
         .await?;
     if reply.status == 200 && !reply.replayed {
         for name in &names {
