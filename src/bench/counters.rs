@@ -98,7 +98,8 @@ async fn run_on(args: &BenchArgs, session: &Session) -> Result<Results> {
                 for &clients in &args.clients {
                     let key = (workload, clients);
                     if !args.skip_pgbench && !baseline.contains_key(&key) {
-                        baseline.insert(key, run.pgbench(&target, workload, clients).await?);
+                        let _ =
+                            baseline.insert(key, run.pgbench(&target, workload, clients).await?);
                     }
                     let mut row = run.hammer(workload, clients, baseline.get(&key)).await?;
                     if let Some(wrk) = &wrk {

@@ -131,13 +131,13 @@ impl Server {
 
     /// SIGTERM, then wait; SIGKILL if it does not stop in time.
     pub async fn stop(mut self) -> Result<()> {
-        // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
-        }
+        // SAFETY: kill(2) on the pid of our own, not yet reaped, child. Should the signal not
+        // arrive, the wait below runs into its deadline and the child is killed.
+        let _ = unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
         match tokio::time::timeout(STOP_DEADLINE, self.child.wait()).await {
+            // How it exited does not matter here: the run's numbers are already taken.
             Ok(status) => {
-                status?;
+                let _ = status?;
             }
             Err(_) => {
                 tracing::warn!(pid = self.pid, "rowlock serve did not stop; killing it");

@@ -63,7 +63,7 @@ impl Session {
     pub async fn database(&self, database: &str) -> Result<tokio_postgres::Client> {
         let url = self.cluster.url(database);
         crate::db::ensure_database(&self.cluster.url("postgres"), database).await?;
-        crate::startup::migrate(&url).await?;
+        let _applied = crate::startup::migrate(&url).await?;
         crate::db::connect(&url).await
     }
 }

@@ -70,9 +70,9 @@ pub struct Progress {
 impl Progress {
     /// One more request done; `ok` when it was acknowledged.
     pub fn record(&self, ok: bool) {
-        self.done.fetch_add(1, Ordering::Relaxed);
+        let _ = self.done.fetch_add(1, Ordering::Relaxed);
         if !ok {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            let _ = self.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

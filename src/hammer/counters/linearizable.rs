@@ -46,7 +46,7 @@ pub fn check(ops: &[Op], direction: i64) -> Linearizability {
     for pair in keys.windows(2) {
         if pair[0] == pair[1] {
             duplicate_values += 1;
-            example.get_or_insert_with(|| {
+            let _ = example.get_or_insert_with(|| {
                 format!(
                     "two increments both returned {}",
                     pair[0] * i128::from(direction.signum())
@@ -71,7 +71,7 @@ pub fn check(ops: &[Op], direction: i64) -> Linearizability {
         }
         if let Some(before) = latest.filter(|before| key(before) >= key(op)) {
             order_violations += 1;
-            example.get_or_insert_with(|| {
+            let _ = example.get_or_insert_with(|| {
                 format!(
                     "an increment that finished at {} ns returned {}, yet one that started later, \
                      at {} ns, returned {}",

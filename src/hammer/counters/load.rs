@@ -176,7 +176,7 @@ impl Shared {
             let answer = match self.api.increment(index, Some(version)).await {
                 Ok(answer) => answer,
                 Err(_) => {
-                    versions.remove(&index);
+                    let _ = versions.remove(&index);
                     return Outcome {
                         status: None,
                         effect: Effect::Unknown,
@@ -185,11 +185,11 @@ impl Shared {
             };
             match answer {
                 Answer::Applied(state) => {
-                    versions.insert(index, state.version);
+                    let _ = versions.insert(index, state.version);
                     return classify(answer);
                 }
                 Answer::Status(412) => {
-                    versions.remove(&index);
+                    let _ = versions.remove(&index);
                     if attempt >= self.max_attempts || self.tickets.past_deadline() {
                         return not_applied(Some(412));
                     }

@@ -249,8 +249,8 @@ fn completed(
             out.end_to_end
                 .saturating_record(now_us.saturating_sub(job.payload.enqueued_us));
             out.completed.push(job.id);
-            shared.completed.fetch_add(1, Ordering::Relaxed);
-            shared
+            let _ = shared.completed.fetch_add(1, Ordering::Relaxed);
+            let _ = shared
                 .last_completion_us
                 .fetch_max(now_us, Ordering::Relaxed);
         }

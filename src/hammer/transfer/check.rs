@@ -56,7 +56,7 @@ impl Checks {
                 mismatched += 1;
                 let (low, high) = (out.unknown_low[i], out.unknown_high[i]);
                 explained &= (i128::from(low)..=i128::from(high)).contains(&extra);
-                mismatch_example.get_or_insert_with(|| {
+                let _ = mismatch_example.get_or_insert_with(|| {
                     format!(
                         "'{name}' went {} → {} ({diff:+}), acknowledged transactions {:+}",
                         before[i], after[i], out.acknowledged[i]
@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn a_500_fails_the_run_even_when_every_balance_adds_up() {
         let mut o = out(vec![-30, 30], vec![0, 0], vec![0, 0], 1);
-        o.statuses.other_statuses.insert(500, 1);
+        let _ = o.statuses.other_statuses.insert(500, 1);
         let c = Checks::new(WorkloadKind::Transfer, &names(2), &[100, 0], &[70, 30], &o);
         assert_eq!(c.verdict, Verdict::Fail, "{c}");
     }

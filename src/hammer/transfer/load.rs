@@ -227,7 +227,7 @@ fn record(out: &mut RunOutput, names: &[String], ops: &[(usize, i64)], answer: A
             }
             if let Err(why) = consistent(names, ops, &body) {
                 out.inconsistent += 1;
-                out.inconsistent_example.get_or_insert(why);
+                let _ = out.inconsistent_example.get_or_insert(why);
             }
             return true;
         }
