@@ -42,7 +42,7 @@ struct Peak {
 }
 
 /// Runs the counter benchmark, prints its tables and writes its JSON.
-pub async fn run(args: &BenchArgs) -> Result<std::process::ExitCode> {
+pub(crate) async fn run(args: &BenchArgs) -> Result<std::process::ExitCode> {
     let background = cpu::background_busy(Duration::from_secs(2)).await;
     if background > 0.10 {
         eprintln!(

@@ -15,21 +15,21 @@
 //! vacuums its tables and takes a checkpoint, so that no run inherits another's dead rows or pays
 //! for its checkpoint.
 
-pub mod counters;
-pub mod cpu;
-pub mod groups;
-pub mod jobs;
-pub mod measure;
-pub mod pgbench;
-pub mod scaleout;
-pub mod scripts;
-pub mod server;
-pub mod session;
-pub mod table;
-pub mod targets;
-pub mod transfer;
-pub mod transfer_table;
-pub mod wrk;
+pub(crate) mod counters;
+pub(crate) mod cpu;
+pub(crate) mod groups;
+pub(crate) mod jobs;
+pub(crate) mod measure;
+pub(crate) mod pgbench;
+pub(crate) mod scaleout;
+pub(crate) mod scripts;
+pub(crate) mod server;
+pub(crate) mod session;
+pub(crate) mod table;
+pub(crate) mod targets;
+pub(crate) mod transfer;
+pub(crate) mod transfer_table;
+pub(crate) mod wrk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -57,7 +57,7 @@ struct Results {
 type Baseline = (PgbenchResult, i64, bool);
 
 /// Runs the transfer benchmark, prints its table and writes its JSON; fails if a check failed.
-pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
+pub(crate) async fn run(args: &BenchArgs) -> Result<ExitCode> {
     let load_average_at_start = load_average();
     let (rows, peaks) = session::run_in(args, "transfers", async |s| run_on(args, s).await).await?;
     println!("\n{}", table::render(&rows));

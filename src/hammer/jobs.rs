@@ -9,7 +9,7 @@
 //! (the queue holds `--jobs` completed jobs and nothing else). It reports claims/s, jobs/s and
 //! the claim and end-to-end (enqueue → completion) latency percentiles.
 
-pub mod worker;
+pub(crate) mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

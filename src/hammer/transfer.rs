@@ -18,9 +18,9 @@
 //! [`accounts`] sets up and reads the counters, [`load`] sends the transactions, [`check`] holds
 //! the invariants.
 
-pub mod accounts;
+pub(crate) mod accounts;
 pub mod check;
-pub mod load;
+pub(crate) mod load;
 
 use std::sync::Arc;
 

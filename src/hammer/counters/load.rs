@@ -19,7 +19,7 @@ use crate::hammer::load::{histogram, run_clients, Progress, Stop, Tickets};
 use crate::hammer::report::StatusCounts;
 
 /// What the load produced, before verification.
-pub struct RunOutput {
+pub(crate) struct RunOutput {
     pub elapsed: Duration,
     pub statuses: StatusCounts,
     pub optimistic_retries: u64,
@@ -72,7 +72,7 @@ struct ClientOutput {
 }
 
 /// Runs the load described by `args` against `api` until `stop`.
-pub async fn run(
+pub(crate) async fn run(
     args: &HammerArgs,
     api: Arc<Api>,
     stop: Stop,
