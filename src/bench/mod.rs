@@ -56,7 +56,8 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub fn name(self) -> &'static str {
+    /// The workload's name in the tables and the JSON rows, as on the command line.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Hot => "hot",
             Self::Spread => "spread",
@@ -67,12 +68,15 @@ impl Workload {
 /// `rowlock serve --group-commit on|off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum GroupSetting {
+    /// Concurrent counter changes and job acknowledgements share transactions.
     On,
+    /// Every request commits its own transaction.
     Off,
 }
 
 impl GroupSetting {
-    pub fn enabled(self) -> bool {
+    /// The value of `rowlock serve --group-commit`.
+    pub(crate) fn enabled(self) -> bool {
         self == Self::On
     }
 }
@@ -95,6 +99,7 @@ pub enum Benchmark {
 /// Options of `rowlock bench` (given before or after the benchmark's name).
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// The benchmark to run; `None` runs the counters benchmark.
     #[command(subcommand)]
     pub benchmark: Option<Benchmark>,
     /// How long each pgbench and each hammer run lasts.

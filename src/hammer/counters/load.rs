@@ -31,7 +31,7 @@ pub(crate) struct RunOutput {
 }
 
 /// The increments that completed during one second of the run.
-pub struct Second {
+pub(crate) struct Second {
     pub completed: u64,
     pub acknowledged: u64,
     pub latency: Histogram<u64>,

@@ -80,7 +80,7 @@ impl Plan {
 }
 
 /// What the load produced, before verification.
-pub struct RunOutput {
+pub(crate) struct RunOutput {
     pub elapsed: Duration,
     pub statuses: StatusCounts,
     pub refusals: u64,
@@ -96,7 +96,7 @@ pub struct RunOutput {
 }
 
 impl RunOutput {
-    pub fn empty(counters: usize) -> Result<Self> {
+    pub(crate) fn empty(counters: usize) -> Result<Self> {
         Ok(Self {
             elapsed: Duration::ZERO,
             statuses: StatusCounts::default(),
