@@ -10,6 +10,7 @@ use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 pub use crate::db::pool::PoolArgs;
 
+/// The whole command line: one subcommand and its options.
 #[derive(Debug, Parser)]
 #[command(
     name = "rowlock",
@@ -17,10 +18,12 @@ pub use crate::db::pool::PoolArgs;
     about = "Concurrent row updates done right on PostgreSQL"
 )]
 pub struct Cli {
+    /// What to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands of `rowlock`, each with its options.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API.
@@ -54,6 +57,7 @@ pub struct DatabaseArgs {
 /// Everything `rowlock serve` can be told.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Where the database is.
     #[command(flatten)]
     pub database: DatabaseArgs,
 
@@ -92,12 +96,16 @@ pub struct ServeArgs {
     #[arg(long, env = "ROWLOCK_MAX_WAITERS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_waiters: u64,
 
+    /// The connection pool: its size, statement caching and the timeouts of every wait on it.
     #[command(flatten)]
     pub pool: PoolArgs,
 
+    /// Group commit: whether concurrent requests share transactions, and how large and how many
+    /// the groups may be.
     #[command(flatten)]
     pub group: crate::db::group::GroupArgs,
 
+    /// Who may call the API: the bearer tokens, the allowed browser origins.
     #[command(flatten)]
     pub auth: crate::routes::auth::AuthArgs,
 }

@@ -42,7 +42,7 @@ struct Peak {
 }
 
 /// Runs the counter benchmark, prints its tables and writes its JSON.
-pub async fn run(args: &BenchArgs) -> Result<std::process::ExitCode> {
+pub(crate) async fn run(args: &BenchArgs) -> Result<std::process::ExitCode> {
     let background = cpu::background_busy(Duration::from_secs(2)).await;
     if background > 0.10 {
         eprintln!(
@@ -98,7 +98,8 @@ async fn run_on(args: &BenchArgs, session: &Session) -> Result<Results> {
                 for &clients in &args.clients {
                     let key = (workload, clients);
                     if !args.skip_pgbench && !baseline.contains_key(&key) {
-                        baseline.insert(key, run.pgbench(&target, workload, clients).await?);
+                        let _ =
+                            baseline.insert(key, run.pgbench(&target, workload, clients).await?);
                     }
                     let mut row = run.hammer(workload, clients, baseline.get(&key)).await?;
                     if let Some(wrk) = &wrk {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Cumulative CPU counters at one instant, in microseconds.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     machine_busy: u64,
     server: u64,
     this_process: u64,
@@ -19,7 +19,7 @@ pub struct Snapshot {
 
 /// CPU per transaction during one run, in microseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct PerTransaction {
+pub(crate) struct PerTransaction {
     /// PostgreSQL (and anything else on the machine).
     pub postgres_us: f64,
     /// pgbench, or the hammer.
@@ -30,7 +30,7 @@ pub struct PerTransaction {
 
 impl Snapshot {
     /// Reads the counters now; `server_pid` is `rowlock serve`.
-    pub fn take(server_pid: Option<u32>) -> Self {
+    pub(crate) fn take(server_pid: Option<u32>) -> Self {
         Self {
             machine_busy: machine_busy(),
             server: server_pid.map_or(0, process_ticks),
@@ -41,7 +41,7 @@ impl Snapshot {
 
     /// The split since `earlier` over `transactions`; the client is this process when
     /// `client_is_child` is false (the hammer), else the children (pgbench).
-    pub fn since(
+    pub(crate) fn since(
         &self,
         earlier: &Self,
         transactions: u64,
@@ -66,7 +66,7 @@ impl Snapshot {
 
 /// The fraction of the machine's CPU busy over the next `window` (before the benchmark starts:
 /// anything busy then competes with what is measured).
-pub async fn background_busy(window: std::time::Duration) -> f64 {
+pub(crate) async fn background_busy(window: std::time::Duration) -> f64 {
     let (busy, total) = (machine_busy(), machine_total());
     tokio::time::sleep(window).await;
     let d_total = machine_total().saturating_sub(total).max(1);
@@ -94,7 +94,7 @@ fn ticks_to_us(ticks: u64) -> u64 {
 }
 
 /// Busy time of all CPUs, in microseconds: everything in the first line of /proc/stat but idle and iowait.
-pub fn machine_busy() -> u64 {
+pub(crate) fn machine_busy() -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<u64> = stat
         .lines()
@@ -115,7 +115,7 @@ pub fn machine_busy() -> u64 {
 }
 
 /// utime + stime of `pid`, in microseconds (fields 14 and 15 of /proc/<pid>/stat, after the command name).
-pub fn process_ticks(pid: u32) -> u64 {
+pub(crate) fn process_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name may contain spaces; the fields after it are unambiguous.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
@@ -129,7 +129,7 @@ pub fn process_ticks(pid: u32) -> u64 {
 }
 
 /// utime + stime of this process (`RUSAGE_SELF`) or its waited-for children, in microseconds.
-pub fn rusage(who: libc::c_int) -> u64 {
+pub(crate) fn rusage(who: libc::c_int) -> u64 {
     // SAFETY: getrusage writes into the zeroed struct we pass and has no other effect.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(who, &mut usage) } != 0 {

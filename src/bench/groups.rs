@@ -11,7 +11,7 @@ const METRIC: &str = "rowlock_group_size";
 
 /// `rowlock_group_size` at one instant.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Scrape {
+pub(crate) struct Scrape {
     /// (upper bound, cumulative count), in the order exported (ascending, `+Inf` last).
     buckets: Vec<(f64, u64)>,
     sum: f64,
@@ -20,7 +20,7 @@ pub struct Scrape {
 
 /// Group sizes (requests per group) during one run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct GroupSizes {
+pub(crate) struct GroupSizes {
     /// Groups committed (or ended) during the run.
     pub groups: u64,
     pub mean: f64,
@@ -33,12 +33,16 @@ pub struct GroupSizes {
 
 /// Scrapes `rowlock_group_size` from `{base}/metrics`; `None` (with a warning) when it cannot
 /// be read.
-pub async fn scrape(http: &reqwest::Client, base: &str) -> Option<Scrape> {
+pub(crate) async fn scrape(http: &reqwest::Client, base: &str) -> Option<Scrape> {
     scrape_histogram(http, base, METRIC).await
 }
 
 /// Scrapes the histogram `metric` from `{base}/metrics` (e.g. `rowlock_job_group_acks`).
-pub async fn scrape_histogram(http: &reqwest::Client, base: &str, metric: &str) -> Option<Scrape> {
+pub(crate) async fn scrape_histogram(
+    http: &reqwest::Client,
+    base: &str,
+    metric: &str,
+) -> Option<Scrape> {
     let answer = async {
         let response = http.get(format!("{base}/metrics")).send().await?;
         response.error_for_status()?.text().await
@@ -54,17 +58,12 @@ pub async fn scrape_histogram(http: &reqwest::Client, base: &str, metric: &str) 
 }
 
 /// The group sizes between two scrapes (`None` when either is missing or no group ended).
-pub fn between(before: Option<&Scrape>, after: Option<&Scrape>) -> Option<GroupSizes> {
+pub(crate) fn between(before: Option<&Scrape>, after: Option<&Scrape>) -> Option<GroupSizes> {
     after?.since(before?)
 }
 
-/// `rowlock_group_size` out of a Prometheus (or OpenMetrics) text exposition.
-pub fn parse(text: &str) -> Scrape {
-    parse_histogram(text, METRIC)
-}
-
 /// The histogram `metric` out of a Prometheus (or OpenMetrics) text exposition.
-pub fn parse_histogram(text: &str, metric: &str) -> Scrape {
+pub(crate) fn parse_histogram(text: &str, metric: &str) -> Scrape {
     let mut scrape = Scrape::default();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix(metric) else {
@@ -103,7 +102,7 @@ pub fn parse_histogram(text: &str, metric: &str) -> Scrape {
 
 impl Scrape {
     /// The distribution of the groups that ended since `earlier`.
-    pub fn since(&self, earlier: &Self) -> Option<GroupSizes> {
+    pub(crate) fn since(&self, earlier: &Self) -> Option<GroupSizes> {
         let groups = self.count.checked_sub(earlier.count).filter(|&n| n > 0)?;
         // Cumulative counts per bucket bound, minus the earlier ones.
         let deltas: Vec<(f64, u64)> = self
@@ -141,7 +140,7 @@ impl Scrape {
 }
 
 /// A bucket bound for the table: `-` when there were no groups, `>2048` past the last bound.
-pub fn show(value: Option<f64>) -> String {
+pub(crate) fn show(value: Option<f64>) -> String {
     match value {
         None => "-".into(),
         Some(v) if v.is_infinite() => ">2048".into(),
@@ -152,6 +151,11 @@ pub fn show(value: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `rowlock_group_size` out of a Prometheus (or OpenMetrics) text exposition.
+    fn parse(text: &str) -> Scrape {
+        parse_histogram(text, METRIC)
+    }
 
     fn exposition(buckets: &[(&str, u64)], sum: f64, count: u64) -> String {
         let mut text = String::from(

@@ -25,7 +25,7 @@ const PGBENCH_JOBS: i64 = 1_000_000;
 const HAMMER_JOBS: u64 = 30_000;
 
 /// Runs the job benchmark and prints its table; fails if a verification failed.
-pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
+pub(crate) async fn run(args: &BenchArgs) -> Result<ExitCode> {
     let passed = session::run_in(args, "jobs", async |s| run_on(args, s).await).await?;
     Ok(session::exit_code(passed))
 }

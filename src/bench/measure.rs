@@ -16,7 +16,7 @@ use super::server::Server;
 use super::wrk::{self, Script, WrkResult};
 
 /// Scrapes of `/metrics` around one run.
-pub struct GroupWindow {
+pub(crate) struct GroupWindow {
     http: reqwest::Client,
     base: String,
     before: Option<Scrape>,
@@ -24,7 +24,7 @@ pub struct GroupWindow {
 
 impl GroupWindow {
     /// Scrapes now: the start of the window.
-    pub async fn open(server: &Server) -> Self {
+    pub(crate) async fn open(server: &Server) -> Self {
         let http = reqwest::Client::new();
         let before = groups::scrape(&http, &server.url).await;
         Self {
@@ -35,7 +35,7 @@ impl GroupWindow {
     }
 
     /// Scrapes again; the group sizes of the window (`None` when no group ended in it).
-    pub async fn close(self) -> Option<GroupSizes> {
+    pub(crate) async fn close(self) -> Option<GroupSizes> {
         let after = groups::scrape(&self.http, &self.base).await;
         groups::between(self.before.as_ref(), after.as_ref())
     }
@@ -44,7 +44,7 @@ impl GroupWindow {
 /// What `rowlock serve` did during one run: its CPU, its largest resident size and its group
 /// sizes. Serialized flat into each benchmark's row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServerSide {
+pub(crate) struct ServerSide {
     /// Largest VmRSS of `rowlock serve` sampled during this run.
     pub rowlock_rss_mib: f64,
     /// CPU per request during the rowlock run.
@@ -55,7 +55,7 @@ pub struct ServerSide {
 
 /// Runs `run` (whose answer says how many requests it made) against `server`, measuring what
 /// `rowlock serve` did meanwhile; CPU is per request, the client's share being this process's.
-pub async fn around<T>(
+pub(crate) async fn around<T>(
     server: &Server,
     run: impl Future<Output = Result<T>>,
     requests: impl FnOnce(&T) -> u64,
@@ -79,7 +79,7 @@ pub async fn around<T>(
 /// Runs wrk against `server` with the hammer's connection count and duration, measuring CPU per
 /// request (postgres + serve + wrk), serve's memory and the group sizes. `delta` and
 /// `verification` are left to the caller, which knows what to count.
-pub async fn wrk_run(
+pub(crate) async fn wrk_run(
     wrk: &Path,
     server: &Server,
     script: Script,
@@ -102,7 +102,7 @@ pub async fn wrk_run(
 
 /// `read()` once it stops changing: the requests wrk left in flight when it stopped have been
 /// answered (or given up) by then. Reads every 200 ms, for at most 10 s.
-pub async fn settled<F, Fut>(mut read: F) -> Result<i64>
+pub(crate) async fn settled<F, Fut>(mut read: F) -> Result<i64>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<i64>>,
@@ -120,7 +120,7 @@ where
 }
 
 /// The wrk binary, or `None` with a warning: the wrk runs are skipped then.
-pub fn find_wrk() -> Option<std::path::PathBuf> {
+pub(crate) fn find_wrk() -> Option<std::path::PathBuf> {
     let found = wrk::binary();
     if found.is_none() {
         eprintln!("warning: wrk is not installed; the wrk runs are skipped");

@@ -15,21 +15,21 @@
 //! vacuums its tables and takes a checkpoint, so that no run inherits another's dead rows or pays
 //! for its checkpoint.
 
-pub mod counters;
-pub mod cpu;
-pub mod groups;
-pub mod jobs;
-pub mod measure;
-pub mod pgbench;
-pub mod scaleout;
-pub mod scripts;
-pub mod server;
-pub mod session;
-pub mod table;
-pub mod targets;
-pub mod transfer;
-pub mod transfer_table;
-pub mod wrk;
+pub(crate) mod counters;
+pub(crate) mod cpu;
+pub(crate) mod groups;
+pub(crate) mod jobs;
+pub(crate) mod measure;
+pub(crate) mod pgbench;
+pub(crate) mod scaleout;
+pub(crate) mod scripts;
+pub(crate) mod server;
+pub(crate) mod session;
+pub(crate) mod table;
+pub(crate) mod targets;
+pub(crate) mod transfer;
+pub(crate) mod transfer_table;
+pub(crate) mod wrk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,7 +56,8 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub fn name(self) -> &'static str {
+    /// The workload's name in the tables and the JSON rows, as on the command line.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Hot => "hot",
             Self::Spread => "spread",
@@ -67,12 +68,15 @@ impl Workload {
 /// `rowlock serve --group-commit on|off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum GroupSetting {
+    /// Concurrent counter changes and job acknowledgements share transactions.
     On,
+    /// Every request commits its own transaction.
     Off,
 }
 
 impl GroupSetting {
-    pub fn enabled(self) -> bool {
+    /// The value of `rowlock serve --group-commit`.
+    pub(crate) fn enabled(self) -> bool {
         self == Self::On
     }
 }
@@ -95,6 +99,7 @@ pub enum Benchmark {
 /// Options of `rowlock bench` (given before or after the benchmark's name).
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// The benchmark to run; `None` runs the counters benchmark.
     #[command(subcommand)]
     pub benchmark: Option<Benchmark>,
     /// How long each pgbench and each hammer run lasts.

@@ -18,7 +18,7 @@ use super::Workload;
 
 /// What one pgbench run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PgbenchResult {
+pub(crate) struct PgbenchResult {
     pub tps: f64,
     pub transactions: u64,
     pub failed: u64,
@@ -31,7 +31,7 @@ pub struct PgbenchResult {
 }
 
 /// Where pgbench connects.
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub port: u16,
     pub user: &'a str,
     pub password: &'a str,
@@ -39,7 +39,7 @@ pub struct Target<'a> {
 }
 
 /// The pgbench binary of the cluster's own version when there is one, else the one on PATH.
-pub fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     crate::local_cluster::find_bin_dir()
         .map(|dir| dir.join("pgbench"))
         .ok()
@@ -48,7 +48,7 @@ pub fn binary() -> PathBuf {
 }
 
 /// Runs `workload` with `clients` clients for `duration`; `work_dir` holds scripts and logs.
-pub async fn run(
+pub(crate) async fn run(
     target: &Target<'_>,
     workload: Workload,
     clients: usize,
@@ -63,7 +63,7 @@ pub async fn run(
 }
 
 /// Runs the script `sql` (called `name` in file names) with `clients` clients for `duration`.
-pub async fn run_script(
+pub(crate) async fn run_script(
     target: &Target<'_>,
     name: &str,
     sql: &str,

@@ -12,7 +12,7 @@ use crate::db::transactions::APPLY_ALL;
 use crate::db::tx::SET_APPLICATION_NAME;
 
 /// `POST /counters/hot/increment?lock=wait` on the one hot counter.
-pub fn hot() -> String {
+pub(crate) fn hot() -> String {
     increment(
         "-- pgbench script: rowlock's transaction for `POST /counters/hot/increment` (lock=wait),\n\
          -- built from its own statements (src/bench/scripts.rs); do not edit by hand.\n",
@@ -21,7 +21,7 @@ pub fn hot() -> String {
 }
 
 /// The same on a random one of the 10,000 counters `spread-0` … `spread-9999`.
-pub fn spread() -> String {
+pub(crate) fn spread() -> String {
     increment(
         "-- pgbench script: rowlock's transaction for `POST /counters/spread-N/increment`\n\
          -- (lock=wait) on a random one of spread-0 … spread-9999, built from its own statements\n\
@@ -34,7 +34,7 @@ pub fn spread() -> String {
 /// An atomic `POST /transactions` moving 1…100 between a random pair of distinct accounts among
 /// `account-0` … `account-999` (min 0): locked in name order, checked, written and recorded by
 /// one statement, or — when the payer is short — nothing written (rowlock's 409).
-pub fn transfer() -> String {
+pub(crate) fn transfer() -> String {
     let (a, b) = (
         "'account-' || CAST(:a AS text)",
         "'account-' || CAST(:b AS text)",
@@ -60,7 +60,7 @@ pub fn transfer() -> String {
 }
 
 /// Every script, each under a `-- <name>.sql` line: what `rowlock bench scripts` prints.
-pub fn all() -> String {
+pub(crate) fn all() -> String {
     [
         ("hot", hot()),
         ("spread", spread()),

@@ -16,7 +16,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(15);
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// A running `rowlock serve`.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pid: u32,
     pub url: String,
@@ -24,7 +24,7 @@ pub struct Server {
 
 /// Resident memory of a process, from `/proc/<pid>/status`, in KiB.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     /// VmRSS: resident now.
     pub rss_kib: u64,
     /// VmHWM: the peak resident size since the process started.
@@ -35,7 +35,7 @@ impl Server {
     /// Starts `binary serve` against `database_url` with `pool_size` connections, `workers`
     /// HTTP workers (0: actix's default) and group commit on or off, logging to `log`, with
     /// `env` added to its environment.
-    pub async fn start(
+    pub(crate) async fn start(
         binary: &Path,
         database_url: &str,
         pool_size: usize,
@@ -102,17 +102,17 @@ impl Server {
     }
 
     /// The process id of `rowlock serve`.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Resident memory now.
-    pub fn memory(&self) -> Memory {
+    pub(crate) fn memory(&self) -> Memory {
         memory(self.pid)
     }
 
     /// Samples VmRSS until the returned sampler is finished; it returns the largest sample.
-    pub fn sample_rss(&self) -> RssSampler {
+    pub(crate) fn sample_rss(&self) -> RssSampler {
         let pid = self.pid;
         let (done, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -130,14 +130,14 @@ impl Server {
     }
 
     /// SIGTERM, then wait; SIGKILL if it does not stop in time.
-    pub async fn stop(mut self) -> Result<()> {
-        // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
-        }
+    pub(crate) async fn stop(mut self) -> Result<()> {
+        // SAFETY: kill(2) on the pid of our own, not yet reaped, child. Should the signal not
+        // arrive, the wait below runs into its deadline and the child is killed.
+        let _ = unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
         match tokio::time::timeout(STOP_DEADLINE, self.child.wait()).await {
+            // How it exited does not matter here: the run's numbers are already taken.
             Ok(status) => {
-                status?;
+                let _ = status?;
             }
             Err(_) => {
                 tracing::warn!(pid = self.pid, "rowlock serve did not stop; killing it");
@@ -149,14 +149,14 @@ impl Server {
 }
 
 /// A running RSS sampler.
-pub struct RssSampler {
+pub(crate) struct RssSampler {
     done: oneshot::Sender<()>,
     task: JoinHandle<u64>,
 }
 
 impl RssSampler {
     /// Stops sampling; the largest VmRSS seen, in KiB.
-    pub async fn finish(self) -> u64 {
+    pub(crate) async fn finish(self) -> u64 {
         let _ = self.done.send(());
         self.task.await.unwrap_or(0)
     }

@@ -15,7 +15,7 @@ use super::BenchArgs;
 use crate::local_cluster::{Durability, LocalCluster, SUPERUSER};
 
 /// One benchmark's processes and files.
-pub struct Session {
+pub(crate) struct Session {
     /// The `rowlock` binary each `rowlock serve` runs.
     pub binary: PathBuf,
     /// Scripts, logs and per-run files; removed at the end.
@@ -28,7 +28,7 @@ pub struct Session {
 impl Session {
     /// Starts `rowlock serve` on `database_url` with `pool_size` connections and group commit on
     /// or off, logging to `<name>.log` in the scratch directory, with `env` added.
-    pub async fn serve(
+    pub(crate) async fn serve(
         &self,
         database_url: &str,
         pool_size: usize,
@@ -50,7 +50,7 @@ impl Session {
     }
 
     /// Where pgbench connects to reach `database` on the session's PostgreSQL.
-    pub fn pgbench_target<'a>(&'a self, database: &'a str) -> pgbench::Target<'a> {
+    pub(crate) fn pgbench_target<'a>(&'a self, database: &'a str) -> pgbench::Target<'a> {
         pgbench::Target {
             port: self.cluster.port(),
             user: SUPERUSER,
@@ -60,17 +60,17 @@ impl Session {
     }
 
     /// A fresh, migrated `database` on the session's PostgreSQL, and an admin connection to it.
-    pub async fn database(&self, database: &str) -> Result<tokio_postgres::Client> {
+    pub(crate) async fn database(&self, database: &str) -> Result<tokio_postgres::Client> {
         let url = self.cluster.url(database);
         crate::db::ensure_database(&self.cluster.url("postgres"), database).await?;
-        crate::startup::migrate(&url).await?;
+        let _applied = crate::startup::migrate(&url).await?;
         crate::db::connect(&url).await
     }
 }
 
 /// Runs `body` in a new session named `what` (its scratch directory's name), and stops the
 /// session's PostgreSQL and removes its directory afterwards, also when `body` failed.
-pub async fn run_in<T>(
+pub(crate) async fn run_in<T>(
     args: &BenchArgs,
     what: &str,
     body: impl AsyncFnOnce(&Session) -> Result<T>,
@@ -101,14 +101,14 @@ pub async fn run_in<T>(
 }
 
 /// Seconds since the Unix epoch: the name of a results file.
-pub fn unix_time() -> u64 {
+pub(crate) fn unix_time() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// Writes `results` as `<prefix>-<unix time>.json` and `<prefix>-latest.json` under `out`.
-pub fn write_results(
+pub(crate) fn write_results(
     out: &Path,
     prefix: &str,
     unix_time: u64,
@@ -123,7 +123,7 @@ pub fn write_results(
 }
 
 /// The benchmark's exit code: success only when every verification passed.
-pub fn exit_code(passed: bool) -> ExitCode {
+pub(crate) fn exit_code(passed: bool) -> ExitCode {
     if passed {
         ExitCode::SUCCESS
     } else {

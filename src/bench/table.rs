@@ -14,7 +14,7 @@ use crate::hammer::Report;
 
 /// One workload at one client count (and one rowlock pool size and group-commit setting).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub workload: String,
     pub clients: usize,
     pub pool_size: usize,
@@ -38,12 +38,12 @@ pub struct Row {
 }
 
 /// `-` for nothing, else `digits` decimals.
-pub fn opt(v: Option<f64>, digits: usize) -> String {
+pub(crate) fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
 }
 
 /// `on` / `off`.
-pub fn on_off(group_commit: bool) -> &'static str {
+pub(crate) fn on_off(group_commit: bool) -> &'static str {
     if group_commit {
         "on"
     } else {
@@ -52,12 +52,12 @@ pub fn on_off(group_commit: bool) -> &'static str {
 }
 
 /// The wrk run's verdict, `-` when there was none.
-pub fn wrk_verdict(wrk: Option<&WrkResult>) -> &str {
+pub(crate) fn wrk_verdict(wrk: Option<&WrkResult>) -> &str {
     wrk.map_or("-", |w| w.verification.as_str())
 }
 
 /// The rows as a fixed-width text table.
-pub fn render(rows: &[Row]) -> String {
+pub(crate) fn render(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -109,7 +109,7 @@ pub fn render(rows: &[Row]) -> String {
 
 /// Where the CPU went, in microseconds per transaction (PostgreSQL's share includes anything
 /// else running on the machine): one line per row, and under it one for its wrk run.
-pub fn render_cpu(rows: &[Row]) -> String {
+pub(crate) fn render_cpu(rows: &[Row]) -> String {
     let lines: Vec<CpuLine> = rows
         .iter()
         .map(|r| CpuLine {
@@ -123,7 +123,7 @@ pub fn render_cpu(rows: &[Row]) -> String {
 }
 
 /// One row of a CPU table.
-pub struct CpuLine {
+pub(crate) struct CpuLine {
     pub label: String,
     pub pgbench: PerTransaction,
     pub rowlock: PerTransaction,
@@ -132,7 +132,12 @@ pub struct CpuLine {
 
 impl CpuLine {
     /// `<workload> <clients> clients pool <size> group on|off`.
-    pub fn label(workload: &str, clients: usize, pool_size: usize, group_commit: bool) -> String {
+    pub(crate) fn label(
+        workload: &str,
+        clients: usize,
+        pool_size: usize,
+        group_commit: bool,
+    ) -> String {
         format!(
             "{workload:<8} {clients:>3} clients pool {pool_size:>3} group {:<3}",
             on_off(group_commit)
@@ -141,7 +146,7 @@ impl CpuLine {
 }
 
 /// `label   pgbench   |   rowlock`, and under it `wrk   |   wrk's` when there was a wrk run.
-pub fn cpu_table(unit: &str, lines: &[CpuLine]) -> String {
+pub(crate) fn cpu_table(unit: &str, lines: &[CpuLine]) -> String {
     let mut out = format!(
         "CPU µs per {unit}: pgbench = postgres + pgbench   |   rowlock = postgres + serve + hammer \
          (next line: wrk = postgres + serve + wrk)\n"
@@ -167,7 +172,7 @@ pub fn cpu_table(unit: &str, lines: &[CpuLine]) -> String {
 }
 
 /// `postgres + serve + client = total`.
-pub fn three(c: &PerTransaction) -> String {
+pub(crate) fn three(c: &PerTransaction) -> String {
     format!(
         "{:>5.0} + {:>4.0} + {:>4.0} = {:>5.0}",
         c.postgres_us,

@@ -9,11 +9,11 @@ use super::table::Row;
 use super::wrk::WrkResult;
 
 /// Largest resident memory of `rowlock serve` allowed at any time.
-pub const RSS_LIMIT_MIB: f64 = 64.0;
+pub(crate) const RSS_LIMIT_MIB: f64 = 64.0;
 
 /// A target of the issue and whether the measured figures meet it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Target {
+pub(crate) struct Target {
     pub name: String,
     pub measured: String,
     pub met: bool,
@@ -21,14 +21,14 @@ pub struct Target {
 
 impl Target {
     /// `[met] name: measured` / `[NOT MET] …`.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let met = if self.met { "met" } else { "NOT MET" };
         format!("[{met}] {}: {}", self.name, self.measured)
     }
 }
 
 /// `12.31x (15012 vs 1220); wrk 11.02x (13440)`: rowlock against pgbench, and wrk's figure.
-pub fn ratio_figure(rowlock: f64, pgbench: f64, wrk: Option<f64>) -> String {
+pub(crate) fn ratio_figure(rowlock: f64, pgbench: f64, wrk: Option<f64>) -> String {
     let pgbench = pgbench.max(1e-9);
     let mut text = format!("{:.2}x ({rowlock:.0} vs {pgbench:.0})", rowlock / pgbench);
     if let Some(w) = wrk {
@@ -38,7 +38,7 @@ pub fn ratio_figure(rowlock: f64, pgbench: f64, wrk: Option<f64>) -> String {
 }
 
 /// A throughput target: `rowlock ≥ factor × pgbench` at `clients`.
-pub fn throughput(
+pub(crate) fn throughput(
     what: &str,
     clients: usize,
     factor: f64,
@@ -56,7 +56,7 @@ pub fn throughput(
 /// Memory: VmRSS sampled during every run and VmHWM of every server at its end.
 /// Memory target: the largest resident size sampled during any hammer or wrk run of `runs`, and
 /// the peak over the whole benchmark.
-pub fn memory<'a>(
+pub(crate) fn memory<'a>(
     runs: impl Iterator<Item = (&'a ServerSide, Option<&'a WrkResult>)>,
     peak_mib: f64,
 ) -> Target {
@@ -75,7 +75,7 @@ pub fn memory<'a>(
 }
 
 /// The counter benchmark's targets: hot and spread at `max_clients`, hot at one client, memory.
-pub fn targets(rows: &[Row], max_clients: usize, rss_peak_mib: f64) -> Vec<Target> {
+pub(crate) fn targets(rows: &[Row], max_clients: usize, rss_peak_mib: f64) -> Vec<Target> {
     let mut targets = Vec::new();
     let find = |workload: &str, clients: usize| {
         rows.iter().find(|r| {

@@ -57,7 +57,7 @@ struct Results {
 type Baseline = (PgbenchResult, i64, bool);
 
 /// Runs the transfer benchmark, prints its table and writes its JSON; fails if a check failed.
-pub async fn run(args: &BenchArgs) -> Result<ExitCode> {
+pub(crate) async fn run(args: &BenchArgs) -> Result<ExitCode> {
     let load_average_at_start = load_average();
     let (rows, peaks) = session::run_in(args, "transfers", async |s| run_on(args, s).await).await?;
     println!("\n{}", table::render(&rows));
@@ -108,7 +108,7 @@ async fn run_on(args: &BenchArgs, session: &Session) -> Result<(Vec<Row>, Vec<(b
             .await?;
         for &clients in &args.clients {
             if let Entry::Vacant(slot) = baseline.entry(clients) {
-                slot.insert(pgbench(&admin, &target, &server, clients, args, dir).await?);
+                let _ = slot.insert(pgbench(&admin, &target, &server, clients, args, dir).await?);
             }
             let (pg, pgbench_committed, pgbench_verified) = baseline[&clients].clone();
 
@@ -192,7 +192,7 @@ async fn wrk_run(
     let mut result =
         measure::wrk_run(wrk, server, Script::Transfer, clients, args.duration, dir).await?;
     // Wait for the transfers still in flight when wrk stopped.
-    measure::settled(|| recorded(admin)).await?;
+    let _ = measure::settled(|| recorded(admin)).await?;
     let after = state(admin).await?;
     result.delta = after.0 - before.0;
     let passed = result.delta == 0 && after.1 == 0;

@@ -14,11 +14,11 @@ use crate::hammer::transfer::TransferReport;
 use crate::hammer::Verdict;
 
 /// The target: rowlock ≥ this × pgbench at the largest client count, group commit on.
-pub const TARGET_RATIO: f64 = 2.0;
+pub(crate) const TARGET_RATIO: f64 = 2.0;
 
 /// One client count and group-commit setting, both sides.
 #[derive(Debug, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub clients: usize,
     pub pool_size: usize,
     /// `rowlock serve --group-commit on` (true) or `off`.
@@ -43,7 +43,7 @@ pub struct Row {
 
 impl Row {
     /// pgbench's, the hammer's and wrk's verifications all passed.
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.verification == Verdict::Pass
             && self.pgbench_verified
             && self.wrk.as_ref().is_none_or(|w| w.verification == "PASS")
@@ -51,7 +51,7 @@ impl Row {
 }
 
 /// The rows as a fixed-width text table.
-pub fn render(rows: &[Row]) -> String {
+pub(crate) fn render(rows: &[Row]) -> String {
     let mut out = format!(
         "{:<8} {:>7} {:>4} {:>5} {:>11} {:>11} {:>6} {:>9} {:>11} {:>11} {:>10} {:>7} {:>7} {:>6} {:>6} {:>8} {:>7}\n",
         "workload",
@@ -104,7 +104,7 @@ pub fn render(rows: &[Row]) -> String {
 }
 
 /// CPU per transfer: pgbench's run, the hammer's and, under it, wrk's.
-pub fn render_cpu(rows: &[Row]) -> String {
+pub(crate) fn render_cpu(rows: &[Row]) -> String {
     let lines: Vec<CpuLine> = rows
         .iter()
         .map(|r| CpuLine {
@@ -118,7 +118,7 @@ pub fn render_cpu(rows: &[Row]) -> String {
 }
 
 /// Transfers at the largest client count with group commit on, and memory throughout.
-pub fn targets(rows: &[Row], rss_peak_mib: f64) -> Vec<Target> {
+pub(crate) fn targets(rows: &[Row], rss_peak_mib: f64) -> Vec<Target> {
     let mut targets = Vec::new();
     let max = rows
         .iter()

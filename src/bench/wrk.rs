@@ -33,7 +33,7 @@ end
 
 /// What wrk sends.
 #[derive(Debug, Clone, Copy)]
-pub enum Script {
+pub(crate) enum Script {
     Hot,
     Spread,
     Transfer,
@@ -83,7 +83,7 @@ end
 
 /// What one wrk run measured (and how the benchmark judged it).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct WrkResult {
+pub(crate) struct WrkResult {
     pub rps: f64,
     /// Requests answered (any status).
     pub requests: u64,
@@ -106,7 +106,7 @@ pub struct WrkResult {
 }
 
 /// The wrk binary, when it is installed (a warning is printed once by the caller otherwise).
-pub fn binary() -> Option<PathBuf> {
+pub(crate) fn binary() -> Option<PathBuf> {
     let fixed = PathBuf::from(BINARY);
     if fixed.is_file() {
         return Some(fixed);
@@ -120,7 +120,7 @@ pub fn binary() -> Option<PathBuf> {
 
 /// Runs `script` against `base` with `connections` connections for `duration`; the script goes
 /// to `dir`. Fills in what wrk prints; CPU, delta and verification are the caller's.
-pub async fn run(
+pub(crate) async fn run(
     wrk: &Path,
     script: Script,
     base: &str,
@@ -154,7 +154,7 @@ pub async fn run(
 }
 
 /// Requests/sec, the 50 % and 99 % latencies, requests, non-2xx answers and socket errors.
-pub fn parse(stdout: &str) -> Result<WrkResult> {
+pub(crate) fn parse(stdout: &str) -> Result<WrkResult> {
     let line = |prefix: &str| {
         stdout
             .lines()
@@ -213,7 +213,7 @@ fn millis(text: &str) -> Option<f64> {
 
 /// Counters: every 2xx answer was one increment of 1, and each connection may have had one more
 /// request in flight (applied, unanswered) when wrk stopped.
-pub fn verify_counters(result: &WrkResult, connections: usize) -> &'static str {
+pub(crate) fn verify_counters(result: &WrkResult, connections: usize) -> &'static str {
     let ok = result.requests.saturating_sub(result.non_2xx) as i64;
     let delta = result.delta;
     if ok <= delta && delta <= ok + connections as i64 {

@@ -46,7 +46,7 @@ pub enum Answer {
 
 /// The run's HTTP client: keep-alive connections, one per virtual client, kept for the whole run;
 /// no Nagle delay; every request bounded by `--timeout`.
-pub fn http(args: &HammerArgs) -> Result<reqwest::Client> {
+pub(crate) fn http(args: &HammerArgs) -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections())
         .pool_idle_timeout(Duration::from_secs(90))

@@ -9,7 +9,7 @@
 //! (the queue holds `--jobs` completed jobs and nothing else). It reports claims/s, jobs/s and
 //! the claim and end-to-end (enqueue → completion) latency percentiles.
 
-pub mod worker;
+pub(crate) mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -75,26 +75,47 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 /// What a job run measured and concluded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobsReport {
+    /// The queue loaded (`--queue`, or the fresh `hammer-<random>` one).
     pub queue: String,
+    /// Workers claiming at once (`--workers`).
     pub workers: u32,
+    /// Jobs enqueued, each of which must be completed exactly once (`--jobs`).
     pub jobs: u64,
+    /// Jobs one claim could take (`--claim-limit`).
     pub claim_limit: u32,
+    /// Share of claimed jobs the workers abandoned on purpose (`--crash-rate`).
     pub crash_rate: f64,
+    /// From the workers' start to the last completion answered 200.
     pub elapsed_secs: f64,
+    /// Claim requests sent, empty and failed ones included.
     pub claim_requests: u64,
+    /// Claims that returned at least one job, per second of `elapsed_secs`.
     pub claims_per_sec: f64,
+    /// Completions answered 200, per second of `elapsed_secs`.
     pub jobs_per_sec: f64,
+    /// Jobs handed out by claims, a job claimed again after a lost lease counting again.
     pub jobs_claimed: u64,
+    /// Claimed jobs a worker dropped without heartbeat or completion (`--crash-rate`).
     pub abandoned: u64,
+    /// Claimed jobs on their second attempt or later: taken again after their lease ran out.
     pub reclaimed: u64,
+    /// Completions answered 409 `stale_token`: the work outlived its lease.
     pub stale_completions: u64,
+    /// Claims that failed or whose answer did not parse, and completions answered neither 200
+    /// nor 409, or not at all.
     pub errors: u64,
+    /// Latency of the claims that returned jobs (long-polls that came back empty excluded).
     pub claim_latency_ms: Percentiles,
+    /// From a job's enqueueing to the 200 of its completion.
     pub end_to_end_ms: Percentiles,
+    /// Ids of the jobs completed with a 200 more than once; must be empty.
     pub completed_twice: Vec<i64>,
+    /// Ids of the jobs enqueued but never completed with a 200; must be empty.
     pub lost: Vec<i64>,
     /// The server's counts for the queue after the run.
     pub server_counts: serde_json::Value,
+    /// PASS when every job was completed exactly once and the server counts them all
+    /// `completed` (none `queued`, `running` or `dead`).
     pub verdict: Verdict,
 }
 

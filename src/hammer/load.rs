@@ -14,7 +14,7 @@ use super::args::{HammerArgs, DEFAULT_REQUESTS};
 
 /// When the run stops issuing new requests.
 #[derive(Debug, Clone, Copy)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// After this many requests have been issued.
     Requests(u64),
     /// At this instant; requests in flight are still awaited.
@@ -23,7 +23,7 @@ pub enum Stop {
 
 impl Stop {
     /// `--duration` when given, else `--requests` (10,000 when neither is), from now.
-    pub fn of(args: &HammerArgs) -> Self {
+    pub(crate) fn of(args: &HammerArgs) -> Self {
         match (args.requests, args.duration) {
             (_, Some(d)) => Self::Deadline(Instant::now() + d),
             (Some(n), None) => Self::Requests(n),
@@ -33,13 +33,13 @@ impl Stop {
 }
 
 /// The run's budget, shared by its virtual clients.
-pub struct Tickets {
+pub(crate) struct Tickets {
     stop: Stop,
     issued: AtomicU64,
 }
 
 impl Tickets {
-    pub fn new(stop: Stop) -> Self {
+    pub(crate) fn new(stop: Stop) -> Self {
         Self {
             stop,
             issued: AtomicU64::new(0),
@@ -47,7 +47,7 @@ impl Tickets {
     }
 
     /// Takes the next ticket: false once the budget is spent or the deadline has passed.
-    pub fn next(&self) -> bool {
+    pub(crate) fn next(&self) -> bool {
         match self.stop {
             Stop::Requests(n) => self.issued.fetch_add(1, Ordering::Relaxed) < n,
             Stop::Deadline(at) => Instant::now() < at,
@@ -55,31 +55,34 @@ impl Tickets {
     }
 
     /// Whether the deadline (if any) has passed: retries stop there.
-    pub fn past_deadline(&self) -> bool {
+    pub(crate) fn past_deadline(&self) -> bool {
         matches!(self.stop, Stop::Deadline(at) if Instant::now() >= at)
     }
 }
 
 /// Counters the progress bar reads while the run goes on.
 #[derive(Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub done: AtomicU64,
     pub errors: AtomicU64,
 }
 
 impl Progress {
     /// One more request done; `ok` when it was acknowledged.
-    pub fn record(&self, ok: bool) {
-        self.done.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn record(&self, ok: bool) {
+        let _ = self.done.fetch_add(1, Ordering::Relaxed);
         if !ok {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            let _ = self.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
 /// Runs `count` virtual clients, client `i` as the task `client(i)`, and returns what each one
 /// produced once all have finished.
-pub async fn run_clients<T, Fut>(count: usize, client: impl Fn(usize) -> Fut) -> Result<Vec<T>>
+pub(crate) async fn run_clients<T, Fut>(
+    count: usize,
+    client: impl Fn(usize) -> Fut,
+) -> Result<Vec<T>>
 where
     T: Send + 'static,
     Fut: Future<Output = Result<T>> + Send + 'static,
@@ -93,7 +96,7 @@ where
 }
 
 /// An auto-resizing histogram of microseconds with `sigfig` significant figures (2 or 3).
-pub fn histogram(sigfig: u8) -> Histogram<u64> {
+pub(crate) fn histogram(sigfig: u8) -> Histogram<u64> {
     // `new` only fails for sigfig > 5.
     Histogram::new(sigfig).expect("sigfig is 2 or 3")
 }

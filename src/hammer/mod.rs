@@ -12,14 +12,14 @@
 //!   (transfers and orders, multi-row transactions).
 
 pub mod args;
-pub mod client;
+pub(crate) mod client;
 pub mod counters;
 pub mod jobs;
-pub mod load;
-pub mod progress;
+pub(crate) mod load;
+pub(crate) mod progress;
 pub mod report;
 pub mod transfer;
-pub mod workload;
+pub(crate) mod workload;
 
 use std::process::ExitCode;
 

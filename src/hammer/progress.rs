@@ -14,14 +14,14 @@ use super::load::{Progress, Stop};
 const REDRAW: Duration = Duration::from_millis(250);
 
 /// A running progress bar; [`Bar::finish`] clears it.
-pub struct Bar {
+pub(crate) struct Bar {
     done: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
 impl Bar {
     /// Starts drawing on stderr (indicatif draws nothing when stderr is not a terminal).
-    pub fn start(progress: Arc<Progress>, stop: Stop) -> Self {
+    pub(crate) fn start(progress: Arc<Progress>, stop: Stop) -> Self {
         let (bar, total_ms) = match stop {
             Stop::Requests(n) => (ProgressBar::new(n), None),
             Stop::Deadline(at) => {
@@ -65,7 +65,7 @@ impl Bar {
     }
 
     /// Stops and clears the bar.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let _ = self.done.send(());
         let _ = self.task.await;
     }

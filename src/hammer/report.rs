@@ -11,18 +11,25 @@ use serde::{Deserialize, Serialize};
 /// (an optimistic increment retried after 412s counts once, under 200 if it got through).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusCounts {
+    /// 200: the request committed; the only answer that counts as acknowledged.
     #[serde(rename = "200")]
     pub ok: u64,
+    /// 409: refused, nothing changed (a bound, a stale token, or a serialization failure or
+    /// deadlock still failing after the server's retries).
     #[serde(rename = "409")]
     pub conflict: u64,
+    /// 412: `If-Match` named a stale version (optimistic increments out of attempts).
     #[serde(rename = "412")]
     pub precondition_failed: u64,
+    /// 423: the row was locked and the request asked not to wait (or its lock timeout ran out).
     #[serde(rename = "423")]
     pub locked: u64,
+    /// 503: nothing was applied (database unreachable, or no pool connection in time).
     #[serde(rename = "503")]
     pub unavailable: u64,
     /// Any other status, total; broken down in `other_statuses`.
     pub other: u64,
+    /// The answers counted in `other`, by status code; a 500 among them fails the run.
     pub other_statuses: BTreeMap<u16, u64>,
     /// No HTTP answer at all (connection refused or reset, timeout).
     pub transport_errors: u64,
@@ -61,7 +68,8 @@ impl StatusCounts {
         )
     }
 
-    pub fn merge(&mut self, o: &Self) {
+    /// Adds another client's (or worker's) counts to these.
+    pub(crate) fn merge(&mut self, o: &Self) {
         self.ok += o.ok;
         self.conflict += o.conflict;
         self.precondition_failed += o.precondition_failed;
@@ -90,11 +98,17 @@ impl StatusCounts {
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
+    /// The arithmetic mean; 0 when nothing was recorded, like every field.
     pub mean: f64,
+    /// The median: half the requests took at most this long.
     pub p50: f64,
+    /// 90 % of the requests took at most this long.
     pub p90: f64,
+    /// 99 % of the requests took at most this long.
     pub p99: f64,
+    /// 99.9 % of the requests took at most this long.
     pub p99_9: f64,
+    /// The slowest request.
     pub max: f64,
 }
 
@@ -120,7 +134,10 @@ impl Percentiles {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
+    /// Every check held: the database agrees exactly with the acknowledged requests.
     Pass,
+    /// A check failed (an update was lost or invented, or rowlock answered 500): the exit code
+    /// is 1.
     Fail,
     /// The sums differ by no more than the increments whose outcome is unknown.
     Inconclusive,

@@ -18,9 +18,9 @@
 //! [`accounts`] sets up and reads the counters, [`load`] sends the transactions, [`check`] holds
 //! the invariants.
 
-pub mod accounts;
+pub(crate) mod accounts;
 pub mod check;
-pub mod load;
+pub(crate) mod load;
 
 use std::sync::Arc;
 
@@ -92,14 +92,23 @@ impl TransferArgs {
 /// What a transfer or order run measured and concluded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferReport {
+    /// `transfer` or `order`.
     pub workload: WorkloadKind,
+    /// Accounts (transfers) or items (orders) the transactions moved amounts between.
     pub counters: u32,
+    /// Counters each transaction changes: 2 for a transfer, `--lines` for an order.
     pub lines: u32,
+    /// Balance or stock every counter was reset to before the run (`--initial`).
     pub initial: i64,
+    /// Largest amount one transfer or order line moved; each is random in 1 … this.
     pub max_amount: i64,
+    /// Virtual clients, i.e. transactions in flight at once (`--concurrency`).
     pub concurrency: usize,
+    /// From the first request sent to the last answer received.
     pub elapsed_secs: f64,
+    /// Transactions issued ([`StatusCounts::total`]).
     pub requests: u64,
+    /// Every transaction's answer, by status.
     pub statuses: StatusCounts,
     /// 409 `bound_violation`: refused, nothing changed (part of `statuses.409`).
     pub refusals: u64,
@@ -107,8 +116,11 @@ pub struct TransferReport {
     pub throughput: f64,
     /// Transactions that ran to an answer of 200 or 409 `bound_violation`, per second.
     pub completed_per_sec: f64,
+    /// Each transaction's latency, from its request to its answer.
     pub latency_ms: Percentiles,
+    /// What the checks against the counters' balances found.
     pub checks: Checks,
+    /// The checks' verdict.
     pub verdict: Verdict,
 }
 

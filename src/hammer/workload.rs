@@ -13,7 +13,7 @@ use super::load::{Progress, Stop};
 use super::{client, progress, HammerArgs, Verdict};
 
 /// One workload: `--workload counters`, `jobs`, or `transfer`/`order`.
-pub trait Workload: Sized + Send + Sync {
+pub(crate) trait Workload: Sized + Send + Sync {
     /// What the load produced, before verification.
     type Output: Send;
     /// What the run measured and concluded.
@@ -49,7 +49,7 @@ pub trait Workload: Sized + Send + Sync {
 }
 
 /// A workload's report: printed, written as `--json`, and judged by its verdict.
-pub trait Report: Display + Serialize {
+pub(crate) trait Report: Display + Serialize {
     fn verdict(&self) -> Verdict;
 
     /// The `--chart` SVG, for a workload that draws one.
@@ -60,7 +60,7 @@ pub trait Report: Display + Serialize {
 
 /// Prepares, loads (with the progress bar unless `--no-progress`) and verifies workload `W`;
 /// prints nothing else. Tests and the benchmark call this in-process.
-pub async fn execute<W: Workload>(args: &HammerArgs) -> Result<W::Report> {
+pub(crate) async fn execute<W: Workload>(args: &HammerArgs) -> Result<W::Report> {
     args.validate()?;
     let http = client::http(args)?;
     let workload = W::prepare(args, &http).await?;
@@ -76,7 +76,7 @@ pub async fn execute<W: Workload>(args: &HammerArgs) -> Result<W::Report> {
 
 /// Runs workload `W`, prints its report, writes `--json` (and `--chart`), and exits 0 on PASS,
 /// 1 on FAIL and 2 on INCONCLUSIVE.
-pub async fn run<W: Workload>(args: &HammerArgs) -> Result<ExitCode> {
+pub(crate) async fn run<W: Workload>(args: &HammerArgs) -> Result<ExitCode> {
     let report = execute::<W>(args).await?;
     println!("{report}");
     if let Some(path) = &args.json {

@@ -26,10 +26,14 @@ pub const DEFAULT_REQUESTS: u64 = 10_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkloadKind {
+    /// Increments of one hot counter or of spread ones, checked for lost updates.
     #[default]
     Counters,
+    /// Jobs enqueued, claimed and completed, checked to be completed exactly once.
     Jobs,
+    /// Transfers between two accounts in one transaction; the accounts' sum must not move.
     Transfer,
+    /// Orders taking stock from several items in one transaction, never below zero.
     Order,
 }
 
@@ -149,9 +153,11 @@ pub struct HammerArgs {
     #[arg(long, env = "ROWLOCK_HAMMER_WORKLOAD", value_enum, default_value_t = WorkloadKind::Counters)]
     pub workload: WorkloadKind,
 
+    /// The options of `--workload jobs`.
     #[command(flatten)]
     pub jobs: JobsArgs,
 
+    /// The options of `--workload transfer` and `--workload order`.
     #[command(flatten)]
     pub transfer: TransferArgs,
 }

@@ -15,7 +15,7 @@ const THROUGHPUT_COLOUR: &str = "#1f77b4";
 const P99_COLOUR: &str = "#d62728";
 
 /// Renders `points` as an SVG document titled `title`.
-pub fn svg(title: &str, points: &[TimelinePoint]) -> String {
+pub(crate) fn svg(title: &str, points: &[TimelinePoint]) -> String {
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let seconds = points.len().max(2) as f64 - 1.0;

@@ -15,14 +15,18 @@ use serde::{Deserialize, Serialize};
 /// start of the run) and the value it returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
+    /// When the increment was sent.
     pub start_ns: u64,
+    /// When its 200 arrived.
     pub end_ns: u64,
+    /// The counter's value the increment returned (the value right after it).
     pub value: i64,
 }
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Linearizability {
+    /// Acknowledged increments in the history checked.
     pub operations: u64,
     /// Returned values that another increment returned too (each extra copy counts once).
     pub duplicate_values: u64,
@@ -31,6 +35,7 @@ pub struct Linearizability {
     pub order_violations: u64,
     /// One violation, explained, for the report.
     pub example: Option<String>,
+    /// True when there is neither a duplicate value nor an order violation.
     pub linearizable: bool,
 }
 
@@ -46,7 +51,7 @@ pub fn check(ops: &[Op], direction: i64) -> Linearizability {
     for pair in keys.windows(2) {
         if pair[0] == pair[1] {
             duplicate_values += 1;
-            example.get_or_insert_with(|| {
+            let _ = example.get_or_insert_with(|| {
                 format!(
                     "two increments both returned {}",
                     pair[0] * i128::from(direction.signum())
@@ -71,7 +76,7 @@ pub fn check(ops: &[Op], direction: i64) -> Linearizability {
         }
         if let Some(before) = latest.filter(|before| key(before) >= key(op)) {
             order_violations += 1;
-            example.get_or_insert_with(|| {
+            let _ = example.get_or_insert_with(|| {
                 format!(
                     "an increment that finished at {} ns returned {}, yet one that started later, \
                      at {} ns, returned {}",

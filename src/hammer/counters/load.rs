@@ -19,7 +19,7 @@ use crate::hammer::load::{histogram, run_clients, Progress, Stop, Tickets};
 use crate::hammer::report::StatusCounts;
 
 /// What the load produced, before verification.
-pub struct RunOutput {
+pub(crate) struct RunOutput {
     pub elapsed: Duration,
     pub statuses: StatusCounts,
     pub optimistic_retries: u64,
@@ -31,7 +31,7 @@ pub struct RunOutput {
 }
 
 /// The increments that completed during one second of the run.
-pub struct Second {
+pub(crate) struct Second {
     pub completed: u64,
     pub acknowledged: u64,
     pub latency: Histogram<u64>,
@@ -72,7 +72,7 @@ struct ClientOutput {
 }
 
 /// Runs the load described by `args` against `api` until `stop`.
-pub async fn run(
+pub(crate) async fn run(
     args: &HammerArgs,
     api: Arc<Api>,
     stop: Stop,
@@ -176,7 +176,7 @@ impl Shared {
             let answer = match self.api.increment(index, Some(version)).await {
                 Ok(answer) => answer,
                 Err(_) => {
-                    versions.remove(&index);
+                    let _ = versions.remove(&index);
                     return Outcome {
                         status: None,
                         effect: Effect::Unknown,
@@ -185,11 +185,11 @@ impl Shared {
             };
             match answer {
                 Answer::Applied(state) => {
-                    versions.insert(index, state.version);
+                    let _ = versions.insert(index, state.version);
                     return classify(answer);
                 }
                 Answer::Status(412) => {
-                    versions.remove(&index);
+                    let _ = versions.remove(&index);
                     if attempt >= self.max_attempts || self.tickets.past_deadline() {
                         return not_applied(Some(412));
                     }

@@ -9,9 +9,9 @@
 //! [`load`]: the virtual clients; [`verify`] and [`linearizable`]: the two checks; [`report`]
 //! and [`chart`]: the outputs.
 
-pub mod chart;
+pub(crate) mod chart;
 pub mod linearizable;
-pub mod load;
+pub(crate) mod load;
 pub mod report;
 pub mod verify;
 

@@ -15,15 +15,25 @@ use crate::hammer::{HammerArgs, LockArg, Verdict};
 /// The run's settings, as the report records them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
+    /// The instances' base URLs (`--url`), comma-separated.
     pub url: String,
+    /// The hot counter's name, or the prefix of the spread counters (`--counter`).
     pub counter: String,
+    /// Counters the increments were spread over (`--spread`); 1 is one hot counter.
     pub spread: u32,
+    /// Virtual clients, i.e. increments in flight at once (`--concurrency`).
     pub concurrency: usize,
+    /// `--requests` as given; `None` for a timed run, or for the default budget of 10,000.
     pub requests: Option<u64>,
+    /// `--duration` in seconds; `None` when the run had a request budget instead.
     pub duration_secs: Option<f64>,
+    /// How each increment locked its row (`--lock`).
     pub lock: LockArg,
+    /// The amount each increment added (`--by`; negative decrements).
     pub by: i64,
+    /// The `lock_timeout_ms` sent with `lock=wait` increments; `None` when none was sent.
     pub lock_timeout_ms: Option<u32>,
+    /// Whether the history of the hot counter was checked for linearizability.
     pub check_linearizable: bool,
 }
 
@@ -47,8 +57,12 @@ impl From<&HammerArgs> for Config {
 /// Both checks and the verdict they add up to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
+    /// The lost-update check: the counters' change against the acknowledged increments.
     pub sum: SumCheck,
+    /// The history check; `None` unless `--check-linearizable` was given.
     pub linearizability: Option<Linearizability>,
+    /// The run's verdict: the sum check's, unless the history is not linearizable or rowlock
+    /// answered 500 at least once (then FAIL).
     pub verdict: Verdict,
 }
 
@@ -76,15 +90,19 @@ impl Verification {
 /// One second of the run, for the chart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelinePoint {
+    /// Seconds since the start of the run: this point covers `[second, second + 1)`.
     pub second: u64,
     /// Acknowledged increments completed during this second.
     pub acknowledged: u64,
+    /// Increments that got their final answer during this second, whatever it was.
     pub completed: u64,
+    /// The 99th percentile latency of those increments, in milliseconds.
     pub p99_ms: f64,
 }
 
 impl TimelinePoint {
-    pub fn of(timeline: &[Second]) -> Vec<Self> {
+    /// One point per second of the load's timeline, numbered from 0.
+    pub(crate) fn of(timeline: &[Second]) -> Vec<Self> {
         timeline
             .iter()
             .enumerate()
@@ -101,17 +119,27 @@ impl TimelinePoint {
 /// Everything `rowlock hammer` found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The settings the run was made with.
     pub config: Config,
     /// From the first request sent to the last answer received.
     pub elapsed_secs: f64,
+    /// Increments issued ([`StatusCounts::total`]), each counted once however often it was
+    /// retried.
     pub requests: u64,
+    /// Every increment's final answer, by status.
     pub statuses: StatusCounts,
+    /// Increments answered 200: committed, so the counters must have moved by exactly these.
     pub acknowledged: u64,
+    /// With `--lock optimistic`: attempts repeated after a 412 (an increment sent three times
+    /// counts two).
     pub optimistic_retries: u64,
     /// Acknowledged increments per second of `elapsed_secs`.
     pub throughput: f64,
+    /// Each increment's latency, all its attempts included.
     pub latency_ms: Percentiles,
+    /// What the checks against the server's state found.
     pub verification: Verification,
+    /// Second by second, for the chart (`--chart`).
     pub timeline: Vec<TimelinePoint>,
 }
 

@@ -19,12 +19,16 @@ const READ_CONCURRENCY: usize = 32;
 /// The sum check's figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SumCheck {
+    /// Counters read before and after the run (`--spread`).
     pub counters: u64,
     /// Acknowledged increments × `by`.
     pub expected_delta: i128,
     /// Σ (after − before) over every counter.
     pub observed_delta: i128,
+    /// Increments that may or may not have committed (transport errors, unexpected 5xx).
     pub unknown_outcomes: u64,
+    /// PASS when the deltas are equal, INCONCLUSIVE when the unknown outcomes can explain the
+    /// difference, else FAIL.
     pub verdict: Verdict,
 }
 

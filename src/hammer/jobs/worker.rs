@@ -19,7 +19,7 @@ use crate::hammer::load::Progress;
 const CLAIM_WAIT_MS: u64 = 500;
 
 /// Everything the workers share.
-pub struct Shared {
+pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// The instances, taken in turn.
     pub bases: crate::hammer::client::Bases,
@@ -33,7 +33,7 @@ pub struct Shared {
 }
 
 /// What one worker saw.
-pub struct WorkerOut {
+pub(crate) struct WorkerOut {
     /// Every job this worker completed with a 200.
     pub completed: Vec<i64>,
     pub claim_requests: u64,
@@ -69,7 +69,12 @@ const ENQUEUE_BATCH: u64 = 100;
 
 /// Enqueues jobs `from..to` in batches (at most `concurrency` batches at once); returns their
 /// ids.
-pub async fn enqueue(shared: &Shared, from: u64, to: u64, concurrency: usize) -> Result<Vec<i64>> {
+pub(crate) async fn enqueue(
+    shared: &Shared,
+    from: u64,
+    to: u64,
+    concurrency: usize,
+) -> Result<Vec<i64>> {
     use futures_util::{stream, StreamExt, TryStreamExt};
     let url = format!("{}/queues/{}/jobs", shared.bases.next(), shared.queue);
     let batches: Vec<Vec<i64>> = stream::iter((from..to).step_by(ENQUEUE_BATCH as usize))
@@ -111,7 +116,7 @@ struct ItemResult {
 }
 
 /// One worker: claims until every job is completed or nothing has been completed for `stall`.
-pub async fn work(
+pub(crate) async fn work(
     shared: Arc<Shared>,
     progress: Arc<Progress>,
     stall: Duration,
@@ -249,8 +254,8 @@ fn completed(
             out.end_to_end
                 .saturating_record(now_us.saturating_sub(job.payload.enqueued_us));
             out.completed.push(job.id);
-            shared.completed.fetch_add(1, Ordering::Relaxed);
-            shared
+            let _ = shared.completed.fetch_add(1, Ordering::Relaxed);
+            let _ = shared
                 .last_completion_us
                 .fetch_max(now_us, Ordering::Relaxed);
         }
@@ -260,7 +265,7 @@ fn completed(
 }
 
 /// Collects per-worker results into one.
-pub fn merge(outs: Vec<WorkerOut>) -> Result<WorkerOut> {
+pub(crate) fn merge(outs: Vec<WorkerOut>) -> Result<WorkerOut> {
     let mut outs = outs.into_iter();
     let mut all = outs.next().context("no workers")?;
     for o in outs {
@@ -279,7 +284,7 @@ pub fn merge(outs: Vec<WorkerOut>) -> Result<WorkerOut> {
 }
 
 /// Ids completed more than once, and enqueued ids never completed.
-pub fn exactly_once(enqueued: &[i64], completed: &[i64]) -> (Vec<i64>, Vec<i64>) {
+pub(crate) fn exactly_once(enqueued: &[i64], completed: &[i64]) -> (Vec<i64>, Vec<i64>) {
     let mut counts = std::collections::HashMap::<i64, u32>::new();
     for id in completed {
         *counts.entry(*id).or_default() += 1;

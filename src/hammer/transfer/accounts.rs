@@ -21,7 +21,11 @@ struct Counter {
 }
 
 /// Sets every counter to `initial` with `min: 0` (creating it when missing) and reads it back.
-pub async fn reset_and_read(client: &Client, names: &[String], initial: i64) -> Result<Vec<i64>> {
+pub(crate) async fn reset_and_read(
+    client: &Client,
+    names: &[String],
+    initial: i64,
+) -> Result<Vec<i64>> {
     futures_util::stream::iter(names.iter().cloned())
         .map(|name| async move {
             let url = format!("{}/counters/{name}", client.bases.next());
@@ -45,7 +49,7 @@ pub async fn reset_and_read(client: &Client, names: &[String], initial: i64) -> 
 }
 
 /// Reads every counter's value, in order.
-pub async fn read_all(client: &Client, names: &[String]) -> Result<Vec<i64>> {
+pub(crate) async fn read_all(client: &Client, names: &[String]) -> Result<Vec<i64>> {
     futures_util::stream::iter(names.iter().cloned())
         .map(|name| async move { get(client, &name).await.map(|c| c.value) })
         .buffered(CONCURRENCY)

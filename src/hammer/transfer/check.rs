@@ -18,9 +18,13 @@ use crate::hammer::WorkloadKind;
 /// The checks' figures and the verdict they add up to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checks {
+    /// `transfer` or `order`: the sum must hold for transfers only (orders sell stock).
     pub workload: WorkloadKind,
+    /// Accounts or items checked.
     pub counters: u64,
+    /// Σ of every counter's value before the run.
     pub sum_before: i128,
+    /// Σ of every counter's value after the run; equal to `sum_before` for transfers.
     pub sum_after: i128,
     /// Σ `by` over every op of every acknowledged transaction (0 for transfers).
     pub acknowledged_delta: i128,
@@ -28,19 +32,27 @@ pub struct Checks {
     pub mismatched: u64,
     /// Every mismatch lies within what the unknown-outcome transactions may have done.
     pub mismatches_explained: bool,
+    /// The first mismatched counter, explained; `None` when there is none.
     pub mismatch_example: Option<String>,
     /// Counters below 0 after the run.
     pub negative: u64,
+    /// The smallest value after the run (0 when there are no counters).
     pub lowest: i64,
     /// 200 answers whose results contradicted the request.
     pub inconsistent_answers: u64,
+    /// The first inconsistent answer, explained; `None` when there is none.
     pub inconsistent_example: Option<String>,
+    /// Transactions that may or may not have committed (transport errors, unexpected 5xx).
     pub unknown_outcomes: u64,
+    /// FAIL on a negative counter, a 500, an inconsistent answer, a transfer sum that moved or
+    /// a mismatch the unknown outcomes cannot explain; INCONCLUSIVE when they can; else PASS.
     pub verdict: Verdict,
 }
 
 impl Checks {
-    pub fn new(
+    /// Checks the counters `names`, valued `before` and `after` the run, against what the
+    /// load `out` saw.
+    pub(crate) fn new(
         workload: WorkloadKind,
         names: &[String],
         before: &[i64],
@@ -56,7 +68,7 @@ impl Checks {
                 mismatched += 1;
                 let (low, high) = (out.unknown_low[i], out.unknown_high[i]);
                 explained &= (i128::from(low)..=i128::from(high)).contains(&extra);
-                mismatch_example.get_or_insert_with(|| {
+                let _ = mismatch_example.get_or_insert_with(|| {
                     format!(
                         "'{name}' went {} → {} ({diff:+}), acknowledged transactions {:+}",
                         before[i], after[i], out.acknowledged[i]
@@ -234,7 +246,7 @@ mod tests {
     #[test]
     fn a_500_fails_the_run_even_when_every_balance_adds_up() {
         let mut o = out(vec![-30, 30], vec![0, 0], vec![0, 0], 1);
-        o.statuses.other_statuses.insert(500, 1);
+        let _ = o.statuses.other_statuses.insert(500, 1);
         let c = Checks::new(WorkloadKind::Transfer, &names(2), &[100, 0], &[70, 30], &o);
         assert_eq!(c.verdict, Verdict::Fail, "{c}");
     }

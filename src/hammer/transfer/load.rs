@@ -19,7 +19,7 @@ use crate::hammer::report::StatusCounts;
 use crate::hammer::{HammerArgs, LockArg};
 
 /// The HTTP client of a run and its prebuilt URLs.
-pub struct Client {
+pub(crate) struct Client {
     pub http: reqwest::Client,
     /// The instances, taken in turn by the reads.
     pub bases: Bases,
@@ -29,7 +29,7 @@ pub struct Client {
 
 impl Client {
     /// The transactions URLs for `args`, on `http`.
-    pub fn new(args: &HammerArgs, http: reqwest::Client) -> Result<Self> {
+    pub(crate) fn new(args: &HammerArgs, http: reqwest::Client) -> Result<Self> {
         let bases = args.bases();
         let mut query = format!("?lock={}", args.lock.query_value().unwrap_or("wait"));
         if let (Some(ms), LockArg::Wait) = (args.lock_timeout_ms, args.lock) {
@@ -51,7 +51,7 @@ impl Client {
 
 /// What each transaction looks like.
 #[derive(Debug, Clone, Copy)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub workload: WorkloadKind,
     /// Accounts or items.
     pub counters: usize,
@@ -80,7 +80,7 @@ impl Plan {
 }
 
 /// What the load produced, before verification.
-pub struct RunOutput {
+pub(crate) struct RunOutput {
     pub elapsed: Duration,
     pub statuses: StatusCounts,
     pub refusals: u64,
@@ -96,7 +96,7 @@ pub struct RunOutput {
 }
 
 impl RunOutput {
-    pub fn empty(counters: usize) -> Result<Self> {
+    pub(crate) fn empty(counters: usize) -> Result<Self> {
         Ok(Self {
             elapsed: Duration::ZERO,
             statuses: StatusCounts::default(),
@@ -147,7 +147,7 @@ struct ProblemCode {
 }
 
 /// Runs the load with `concurrency` clients until `stop`; `names` are the plan's counters.
-pub async fn run(
+pub(crate) async fn run(
     client: &Client,
     plan: Plan,
     names: &[String],
@@ -227,7 +227,7 @@ fn record(out: &mut RunOutput, names: &[String], ops: &[(usize, i64)], answer: A
             }
             if let Err(why) = consistent(names, ops, &body) {
                 out.inconsistent += 1;
-                out.inconsistent_example.get_or_insert(why);
+                let _ = out.inconsistent_example.get_or_insert(why);
             }
             return true;
         }
