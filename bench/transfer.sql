@@ -5,19 +5,18 @@
 \set b (:a + random(1, 999)) % 1000
 \set amount random(1, 100)
 BEGIN ISOLATION LEVEL READ COMMITTED;
-SELECT txid_current(), coalesce((SELECT stats_reset::text FROM pg_stat_wal), ''), set_config('application_name', 'pgbench', true);
+SELECT txid_current() AS txid, coalesce((SELECT stats_reset::text FROM pg_stat_wal), '') AS crash_mark, set_config('application_name', 'pgbench', true);
 WITH locked AS MATERIALIZED (
         SELECT name, value, min, max, version FROM counters
          WHERE name = ANY((SELECT ARRAY(SELECT unnest(ARRAY['account-' || CAST(:a AS text), 'account-' || CAST(:b AS text)]) ORDER BY 1)::text[])::text[])
          ORDER BY name FOR UPDATE), steps AS (
         SELECT o.ord, o.name, o.by,
                l.value + sum(o.by) OVER (PARTITION BY o.name ORDER BY o.ord) AS after,
-               coalesce(l.min, -9223372036854775808) AS low,
-               coalesce(l.max, 9223372036854775807) AS high
+               l.min, l.max
           FROM unnest((SELECT ARRAY['account-' || CAST(:a AS text), 'account-' || CAST(:b AS text)]::text[]), (SELECT ARRAY[-CAST(:amount AS bigint), CAST(:amount AS bigint)]::bigint[])) WITH ORDINALITY AS o(name, by, ord)
           JOIN locked l USING (name)
     ), verdict AS (
-        SELECT count(*) = cardinality(ARRAY['account-' || CAST(:a AS text), 'account-' || CAST(:b AS text)]::text[]) AND bool_and(after BETWEEN low AND high) AS ok
+        SELECT count(*) = cardinality(ARRAY['account-' || CAST(:a AS text), 'account-' || CAST(:b AS text)]::text[]) AND bool_and(after BETWEEN coalesce(min, -9223372036854775808) AND coalesce(max, 9223372036854775807)) AS ok
           FROM steps
     ), written AS (
         UPDATE counters c SET value = f.after, version = nextval('counter_versions'), updated_at = now()
@@ -32,5 +31,5 @@ WITH locked AS MATERIALIZED (
         HAVING (SELECT ok FROM verdict)
         RETURNING id
     )
-    SELECT name, value, min, max, version, (SELECT id FROM recorded) FROM locked;
+    SELECT name, value, min, max, version, (SELECT id FROM recorded) AS recorded FROM locked;
 COMMIT;

@@ -34,9 +34,14 @@ use super::conn::TxConnection;
 use super::fencing::{self, Fence};
 use super::idempotency::{self, Idempotency, Reply};
 use super::locking::Isolation;
-use super::outcome::{self, crash_mark, TxIdentity};
+use super::outcome::{self, TxIdentity};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+
+mod settings;
+
+use settings::set_local;
+pub use settings::{warm_up, SET_APPLICATION_NAME, SET_APPLICATION_NAME_AND_LOCK_TIMEOUT};
 
 /// Per-request transaction settings.
 #[derive(Debug, Clone, Default)]
@@ -327,63 +332,6 @@ impl Db {
             None => Err(outcome::unknown()),
         }
     }
-}
-
-/// `SET LOCAL` of the request's settings, as parameters (`SET` cannot take one,
-/// `set_config(…, is_local => true)` can); they revert by themselves at COMMIT or ROLLBACK.
-/// Prepared on every new connection ([`warm_up`]), so they go out in the pipeline at once.
-/// Both also read the transaction's id and the server's crash mark, ahead of every other
-/// statement, so that a `COMMIT` whose answer is lost can be looked up ([`outcome`]).
-pub const SET_APPLICATION_NAME: &str = concat!(
-    "SELECT txid_current(), ",
-    crash_mark!(),
-    ", set_config('application_name', $1, true)"
-);
-pub const SET_APPLICATION_NAME_AND_LOCK_TIMEOUT: &str = concat!(
-    "SELECT txid_current(), ",
-    crash_mark!(),
-    ", set_config('application_name', $1, true), set_config('lock_timeout', $2, true)"
-);
-
-/// Applies the settings; returns the transaction's identity.
-async fn set_local(
-    tx: &Tx,
-    application_name: &str,
-    lock_timeout_ms: Option<u32>,
-) -> Result<TxIdentity, ApiError> {
-    let rows = match lock_timeout_ms {
-        None => {
-            let stmt = tx.prepare(SET_APPLICATION_NAME).await?;
-            tx.client().query(&stmt, &[&application_name]).await?
-        }
-        Some(ms) => {
-            let stmt = tx.prepare(SET_APPLICATION_NAME_AND_LOCK_TIMEOUT).await?;
-            let timeout = format!("{ms}ms");
-            tx.client()
-                .query(&stmt, &[&application_name, &timeout])
-                .await?
-        }
-    };
-    rows.first()
-        .map(|row| TxIdentity {
-            txid: row.get(0),
-            crash_mark: row.get(1),
-        })
-        .ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("the settings statement answered no row"))
-        })
-}
-
-/// Prepares, on a new connection, the statements that must never cost a round trip of their
-/// own in the middle of a pipeline.
-/// Behind a pooler, their parameter types are learned (once per process) instead.
-pub async fn warm_up(
-    client: &deadpool_postgres::ClientWrapper,
-) -> Result<(), tokio_postgres::Error> {
-    for sql in [SET_APPLICATION_NAME, SET_APPLICATION_NAME_AND_LOCK_TIMEOUT] {
-        Conn::outside(client).prepare(sql).await?;
-    }
-    Ok(())
 }
 
 /// Full jitter over an exponential ceiling: 10 ms, 20 ms, 40 ms … capped at 320 ms.

@@ -26,75 +26,30 @@ use super::apply::{apply, Applied, Keys, Reserved, Writes};
 use super::{expire, remaining_lock_timeout, Change, Kind, Lane, Member, Work};
 use crate::db::citus;
 use crate::db::conn::TxConnection;
-use crate::db::counters::{self, counter};
+use crate::db::counters::counter;
+use crate::db::counters::sql::{written, LOCK, LOCK_ALL_GENERIC, RESERVE, WRITE_ONE};
+use crate::db::idempotency::sql::{remembered, LOCK_KEYS, STORED_KEYS};
 use crate::db::idempotency::{stored_reply, Reply};
-use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
-use crate::db::outcome::{self, crash_mark, TxIdentity};
+use crate::db::locking::{RowLock, Strength, WaitPolicy};
+use crate::db::outcome::{self, TxIdentity};
 use crate::db::statements::{self, Conn, Stmt};
-use crate::db::tx::backoff;
+use crate::db::transactions::sql::recorded;
+use crate::db::tx::{backoff, SET_APPLICATION_NAME_AND_LOCK_TIMEOUT as SETTINGS};
 use crate::error::ApiError;
-use crate::lock_statements;
 use crate::metrics::Metrics;
 
-/// `SET LOCAL` of the group's session name and lock timeout, and the transaction's id.
-const SETTINGS: &str = concat!(
-    "SELECT set_config('application_name', $1, true), \
-     set_config('lock_timeout', $2, true), txid_current(), ",
-    crash_mark!()
-);
-const LOCK_KEYS: &str = "SELECT k, pg_try_advisory_xact_lock(hashtextextended(k, 0))
-       FROM unnest((SELECT $1::text[])) AS t(k)";
-/// Read after the advisory locks are held (a statement of its own, so with a snapshot taken
-/// after them): an answer committed by the key's previous holder is seen.
-const STORED_KEYS: &str = "SELECT key, request_hash, status, headers, body FROM idempotency_keys
-      WHERE key = ANY((SELECT $1::text[])::text[]) AND expires_at > now()";
-const LOCK: LockStatements = lock_statements!(
-    "SELECT name, value, min, max, version FROM counters
-      WHERE name = ANY((SELECT $1::text[])::text[]) ORDER BY name"
-);
-const RESERVE: &str = "SELECT
-       ARRAY(SELECT nextval('counter_versions') FROM generate_series(1, $1::int)),
-       ARRAY(SELECT nextval('transactions_id_seq') FROM generate_series(1, $2::int))";
-/// On Citus: one changed row (a statement naming one shard; [`WRITE`]'s join with `unnest`
-/// would be sent to every shard).
-const WRITE_ONE: &str =
-    "UPDATE counters SET value = $2, version = $3, updated_at = now() WHERE name = $1";
-/// The group's transactions (`$1`…`$3`) and idempotency records (`$4`…`$9`), as two CTEs.
-macro_rules! records {
-    () => {
-        "recorded AS (
-        INSERT INTO transactions (id, atomic, ops, results) OVERRIDING SYSTEM VALUE
-        SELECT t.id, true, t.ops::jsonb, t.results::jsonb
-          FROM unnest((SELECT $1::bigint[]), (SELECT $2::text[]), (SELECT $3::text[]))
-               AS t(id, ops, results)
-    ), remembered AS (
-        INSERT INTO idempotency_keys (key, request_hash, status, headers, body, expires_at)
-        SELECT i.key, i.hash, i.status, i.headers::jsonb, i.body,
-               now() + make_interval(secs => $9)
-          FROM unnest((SELECT $4::text[]), (SELECT $5::bytea[]), (SELECT $6::smallint[]),
-                      (SELECT $7::text[]), (SELECT $8::bytea[]))
-               AS i(key, hash, status, headers, body)
-        ON CONFLICT (key) DO UPDATE
-           SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
-               headers = EXCLUDED.headers, body = EXCLUDED.body,
-               created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-    )"
-    };
-}
 /// On Citus, after [`WRITE_ONE`] for every changed row: the records alone (the first nine
 /// parameters of [`WRITE`]).
-const RECORD: &str = concat!("WITH ", records!(), " SELECT 1");
+const RECORD: &str = concat!("WITH ", recorded!(), ", ", remembered!(), " SELECT 1");
 /// Every changed row once (`$10`…`$12`), the group's transactions and its idempotency records.
 const WRITE: &str = concat!(
     "WITH ",
-    records!(),
-    ", written AS (
-        UPDATE counters c SET value = w.value, version = w.version, updated_at = now()
-          FROM unnest((SELECT $10::text[]), (SELECT $11::bigint[]), (SELECT $12::bigint[]))
-               AS w(name, value, version)
-         WHERE c.name = w.name
-    )
-    SELECT 1"
+    recorded!(),
+    ", ",
+    remembered!(),
+    ", ",
+    written!(),
+    " SELECT 1"
 );
 
 /// Counter changes, as a [`Kind`] of grouped work: the rows are counters' names, and a group's
@@ -334,8 +289,8 @@ async fn lock_and_apply(
     let settings = before.prepare(SETTINGS).await?;
     // On Citus one single-row statement per counter, in the same (ascending) order.
     let lock_stmt = match citus::on() {
-        true => before.prepare(lock.pick(&counters::LOCK)).await?,
-        false => before.prepare(lock.pick(&LOCK)).await?,
+        true => before.prepare(lock.pick(&LOCK)).await?,
+        false => before.prepare(lock.pick(&LOCK_ALL_GENERIC)).await?,
     };
     let lock_rows = async {
         match citus::on() {
@@ -379,8 +334,8 @@ async fn lock_and_apply(
     begun?;
     let set = set?;
     let txid = TxIdentity {
-        txid: set.get(2),
-        crash_mark: set.get(3),
+        txid: set.get("txid"),
+        crash_mark: set.get("crash_mark"),
     };
     let keys = read_keys(key_locks?, stored?)?;
     let rows = locked?.iter().map(counter).collect();
@@ -392,8 +347,8 @@ async fn lock_and_apply(
         members,
         rows,
         &keys,
-        Reserved::new(reserved.get(0)),
-        Reserved::new(reserved.get(1)),
+        Reserved::new(reserved.get("versions")),
+        Reserved::new(reserved.get("transaction_ids")),
     )?;
     Ok((txid, (write, applied)))
 }
@@ -405,7 +360,7 @@ fn count(n: usize) -> Result<i32, ApiError> {
 fn read_keys(locks: Vec<Row>, stored: Vec<Row>) -> Result<Keys, ApiError> {
     let mut keys = Keys::default();
     for row in locks {
-        keys.locked.insert(row.get(0), row.get(1));
+        keys.locked.insert(row.get("key"), row.get("locked"));
     }
     for row in stored {
         let key: String = row.get("key");

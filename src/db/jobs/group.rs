@@ -11,7 +11,7 @@
 //!    guarded by its job's current token and `running` state, so each is checked on its own
 //!    exactly as `POST /jobs/{id}/complete` checks it;
 //! 2. per queue with claims: the expired leases rescued, and one claim statement for every
-//!    claim of the group ([`super::claim::CLAIM`]), its slots dealt out to the claims in
+//!    claim of the group ([`super::sql::CLAIM`]), its slots dealt out to the claims in
 //!    arrival order (each with its own token, lease, `limit` and byte budget).
 //!
 //! Each request is answered only after that `COMMIT`, with its own per-job results. A job's id
@@ -27,62 +27,12 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
-use super::claim::{raw_json, ClaimSpec, ClaimedJob, Slots, CLAIM, MAX_CLAIM_BYTES, RESCUE};
+use super::claim::{raw_json, ClaimSpec, ClaimedJob, Slots, MAX_CLAIM_BYTES};
+use super::sql::{ACK, CLAIM, RESCUE};
 use super::{not_found, refusal, ItemResult, Transition};
 use crate::db::group::{expire, remaining_lock_timeout, Kind, Lane, Member};
 use crate::db::{Db, Reply, Tx, TxOptions};
 use crate::error::ApiError;
-
-/// Completes, fails or extends every `(id, token)` of the input whose token is current, in one
-/// statement; answers every input in order with the job's new state (as the single routes
-/// answer it) or, when refused, the job's state now (none: no such job, or not in `queue`).
-/// Failed jobs that are queued again wake their queue's claims at `COMMIT`.
-pub(crate) const ACK: &str = "WITH input AS MATERIALIZED (
-        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
-                             $6::float8[])
-               WITH ORDINALITY AS t(id, token, queue, action, error, lease_secs, ord)
-    ), done AS (
-        UPDATE jobs j SET
-            state = CASE i.action
-                WHEN 'complete' THEN 'completed'
-                WHEN 'fail' THEN CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'queued' END
-                ELSE j.state END,
-            -- Backoff as in a single fail: half an exponential ceiling plus a random part.
-            run_at = CASE WHEN i.action = 'fail' AND j.attempt < j.max_attempts
-                THEN now() + make_interval(
-                    secs => least(3600, 2 ^ least(j.attempt - 1, 20)) * (0.5 + random() / 2))
-                ELSE j.run_at END,
-            finished_at = CASE
-                WHEN i.action = 'complete' OR (i.action = 'fail' AND j.attempt >= j.max_attempts)
-                THEN now() ELSE j.finished_at END,
-            errors = CASE WHEN i.action = 'fail' THEN rowlock_recent_errors(j.errors,
-                jsonb_build_object('attempt', j.attempt, 'error', i.error, 'at', now()), 20)
-                ELSE j.errors END,
-            token = CASE WHEN i.action = 'heartbeat' THEN j.token END,
-            lease_expires_at = CASE WHEN i.action = 'heartbeat'
-                THEN now() + make_interval(secs => i.lease_secs) END
-          FROM input i
-         -- Found by id (see COMPLETE_BATCH); only a running job has a token.
-         WHERE j.id = ANY ($1::bigint[]) AND j.id = i.id AND j.token = i.token
-           AND j.state = 'running' AND (i.queue IS NULL OR j.queue = i.queue) IS TRUE
-     RETURNING j.id, i.action, j.queue, j.state, j.attempt, j.run_at, j.finished_at,
-               j.lease_expires_at
-    )
-    SELECT i.id,
-           CASE d.action
-             WHEN 'complete' THEN jsonb_build_object('id', d.id, 'state', d.state,
-                 'attempt', d.attempt, 'finished_at', d.finished_at)
-             WHEN 'fail' THEN jsonb_build_object('id', d.id, 'state', d.state,
-                 'attempt', d.attempt, 'run_at', CASE WHEN d.state = 'queued' THEN d.run_at END)
-             WHEN 'heartbeat' THEN jsonb_build_object('id', d.id, 'state', d.state,
-                 'attempt', d.attempt, 'lease_expires_at', d.lease_expires_at)
-           END::text,
-           (SELECT state FROM jobs
-             WHERE jobs.id = i.id AND (i.queue IS NULL OR jobs.queue = i.queue) IS TRUE),
-           CASE WHEN d.action = 'fail' AND d.state = 'queued'
-                THEN pg_notify('rowlock_jobs', d.queue) END
-      FROM input i LEFT JOIN done d ON d.id = i.id
-     ORDER BY i.ord";
 
 /// One acknowledgement of a job by the worker holding its token.
 #[derive(Debug, Clone)]
@@ -430,14 +380,14 @@ async fn statements(tx: &Tx, inputs: &Inputs) -> Result<Outcome, ApiError> {
     // The first statement's error is the cause; the later ones would only say "aborted".
     let acks = acked?
         .iter()
-        .map(|row| match row.get::<_, Option<String>>(1) {
+        .map(|row| match row.get::<_, Option<String>>("done") {
             Some(json) => raw_json(json).map(AckOutcome::Done),
-            None => Ok(AckOutcome::Refused(row.get(2))),
+            None => Ok(AckOutcome::Refused(row.get("state"))),
         })
         .collect::<Result<_, ApiError>>()?;
     let mut jobs = Vec::new();
     for row in claimed?.iter().flatten() {
-        let owner: i32 = row.get(5);
+        let owner: i32 = row.get("owner");
         jobs.push((
             usize::try_from(owner).unwrap_or(usize::MAX),
             ClaimedJob::of(row)?,
