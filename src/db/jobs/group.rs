@@ -187,4 +187,3 @@ impl Kind for Jobs {
         self.db.metrics.job_group_queued(n);
     }
 }
-
