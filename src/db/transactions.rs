@@ -1,4 +1,5 @@
-//! SQL for multi-counter transactions (`POST /transactions`) and the `transactions` table.
+//! Multi-counter transactions (`POST /transactions`) and the `transactions` table; the
+//! statements are [`sql`]'s, the non-atomic path [`each`]'s.
 //!
 //! Every named row is locked by one `SELECT … WHERE name = ANY($1) ORDER BY name FOR UPDATE`:
 //! PostgreSQL locks rows as the sorted result is produced, so any two requests take their locks
@@ -17,11 +18,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 
 use super::citus;
-use super::counters::sql::{ADD_ONE, LOCK_ALL, WRITE_ALL};
+use super::counters::sql::{LOCK_ALL, WRITE_ALL};
 use super::counters::{self, Counter};
 use super::idempotency::Reply;
 use super::locking::{RowLock, WaitPolicy};
@@ -29,7 +29,10 @@ use super::statements::Conn;
 use super::tx::Tx;
 use crate::error::{ApiError, Problem};
 
+mod each;
 pub(crate) mod sql;
+
+pub use each::run_each;
 
 pub(crate) use sql::APPLY_ALL;
 use sql::{GET, RECORD};
@@ -216,56 +219,6 @@ pub(crate) fn replay(
     Ok(results)
 }
 
-/// Applies each op under its own savepoint; refused ops are reported, the rest commit.
-pub async fn run_each(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed, ApiError> {
-    let mut current = lock_all(tx, ops, lock).await?;
-    let add = tx.prepare(ADD_ONE).await?;
-    let client = tx.client();
-    let mut results = Vec::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
-        let Some(counter) = current.get_mut(&op.counter) else {
-            results.push(refused(
-                op,
-                name_op(i, missing(tx, &op.counter, lock).await),
-            ));
-            continue;
-        };
-        let params = [&op.counter as _, &op.by as _];
-        let (saved, row, released) = futures_util::join!(
-            client.batch_execute("SAVEPOINT rowlock_op"),
-            client.query_one(&add, &params),
-            client.batch_execute("RELEASE SAVEPOINT rowlock_op"),
-        );
-        saved?;
-        match row {
-            Ok(row) => {
-                released?;
-                let next: i64 = row.get("value");
-                results.push(applied(op, counter.value, next));
-                counter.value = next;
-            }
-            Err(e) if is_refusal(&e) => {
-                client
-                    .batch_execute("ROLLBACK TO SAVEPOINT rowlock_op; RELEASE SAVEPOINT rowlock_op")
-                    .await?;
-                let why = counter.plus(op.by).err().unwrap_or_else(|| e.into());
-                results.push(refused(op, name_op(i, why)));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let record = tx.prepare(RECORD).await?;
-    let (ops_json, results_json) = (Json(ops), Json(&results));
-    let row = tx
-        .commit_with(client.query_one(&record, &[&false, &ops_json, &results_json]))
-        .await?;
-    Ok(Committed {
-        id: row.get("id"),
-        atomic: false,
-        results,
-    })
-}
-
 /// A committed transaction as `GET /transactions/{id}` shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoredTransaction {
@@ -294,14 +247,6 @@ pub async fn get(client: Conn<'_>, id: i64) -> Result<StoredTransaction, ApiErro
         results: decode(row.get("results"))?,
         created_at: row.get("created_at"),
     })
-}
-
-/// Errors an op can cause by itself: a bound (CHECK constraint) or an overflow.
-fn is_refusal(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(&SqlState::CHECK_VIOLATION) | Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE)
-    )
 }
 
 fn applied(op: &Op, previous: i64, value: i64) -> OpResult {

@@ -7,7 +7,7 @@
 //! a group of one under light load) and each group is ONE transaction of at most three
 //! statements per queue, sent in one pipeline with its `COMMIT`:
 //!
-//! 1. every acknowledgement of the group in one `UPDATE … FROM unnest(…)` ([`ACK`]), each
+//! 1. every acknowledgement of the group in one `UPDATE … FROM unnest(…)` ([`ACK`](super::sql::ACK)), each
 //!    guarded by its job's current token and `running` state, so each is checked on its own
 //!    exactly as `POST /jobs/{id}/complete` checks it;
 //! 2. per queue with claims: the expired leases rescued, and one claim statement for every
