@@ -1,4 +1,5 @@
-//! SQL for the `counters` table; increments in [`increment`].
+//! The `counters` table: reads, `PUT` and `DELETE`; increments in [`increment`], the statements
+//! in [`sql`].
 
 use serde::Serialize;
 use tokio_postgres::Row;

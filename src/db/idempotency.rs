@@ -1,5 +1,6 @@
-//! SQL for `idempotency_keys`: the first completed response of a POST with an `Idempotency-Key`
-//! is stored in the same transaction as its mutation, and replayed for retries.
+//! `idempotency_keys` (its statements are [`sql`]'s): the first completed response of a POST
+//! with an `Idempotency-Key` is stored in the same transaction as its mutation, and replayed for
+//! retries.
 //!
 //! Inside the request's transaction rowlock first takes a transaction-scoped advisory lock on the
 //! key with `pg_try_advisory_xact_lock`: if another request holds it, that request is still

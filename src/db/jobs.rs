@@ -1,7 +1,7 @@
-//! SQL for the `jobs` table: enqueue (one job or a batch, with unique keys), read, the
-//! transitions of one job — the token-checked ones a worker makes (complete, fail, heartbeat)
-//! and the operator's (retry, delete, cancel) — and batch completion. Claiming, the statement
-//! that hands jobs out, lives in [`claim`].
+//! The `jobs` table (its statements are [`sql`]'s): enqueue (one job or a batch, with unique
+//! keys), read, the transitions of one job — the token-checked ones a worker makes (complete,
+//! fail, heartbeat) and the operator's (retry, delete, cancel) — and batch completion. Claiming
+//! lives in [`claim`].
 //!
 //! Every transition is one guarded statement, `UPDATE … WHERE id = $1 AND state = … [AND token =
 //! $2]`, behind the row lock the request asked for (as for counters: the locking `SELECT` and the

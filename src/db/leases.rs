@@ -1,4 +1,5 @@
-//! SQL for the `locks` table: leases (a distributed lock per key) with fencing tokens.
+//! The `locks` table (its statements are [`sql`]'s): leases (a distributed lock per key) with
+//! fencing tokens.
 //!
 //! A key has one row, kept after release and expiry so that its token only ever grows. Every
 //! change of a lease first locks that row `FOR UPDATE` (`NOWAIT` when the caller will not wait),

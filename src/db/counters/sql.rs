@@ -19,6 +19,24 @@ macro_rules! counter_write {
 }
 pub(crate) use counter_write;
 
+/// An `UPDATE` of the counter `$1`: `SET $set` and the [`counter_write!`] (of version `$version`,
+/// by default the next), `WHERE name = $1` and `$rest`.
+macro_rules! update_counter {
+    ($set:literal, $version:literal, $rest:expr) => {
+        concat!(
+            "UPDATE counters SET ",
+            $set,
+            ", ",
+            counter_write!($version),
+            " WHERE name = $1",
+            $rest
+        )
+    };
+    ($set:literal, $rest:expr) => {
+        update_counter!($set, "nextval('counter_versions')", $rest)
+    };
+}
+
 /// Whether `$value` (an expression) is within the bounds of the counter whose `min` and `max`
 /// are in scope; missing bounds are the `bigint` range, so a `numeric` running sum that would
 /// overflow is out of bounds too. The same check as [`super::Counter::plus`].
@@ -66,49 +84,34 @@ pub(crate) const LOCK_ALL_GENERIC: LockStatements = lock_statements!(concat!(
 pub(crate) const INSERT: &str =
     "INSERT INTO counters (name, value, min, max) VALUES ($1, $2, $3, $4)
      ON CONFLICT (name) DO NOTHING RETURNING version";
-pub(crate) const REPLACE: &str = concat!(
-    "UPDATE counters SET value = $2, min = $3, max = $4, ",
-    counter_write!(),
-    "
-     WHERE name = $1 RETURNING version"
-);
-pub(crate) const REPLACE_IF_VERSION: &str = concat!(
-    "UPDATE counters SET value = $2, min = $3, max = $4, ",
-    counter_write!(),
-    "
-     WHERE name = $1 AND version = $5 RETURNING version"
+pub(crate) const REPLACE: &str =
+    update_counter!("value = $2, min = $3, max = $4", " RETURNING version");
+pub(crate) const REPLACE_IF_VERSION: &str = update_counter!(
+    "value = $2, min = $3, max = $4",
+    " AND version = $5 RETURNING version"
 );
 pub(crate) const DELETE: &str = "DELETE FROM counters WHERE name = $1";
 pub(crate) const DELETE_IF_VERSION: &str = "DELETE FROM counters WHERE name = $1 AND version = $2";
 
 /// An increment; the bound check is part of the `UPDATE`, so a violating change touches nothing.
-pub(crate) const ADD: &str = concat!(
-    "UPDATE counters SET value = value + $2, ",
-    counter_write!(),
-    "
-     WHERE name = $1
-       AND ",
-    within_bounds!("value + $2"),
-    "
-     RETURNING value, version"
+pub(crate) const ADD: &str = update_counter!(
+    "value = value + $2",
+    concat!(
+        " AND ",
+        within_bounds!("value + $2"),
+        " RETURNING value, version"
+    )
 );
-pub(crate) const ADD_IF_VERSION: &str = concat!(
-    "UPDATE counters SET value = value + $2, ",
-    counter_write!(),
-    "
-     WHERE name = $1 AND version = $3
-       AND ",
-    within_bounds!("value + $2"),
-    "
-     RETURNING value, version"
+pub(crate) const ADD_IF_VERSION: &str = update_counter!(
+    "value = value + $2",
+    concat!(
+        " AND version = $3 AND ",
+        within_bounds!("value + $2"),
+        " RETURNING value, version"
+    )
 );
 /// One op of a non-atomic transaction: the table's CHECK constraints enforce the bounds.
-pub(crate) const ADD_ONE: &str = concat!(
-    "UPDATE counters SET value = value + $2, ",
-    counter_write!(),
-    "
-     WHERE name = $1 RETURNING value"
-);
+pub(crate) const ADD_ONE: &str = update_counter!("value = value + $2", " RETURNING value");
 /// The locked counters' new values (`$1` names, `$2` values), after every op was checked.
 pub(crate) const WRITE_ALL: &str = concat!(
     "UPDATE counters c SET value = w.value, ",
@@ -119,11 +122,7 @@ pub(crate) const WRITE_ALL: &str = concat!(
 );
 /// A group's changed row with its version reserved beforehand (on Citus, one shard per
 /// statement).
-pub(crate) const WRITE_ONE: &str = concat!(
-    "UPDATE counters SET value = $2, ",
-    counter_write!("$3"),
-    " WHERE name = $1"
-);
+pub(crate) const WRITE_ONE: &str = update_counter!("value = $2", "$3", "");
 /// A group's changed rows (`$10` names, `$11` values, `$12` versions) as a CTE named `written`.
 macro_rules! written {
     () => {
