@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{GroupCommit, Kind};
+use super::{GroupCommit, Grouped, Kind, RowOf};
 use crate::error::ApiError;
 
 /// A request as submitted by the planner.
@@ -44,7 +44,7 @@ impl<K: Kind> Member<K> {
 
     /// Answers 423: the member's lock timeout ran out.
     pub fn time_out(self) {
-        let error = timed_out(&K::describe(&self.work), self.timeout);
+        let error = timed_out(&self.work.describe(), self.timeout);
         self.answer(Err(error));
     }
 }
@@ -58,7 +58,7 @@ pub struct Alone<K: Kind>(#[allow(dead_code)] pub(super) Lane<K>);
 pub struct Lane<K: Kind> {
     pub(super) executor: Arc<GroupCommit<K>>,
     pub(super) id: u64,
-    pub(super) rows: Vec<K::Row>,
+    pub(super) rows: Vec<RowOf<K>>,
 }
 
 impl<K: Kind> Lane<K> {

@@ -47,23 +47,9 @@ pub struct Counters {
 
 impl Kind for Counters {
     type Work = Change;
-    type Row = String;
     type Answer = Reply;
-    const EXCLUSIVE_ROWS: bool = false;
     /// A counter group starts whenever a slot is free: its rows decide who waits.
     const COMPANY: usize = 0;
-
-    fn rows(change: &Change) -> Vec<&String> {
-        change.work.rows()
-    }
-
-    fn ops(change: &Change) -> usize {
-        change.work.ops()
-    }
-
-    fn describe(change: &Change) -> String {
-        change.work.describe()
-    }
 
     fn start(lane: Lane<Self>, members: Vec<Member<Self>>) {
         tokio::spawn(group(lane, members));
