@@ -167,12 +167,12 @@ pub async fn distribute(client: &mut Client) -> Result<bool> {
     .await?;
     let nodes: i64 = tx
         .query_one(
-            "SELECT count(*) FROM pg_dist_node
+            "SELECT count(*) AS nodes FROM pg_dist_node
               WHERE isactive AND noderole = 'primary' AND shouldhaveshards",
             &[],
         )
         .await?
-        .get(0);
+        .get("nodes");
     let current = distribution(&tx).await?;
     if current.is_empty() && nodes == 0 {
         tracing::warn!("Citus has no node for shards: rowlock's tables stay on the coordinator");
@@ -201,9 +201,9 @@ async fn distribution(
 ) -> Result<Vec<(String, String, String)>> {
     let rows = tx
         .query(
-            "SELECT logicalrelid::regclass::text,
-                    coalesce(column_to_column_name(logicalrelid, partkey), ''),
-                    partmethod::text
+            "SELECT logicalrelid::regclass::text AS table_name,
+                    coalesce(column_to_column_name(logicalrelid, partkey), '') AS column_name,
+                    partmethod::text AS method
                FROM pg_dist_partition
               WHERE logicalrelid = ANY (ARRAY[to_regclass('counters'), to_regclass('locks'),
                     to_regclass('idempotency_keys'), to_regclass('transactions'),
@@ -213,7 +213,7 @@ async fn distribution(
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get("table_name"), r.get("column_name"), r.get("method")))
         .collect())
 }
 

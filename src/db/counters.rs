@@ -1,17 +1,20 @@
-//! SQL for the `counters` table; increments in [`increment`].
+//! The `counters` table: reads, `PUT` and `DELETE`; increments in [`increment`], the statements
+//! in [`sql`].
 
 use serde::Serialize;
 use tokio_postgres::Row;
 
-use super::locking::{LockStatements, RowLock, WaitPolicy};
+use super::locking::{RowLock, WaitPolicy};
 use super::statements::Conn;
 use super::tx::Tx;
 use crate::error::ApiError;
-use crate::lock_statements;
 
 pub(crate) mod increment;
+pub(crate) mod sql;
 
 pub use increment::{increment, Concurrency, Increment};
+pub(crate) use sql::LOCK;
+use sql::{DELETE, DELETE_IF_VERSION, INSERT, REPLACE, REPLACE_IF_VERSION, SELECT};
 
 /// A counter as stored.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -31,29 +34,14 @@ pub struct CounterSpec {
     pub max: Option<i64>,
 }
 
-pub(crate) const LOCK: LockStatements =
-    lock_statements!("SELECT name, value, min, max, version FROM counters WHERE name = $1");
-const SELECT: &str = "SELECT name, value, min, max, version FROM counters WHERE name = $1";
-/// Versions come from the sequence `counter_versions` (sql/0007): never given twice, so an
-/// `If-Match` kept from a deleted counter cannot match one created again under its name.
-const INSERT: &str = "INSERT INTO counters (name, value, min, max) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (name) DO NOTHING RETURNING version";
-const REPLACE: &str =
-    "UPDATE counters SET value = $2, min = $3, max = $4, version = nextval('counter_versions'), updated_at = now()
-     WHERE name = $1 RETURNING version";
-const REPLACE_IF_VERSION: &str =
-    "UPDATE counters SET value = $2, min = $3, max = $4, version = nextval('counter_versions'), updated_at = now()
-     WHERE name = $1 AND version = $5 RETURNING version";
-const DELETE: &str = "DELETE FROM counters WHERE name = $1";
-const DELETE_IF_VERSION: &str = "DELETE FROM counters WHERE name = $1 AND version = $2";
-
+/// A row of [`sql::counter_columns!`].
 pub(crate) fn counter(row: &Row) -> Counter {
     Counter {
-        name: row.get(0),
-        value: row.get(1),
-        min: row.get(2),
-        max: row.get(3),
-        version: row.get(4),
+        name: row.get("name"),
+        value: row.get("value"),
+        min: row.get("min"),
+        max: row.get("max"),
+        version: row.get("version"),
     }
 }
 
@@ -89,7 +77,7 @@ pub async fn put(
                 "counter '{name}' does not exist at version {expected}"
             ))
         })?;
-        (row.get::<_, i64>(0), false)
+        (row.get::<_, i64>("version"), false)
     } else {
         let locked_existing = match lock {
             Some(lock) => match lock_row(tx, name, lock).await {
@@ -102,7 +90,7 @@ pub async fn put(
         if locked_existing {
             let stmt = tx.prepare(REPLACE).await?;
             let row = client.query_one(&stmt, &values).await?;
-            (row.get::<_, i64>(0), false)
+            (row.get::<_, i64>("version"), false)
         } else {
             create_or_replace(tx, name, &values).await?
         }
@@ -128,10 +116,10 @@ async fn create_or_replace(
     // Each miss means another transaction created, then deleted, the row in between.
     for _ in 0..3 {
         if let Some(row) = tx.client().query_opt(&insert, values).await? {
-            return Ok((row.get(0), true));
+            return Ok((row.get("version"), true));
         }
         if let Some(row) = tx.client().query_opt(&replace, values).await? {
-            return Ok((row.get(0), false));
+            return Ok((row.get("version"), false));
         }
     }
     Err(ApiError::Unavailable(format!(

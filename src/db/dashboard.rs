@@ -4,42 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::db::counters::sql::BUSIEST;
+use crate::db::leases::sql::HELD;
+use crate::db::queues::sql::LIST;
 use crate::db::statements::Conn;
 use crate::error::ApiError;
-
-/// The counters changed most in the last seconds (`$1`, busiest first), then the most recently
-/// changed ones; with a search text (`$2`, empty: none), only names containing it.
-const COUNTERS: &str = "SELECT name, value, min, max, version, to_jsonb(updated_at)
-      FROM counters
-     WHERE strpos(name, $2) > 0
-     ORDER BY array_position($1::text[], name) NULLS LAST, updated_at DESC
-     LIMIT 20";
-
-/// Every queue (that has jobs or settings): counts by state, how long its oldest queued job has
-/// waited, jobs completed in the last minute, and its newest dead jobs.
-const QUEUES: &str = "WITH counts AS (
-        SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state
-    ), names AS (
-        SELECT queue FROM counts UNION SELECT name FROM queues
-    )
-    SELECT n.queue, coalesce(q.paused, false), q.max_running,
-           coalesce((SELECT jsonb_object_agg(state, c.n) FROM counts c WHERE c.queue = n.queue),
-                    '{}'::jsonb),
-           (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM jobs
-             WHERE queue = n.queue AND state = 'queued'),
-           (SELECT count(*) FROM jobs WHERE queue = n.queue AND state = 'completed'
-               AND finished_at > now() - interval '1 minute'),
-           ARRAY(SELECT id FROM jobs WHERE queue = n.queue AND state = 'dead'
-                  ORDER BY id DESC LIMIT 5)
-      FROM names n LEFT JOIN queues q ON q.name = n.queue
-     ORDER BY n.queue
-     LIMIT 100";
-
-/// Held leases: owner, fencing token and time left.
-const LEASES: &str = "SELECT key, owner, token,
-           (extract(epoch FROM expires_at - now()) * 1000)::float8
-      FROM locks WHERE owner IS NOT NULL AND expires_at > now()
-     ORDER BY key LIMIT 100";
 
 /// A counter as the dashboard lists it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -89,23 +58,23 @@ pub async fn counters(
     busiest: &[(String, f64)],
     search: &str,
 ) -> Result<Vec<CounterRow>, ApiError> {
-    let stmt = client.prepare(COUNTERS).await?;
+    let stmt = client.prepare(BUSIEST).await?;
     let names: Vec<&str> = busiest.iter().map(|(n, _)| n.as_str()).collect();
     let rows = client.query(&stmt, &[&names, &search]).await?;
     Ok(rows
         .iter()
         .map(|r| {
-            let name: String = r.get(0);
+            let name: String = r.get("name");
             let rate = busiest
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map_or(0.0, |(_, rate)| *rate);
             CounterRow {
-                value: r.get(1),
-                min: r.get(2),
-                max: r.get(3),
-                version: r.get(4),
-                updated_at: r.get(5),
+                value: r.get("value"),
+                min: r.get("min"),
+                max: r.get("max"),
+                version: r.get("version"),
+                updated_at: r.get("updated_at"),
                 changes_per_sec: rate,
                 name,
             }
@@ -115,18 +84,18 @@ pub async fn counters(
 
 /// Every queue.
 pub async fn queues(client: Conn<'_>) -> Result<Vec<QueueRow>, ApiError> {
-    let stmt = client.prepare(QUEUES).await?;
+    let stmt = client.prepare(LIST).await?;
     let rows = client.query(&stmt, &[]).await?;
     Ok(rows
         .iter()
         .map(|r| QueueRow {
-            queue: r.get(0),
-            paused: r.get(1),
-            max_running: r.get(2),
-            counts: r.get(3),
-            oldest_queued_secs: r.get(4),
-            completed_last_minute: r.get(5),
-            dead_jobs: r.get(6),
+            queue: r.get("queue"),
+            paused: r.get("paused"),
+            max_running: r.get("max_running"),
+            counts: r.get("counts"),
+            oldest_queued_secs: r.get("oldest_queued_secs"),
+            completed_last_minute: r.get("completed_last_minute"),
+            dead_jobs: r.get("dead_jobs"),
         })
         .collect())
 }
@@ -136,17 +105,17 @@ pub async fn leases(
     client: Conn<'_>,
     waiting: impl Fn(&str) -> usize,
 ) -> Result<Vec<LeaseRow>, ApiError> {
-    let stmt = client.prepare(LEASES).await?;
+    let stmt = client.prepare(HELD).await?;
     let rows = client.query(&stmt, &[]).await?;
     Ok(rows
         .iter()
         .map(|r| {
-            let key: String = r.get(0);
+            let key: String = r.get("key");
             LeaseRow {
                 waiting: waiting(&key),
-                owner: r.get(1),
-                token: r.get(2),
-                expires_in_ms: r.get(3),
+                owner: r.get("owner"),
+                token: r.get("token"),
+                expires_in_ms: r.get("expires_in_ms"),
                 key,
             }
         })

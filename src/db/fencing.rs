@@ -9,6 +9,7 @@
 //! storage itself, whatever the client believes.
 
 use super::citus;
+use super::leases::sql::{CHECK, CHECK_CHANGING, CHECK_ONE, CHECK_OWN};
 use super::tx::Tx;
 use crate::error::ApiError;
 
@@ -18,19 +19,6 @@ pub struct Fence {
     pub key: String,
     pub token: i64,
 }
-
-const CHECK: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
-       FROM locks WHERE key = ANY($1) ORDER BY key FOR SHARE";
-/// For a lease route that changes lease `$2` itself: its row is locked `FOR UPDATE` with the
-/// fenced ones, all in key order. Taking it `FOR SHARE` here and `FOR UPDATE` later would let
-/// two such requests on one key each hold the share lock and wait for the other's.
-const CHECK_CHANGING: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
-       FROM locks WHERE key = ANY($1) OR key = $2 ORDER BY key FOR UPDATE";
-
-const CHECK_ONE: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
-       FROM locks WHERE key = $1 FOR SHARE";
-const CHECK_OWN: &str = "SELECT key, token, owner IS NOT NULL AND expires_at > now()
-       FROM locks WHERE key = $1 FOR UPDATE";
 
 /// Refuses the transaction unless every fence is the live, current grant of its key.
 /// `changing`: the lease the transaction itself changes, if any.
@@ -79,14 +67,14 @@ async fn lock_each(
 
 fn verify(fences: &[Fence], rows: &[tokio_postgres::Row]) -> Result<(), ApiError> {
     for fence in fences {
-        let row = rows.iter().find(|r| r.get::<_, &str>(0) == fence.key);
+        let row = rows.iter().find(|r| r.get::<_, &str>("key") == fence.key);
         let Some(row) = row else {
             return Err(ApiError::StaleToken(format!(
                 "lock '{}' has never been granted",
                 fence.key
             )));
         };
-        let (current, live): (i64, bool) = (row.get(1), row.get(2));
+        let (current, live): (i64, bool) = (row.get("token"), row.get("live"));
         if current != fence.token {
             return Err(ApiError::StaleToken(format!(
                 "fencing token {} for lock '{}' is stale: the current token is {current}",

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::db::statements::Conn;
+use crate::db::{idempotency, jobs, transactions};
 use deadpool_postgres::Pool;
 
 /// How often housekeeping runs, at most.
@@ -22,29 +23,19 @@ struct Purge {
 const PURGES: [Purge; 4] = [
     Purge {
         what: "expired idempotency keys",
-        // Keys carry their own expiry.
-        sql: "DELETE FROM idempotency_keys WHERE key IN (
-                SELECT key FROM idempotency_keys WHERE expires_at <= now() LIMIT $1)",
+        sql: idempotency::sql::PURGE,
     },
     Purge {
         what: "old completed jobs",
-        sql: "DELETE FROM jobs WHERE id IN (
-                SELECT id FROM jobs
-                 WHERE state = 'completed' AND finished_at < now() - make_interval(secs => $2)
-                 LIMIT $1)",
+        sql: jobs::sql::PURGE_COMPLETED,
     },
     Purge {
         what: "old cancelled jobs",
-        sql: "DELETE FROM jobs WHERE id IN (
-                SELECT id FROM jobs
-                 WHERE state = 'cancelled' AND finished_at < now() - make_interval(secs => $2)
-                 LIMIT $1)",
+        sql: jobs::sql::PURGE_CANCELLED,
     },
     Purge {
         what: "old transaction records",
-        sql: "DELETE FROM transactions WHERE id IN (
-                SELECT id FROM transactions
-                 WHERE created_at < now() - make_interval(secs => $2) LIMIT $1)",
+        sql: transactions::sql::PURGE,
     },
 ];
 

@@ -1,5 +1,6 @@
-//! SQL for `idempotency_keys`: the first completed response of a POST with an `Idempotency-Key`
-//! is stored in the same transaction as its mutation, and replayed for retries.
+//! `idempotency_keys` (its statements are [`sql`]'s): the first completed response of a POST
+//! with an `Idempotency-Key` is stored in the same transaction as its mutation, and replayed for
+//! retries.
 //!
 //! Inside the request's transaction rowlock first takes a transaction-scoped advisory lock on the
 //! key with `pg_try_advisory_xact_lock`: if another request holds it, that request is still
@@ -15,6 +16,10 @@ use sha2::{Digest, Sha256};
 
 use super::tx::Tx;
 use crate::error::ApiError;
+
+pub(crate) mod sql;
+
+use sql::{RECORD, STORED, TRY_LOCK};
 
 /// A response as stored and replayed: status, the headers that matter, and the exact body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,21 +89,14 @@ impl Idempotency {
     }
 }
 
-const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))";
-const STORED: &str = "SELECT request_hash, status, headers, body FROM idempotency_keys
-     WHERE key = $1 AND expires_at > now()";
-const RECORD: &str =
-    "INSERT INTO idempotency_keys (key, request_hash, status, headers, body, expires_at)
-     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
-     ON CONFLICT (key) DO UPDATE
-        SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
-            headers = EXCLUDED.headers, body = EXCLUDED.body,
-            created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at";
-
 /// Claims the key for this transaction; returns the stored reply to replay, if there is one.
 pub async fn claim(tx: &Tx, idem: &Idempotency) -> Result<Option<Reply>, ApiError> {
     let (lock, stored) = (tx.prepare(TRY_LOCK).await?, tx.prepare(STORED).await?);
-    let locked: bool = tx.client().query_one(&lock, &[&idem.key]).await?.get(0);
+    let locked: bool = tx
+        .client()
+        .query_one(&lock, &[&idem.key])
+        .await?
+        .get("locked");
     if !locked {
         return Err(ApiError::IdempotencyInFlight);
     }

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::db::citus;
+use crate::db::jobs::sql::DEPTHS;
 use crate::db::statements::Conn;
 use crate::error::ApiError;
 
@@ -47,11 +48,12 @@ pub struct Blocker {
 
 const WAITERS: &str = "
     SELECT a.pid, a.application_name,
-           (extract(epoch FROM now() - coalesce(l.waitstart, a.state_change)) * 1000)::float8,
+           (extract(epoch FROM now() - coalesce(l.waitstart, a.state_change)) * 1000)::float8
+             AS waiting_ms,
            l.locktype, l.mode,
-           coalesce(l.relation, held.relation)::regclass::text,
-           CASE WHEN l.page IS NOT NULL THEN format('(%s,%s)', l.page, l.tuple) END,
-           pg_blocking_pids(a.pid)
+           coalesce(l.relation, held.relation)::regclass::text AS relation,
+           CASE WHEN l.page IS NOT NULL THEN format('(%s,%s)', l.page, l.tuple) END AS row,
+           pg_blocking_pids(a.pid) AS blocked_by
       FROM pg_stat_activity a
       JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
       LEFT JOIN LATERAL (
@@ -66,9 +68,11 @@ const WAITERS: &str = "
 /// this database's coordinator sessions come first, then the coordinator's own lock waits.
 const CITUS_WAITERS: &str = "
     SELECT a.pid, a.application_name,
-           (extract(epoch FROM now() - coalesce(a.query_start, a.state_change)) * 1000)::float8,
-           'distributed'::text, 'row lock on a worker'::text, NULL::text, NULL::text,
-           array_agg(DISTINCT (w.blocking_gpid % 10000000000)::int)
+           (extract(epoch FROM now() - coalesce(a.query_start, a.state_change)) * 1000)::float8
+             AS waiting_ms,
+           'distributed'::text AS locktype, 'row lock on a worker'::text AS mode,
+           NULL::text AS relation, NULL::text AS row,
+           array_agg(DISTINCT (w.blocking_gpid % 10000000000)::int) AS blocked_by
       FROM citus_lock_waits w
       JOIN pg_stat_activity a ON a.pid = (w.waiting_gpid % 10000000000)::int
      WHERE a.datname = current_database()
@@ -91,7 +95,7 @@ async fn citus_waiters(client: Conn<'_>) -> Result<Vec<tokio_postgres::Row>, Api
 
 const BLOCKERS: &str = "
     SELECT pid, application_name, state,
-           (extract(epoch FROM now() - xact_start) * 1000)::float8
+           (extract(epoch FROM now() - xact_start) * 1000)::float8 AS transaction_age_ms
       FROM pg_stat_activity WHERE pid = ANY($1)";
 
 /// Every backend of this database waiting for a lock, with who blocks it. `group_requests`
@@ -119,54 +123,58 @@ pub async fn waiters(
         found.append(&mut rows);
         rows = found;
     }
-    let blocking: Vec<i32> = rows.iter().flat_map(|r| r.get::<_, Vec<i32>>(7)).collect();
+    let blocking: Vec<i32> = rows
+        .iter()
+        .flat_map(|r| r.get::<_, Vec<i32>>("blocked_by"))
+        .collect();
     let blockers = client.query(&blockers, &[&blocking]).await?;
     let blocker = |pid: i32| {
-        let row = blockers.iter().find(|b| b.get::<_, i32>(0) == pid);
-        let name: String = row.map(|r| r.get(1)).unwrap_or_default();
+        let row = blockers.iter().find(|b| b.get::<_, i32>("pid") == pid);
+        let name: String = row.map(|r| r.get("application_name")).unwrap_or_default();
         let ids = request_ids(&name);
         Blocker {
             pid,
             request_id: ids.first().cloned(),
             request_ids: ids,
             application_name: name,
-            state: row.and_then(|r| r.get(2)),
-            transaction_age_ms: row.and_then(|r| r.get(3)),
+            state: row.and_then(|r| r.get("state")),
+            transaction_age_ms: row.and_then(|r| r.get("transaction_age_ms")),
         }
     };
     Ok(rows
         .iter()
         .map(|r| {
-            let name: String = r.get(1);
+            let name: String = r.get("application_name");
             let ids = request_ids(&name);
             Waiter {
-                pid: r.get(0),
+                pid: r.get("pid"),
                 request_id: ids.first().cloned(),
                 request_ids: ids,
                 application_name: name,
-                waiting_ms: r.get(2),
+                waiting_ms: r.get("waiting_ms"),
                 lock: WaitedLock {
-                    locktype: r.get(3),
-                    mode: r.get(4),
-                    relation: r.get(5),
-                    row: r.get(6),
+                    locktype: r.get("locktype"),
+                    mode: r.get("mode"),
+                    relation: r.get("relation"),
+                    row: r.get("row"),
                 },
-                blocked_by: r.get::<_, Vec<i32>>(7).into_iter().map(blocker).collect(),
+                blocked_by: r
+                    .get::<_, Vec<i32>>("blocked_by")
+                    .into_iter()
+                    .map(blocker)
+                    .collect(),
             }
         })
         .collect())
 }
 
-const QUEUE_DEPTHS: &str =
-    "SELECT queue, state, count(*) FROM jobs WHERE state <> 'completed' GROUP BY 1, 2";
-
 /// Unfinished jobs by queue and state (`queued`, `running`, `dead`), for the metrics.
 /// Completed jobs are left out: they only grow, and their count says nothing about the backlog.
 pub async fn queue_depths(client: Conn<'_>) -> Result<Vec<(String, String, i64)>, ApiError> {
-    let stmt = client.prepare(QUEUE_DEPTHS).await?;
+    let stmt = client.prepare(DEPTHS).await?;
     let rows = client.query(&stmt, &[]).await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get("queue"), r.get("state"), r.get("jobs")))
         .collect())
 }

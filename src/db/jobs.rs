@@ -1,7 +1,7 @@
-//! SQL for the `jobs` table: enqueue (one job or a batch, with unique keys), read, the
-//! transitions of one job — the token-checked ones a worker makes (complete, fail, heartbeat)
-//! and the operator's (retry, delete, cancel) — and batch completion. Claiming, the statement
-//! that hands jobs out, lives in [`claim`].
+//! The `jobs` table (its statements are [`sql`]'s): enqueue (one job or a batch, with unique
+//! keys), read, the transitions of one job — the token-checked ones a worker makes (complete,
+//! fail, heartbeat) and the operator's (retry, delete, cancel) — and batch completion. Claiming
+//! lives in [`claim`].
 //!
 //! Every transition is one guarded statement, `UPDATE … WHERE id = $1 AND state = … [AND token =
 //! $2]`, behind the row lock the request asked for (as for counters: the locking `SELECT` and the
@@ -13,16 +13,20 @@
 pub mod claim;
 pub mod group;
 mod plan;
+pub(crate) mod sql;
 
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::locking::{LockStatements, RowLock, WaitPolicy};
+use super::locking::{RowLock, WaitPolicy};
 use super::tx::Tx;
 use crate::db::statements::Conn;
 use crate::error::ApiError;
-use crate::lock_statements;
+use sql::{
+    ACTIVE_KEYS, CANCEL, COMPLETE, COMPLETE_BATCH, DELETE, FAIL, HEARTBEAT, INSERT, LOCK, RETRY,
+    SELECT, STATE,
+};
 
 /// A job to enqueue, already validated.
 #[derive(Debug, Clone)]
@@ -43,114 +47,6 @@ pub struct Enqueued {
     /// A queued or running job of the queue already had the job's `unique_key`: `id` is it.
     pub duplicate: bool,
 }
-
-/// `jsonb_build_object` renders timestamps as ISO 8601 (RFC 3339) text, so Rust never parses one.
-macro_rules! job_json {
-    () => {
-        "jsonb_build_object('id', id, 'queue', queue, 'state', state, 'payload', payload,
-            'priority', priority, 'attempt', attempt, 'max_attempts', max_attempts,
-            'run_at', run_at, 'lease_expires_at', lease_expires_at, 'errors', errors,
-            'created_at', created_at, 'attempted_at', attempted_at, 'finished_at', finished_at)"
-    };
-}
-
-/// Inserts a batch of jobs in one statement. Ids are drawn first, in the batch's order, so each
-/// input row knows its id whether it was inserted or skipped as the duplicate of a queued or
-/// running job with its `unique_key` (the partial unique index decides, under any concurrency).
-/// The notification (on [`CHANNEL`](super::notify::CHANNEL)) goes out at `COMMIT`, so a woken
-/// claim finds the jobs.
-const INSERT: &str = "WITH input AS MATERIALIZED (
-        SELECT nextval('jobs_id_seq') AS id, t.*
-          FROM unnest($2::jsonb[], $3::int[], $4::int[], $5::text[], $6::text[])
-               WITH ORDINALITY AS t(payload, priority, max_attempts, run_at, unique_key, ord)
-    ), inserted AS (
-        INSERT INTO jobs (id, queue, payload, priority, max_attempts, run_at, unique_key)
-        OVERRIDING SYSTEM VALUE
-        SELECT id, $1, payload, priority, max_attempts,
-               coalesce(run_at::timestamptz, now()), unique_key
-          FROM input ORDER BY ord
-        ON CONFLICT (queue, unique_key)
-           WHERE unique_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
-        RETURNING id
-    )
-    SELECT i.id, i.unique_key, ins.id IS NOT NULL, pg_notify('rowlock_jobs', $1)
-      FROM input i LEFT JOIN inserted ins USING (id) ORDER BY i.ord";
-/// The queued or running jobs holding these unique keys (those an insert was skipped for).
-const ACTIVE_KEYS: &str = "SELECT unique_key, id FROM jobs
-      WHERE queue = $1 AND unique_key = ANY($2) AND state IN ('queued', 'running')";
-const SELECT: &str = concat!("SELECT ", job_json!(), " FROM jobs WHERE id = $1");
-const LOCK: LockStatements = lock_statements!("SELECT state FROM jobs WHERE id = $1");
-const STATE: &str = "SELECT state FROM jobs WHERE id = $1";
-
-const COMPLETE: &str = "UPDATE jobs
-        SET state = 'completed', token = NULL, lease_expires_at = NULL, finished_at = now()
-      WHERE id = $1 AND state = 'running' AND token = $2
-  RETURNING jsonb_build_object('id', id, 'state', state, 'attempt', attempt,
-                               'finished_at', finished_at)";
-/// Backoff with "equal jitter": half of an exponential ceiling (1 s, 2 s, 4 s … capped at 1 h)
-/// plus a random part of the other half, so delays spread out yet always grow with the attempt.
-/// The last allowed attempt makes the job `dead`. Waiting claims are told at `COMMIT`: they then
-/// sleep until the new `run_at`.
-const FAIL: &str = "WITH f AS (
-     UPDATE jobs SET
-        state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-        run_at = CASE WHEN attempt >= max_attempts THEN run_at ELSE now() + make_interval(
-            secs => least(3600, 2 ^ least(attempt - 1, 20)) * (0.5 + random() / 2)) END,
-        finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
-        errors = rowlock_recent_errors(errors,
-            jsonb_build_object('attempt', attempt, 'error', $3::jsonb, 'at', now()), 20),
-        token = NULL, lease_expires_at = NULL
-      WHERE id = $1 AND state = 'running' AND token = $2
-  RETURNING id, queue, state, attempt, run_at)
-  SELECT jsonb_build_object('id', id, 'state', state, 'attempt', attempt,
-             'run_at', CASE WHEN state = 'queued' THEN run_at END),
-         pg_notify('rowlock_jobs', queue)
-    FROM f";
-const HEARTBEAT: &str = "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
-      WHERE id = $1 AND state = 'running' AND token = $2
-  RETURNING jsonb_build_object('id', id, 'state', state, 'attempt', attempt,
-                               'lease_expires_at', lease_expires_at)";
-/// A dead job gets `max_attempts` fresh attempts; its past errors are kept.
-const RETRY: &str = "WITH r AS (
-     UPDATE jobs SET state = 'queued', attempt = 0, run_at = now(), finished_at = NULL
-      WHERE id = $1 AND state = 'dead'
-  RETURNING id, queue, state, attempt, run_at)
-  SELECT jsonb_build_object('id', id, 'state', state, 'attempt', attempt, 'run_at', run_at),
-         pg_notify('rowlock_jobs', queue)
-    FROM r";
-const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND state = 'queued'
-  RETURNING jsonb_build_object('id', id)";
-/// A cancelled job's token is stale from then on; its queue's claims are told (a running job
-/// that stops counting may make room under `max_running`).
-const CANCEL: &str = "WITH c AS (
-     UPDATE jobs SET state = 'cancelled', token = NULL, lease_expires_at = NULL,
-                     finished_at = now()
-      WHERE id = $1 AND state IN ('queued', 'running')
-  RETURNING id, queue, state, attempt, finished_at)
-  SELECT jsonb_build_object('id', id, 'state', state, 'attempt', attempt,
-                            'finished_at', finished_at),
-         pg_notify('rowlock_jobs', queue)
-    FROM c";
-/// Completes every `(id, token)` of `queue` whose token is current, in one statement; answers
-/// every input in order with whether it was completed and, if not, the job's state (none: no
-/// such job in this queue).
-pub(crate) const COMPLETE_BATCH: &str = "WITH input AS MATERIALIZED (
-        SELECT * FROM unnest($2::bigint[], $3::text[]) WITH ORDINALITY AS t(id, token, ord)
-    ), done AS (
-        UPDATE jobs j
-           SET state = 'completed', token = NULL, lease_expires_at = NULL, finished_at = now()
-          FROM input i
-         -- Jobs are found by id only: the token alone says the job is running (only a running
-         -- job has one, `jobs_running_has_lease`), and the queue is compared in a form no index
-         -- serves. Otherwise a plan for a queue the statistics do not know yet (a new queue
-         -- looks tiny) scans the queue's index, which holds every job and dead entry of the queue.
-         WHERE j.id = ANY ($2::bigint[]) AND j.id = i.id AND (j.queue = $1) IS TRUE
-           AND j.token = i.token
-     RETURNING j.id
-    )
-    SELECT i.id, d.id IS NOT NULL,
-           (SELECT CASE WHEN queue = $1 THEN state END FROM jobs WHERE jobs.id = i.id)
-      FROM input i LEFT JOIN done d USING (id) ORDER BY i.ord";
 
 /// Inserts `jobs` into `queue`, all or none (one statement); answers each job's id, in order,
 /// and whether it was a duplicate of a queued or running job with its `unique_key`.
@@ -178,9 +74,9 @@ pub async fn enqueue(tx: &Tx, queue: &str, jobs: &[NewJob]) -> Result<Vec<Enqueu
         }?;
         let mut skipped = Vec::new();
         for (&index, row) in pending.iter().zip(&rows) {
-            if row.get::<_, bool>(2) {
+            if row.get::<_, bool>("inserted") {
                 results[index] = Some(Enqueued {
-                    id: row.get(0),
+                    id: row.get("id"),
                     duplicate: false,
                 });
             } else {
@@ -200,7 +96,7 @@ pub async fn enqueue(tx: &Tx, queue: &str, jobs: &[NewJob]) -> Result<Vec<Enqueu
             .query(&active, &[&queue, &keys])
             .await?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| (r.get("unique_key"), r.get("id")))
             .collect();
         pending.clear();
         for index in skipped {
@@ -258,14 +154,15 @@ pub async fn complete_batch(
 pub(crate) fn item_results(rows: &[Row]) -> Vec<ItemResult> {
     rows.iter()
         .map(|row| {
-            let (completed, state): (bool, Option<String>) = (row.get(1), row.get(2));
+            let (completed, state): (bool, Option<String>) =
+                (row.get("completed"), row.get("state"));
             let (status, code) = match (completed, state) {
                 (true, _) => (200, None),
                 (false, None) => (404, Some("not_found")),
                 (false, Some(_)) => (409, Some("stale_token")),
             };
             ItemResult {
-                id: row.get(0),
+                id: row.get("id"),
                 status,
                 code,
             }
@@ -277,7 +174,7 @@ pub(crate) fn item_results(rows: &[Row]) -> Vec<ItemResult> {
 pub async fn get(client: Conn<'_>, id: i64) -> Result<Value, ApiError> {
     let stmt = client.prepare(SELECT).await?;
     let row = client.query_opt(&stmt, &[&id]).await?;
-    row.map(|r| r.get(0)).ok_or_else(|| not_found(id))
+    row.map(|r| r.get("job")).ok_or_else(|| not_found(id))
 }
 
 /// A transition of one job, as a worker or an operator asks for it.
@@ -329,11 +226,11 @@ pub async fn transition(
             let found = found.map_err(|e| {
                 ApiError::from(e).on_lock(|| format!("job {id} is locked by another transaction"))
             })?;
-            (Some(found.map(|r| r.get::<_, String>(0))), row?)
+            (Some(found.map(|r| r.get::<_, String>("state"))), row?)
         }
     };
     if let Some(row) = row {
-        return Ok(row.get(0));
+        return Ok(row.get("job"));
     }
     let state = match found {
         Some(state) => state,
@@ -348,7 +245,7 @@ async fn lock_job(tx: &Tx, id: i64, lock: RowLock) -> Result<Option<String>, Api
     let stmt = tx.prepare(lock.pick(&LOCK)).await?;
     let row = tx.client().query_opt(&stmt, &[&id]).await?;
     match row {
-        Some(row) => Ok(Some(row.get(0))),
+        Some(row) => Ok(Some(row.get("state"))),
         None if current_state(tx, id).await?.is_some() => Err(ApiError::RowSkipped(format!(
             "job {id} is locked by another transaction and was skipped"
         ))),
@@ -359,7 +256,7 @@ async fn lock_job(tx: &Tx, id: i64, lock: RowLock) -> Result<Option<String>, Api
 async fn current_state(tx: &Tx, id: i64) -> Result<Option<String>, ApiError> {
     let stmt = tx.prepare(STATE).await?;
     let row: Option<Row> = tx.client().query_opt(&stmt, &[&id]).await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| r.get("state")))
 }
 
 /// Why a guarded transition matched no row, given the job's state (`None`: no such job).
@@ -385,24 +282,4 @@ fn refusal(id: i64, transition: &Transition, state: Option<String>) -> ApiError 
 
 fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("job {id} does not exist"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::db::notify::CHANNEL;
-
-    #[test]
-    fn every_notifying_statement_uses_the_listened_channel() {
-        for sql in [
-            INSERT,
-            FAIL,
-            RETRY,
-            CANCEL,
-            group::ACK,
-            crate::db::queues::SET_PAUSED,
-        ] {
-            assert!(sql.contains(&format!("pg_notify('{CHANNEL}'")), "{sql}");
-        }
-    }
 }

@@ -1,4 +1,5 @@
-//! SQL for the `locks` table: leases (a distributed lock per key) with fencing tokens.
+//! The `locks` table (its statements are [`sql`]'s): leases (a distributed lock per key) with
+//! fencing tokens.
 //!
 //! A key has one row, kept after release and expiry so that its token only ever grows. Every
 //! change of a lease first locks that row `FOR UPDATE` (`NOWAIT` when the caller will not wait),
@@ -13,6 +14,7 @@
 //! for the retry loop.
 
 pub mod acquire;
+pub(crate) mod sql;
 pub mod waiters;
 
 use serde::Serialize;
@@ -22,6 +24,7 @@ use super::tx::Tx;
 use crate::db::statements::Conn;
 use crate::error::ApiError;
 
+use sql::{CREATE, GRANT, LOCK, LOCK_NOWAIT, NOTIFY, RELEASE, RENEW, SELECT};
 pub use waiters::{Leases, CHANNEL};
 
 /// A lease as granted or renewed.
@@ -69,85 +72,13 @@ struct Current {
     remaining_ms: i64,
 }
 
-/// A timestamp column as RFC 3339 text in UTC: clients never see (or need) rowlock's own clock.
-macro_rules! utc {
-    ($column:literal) => {
-        concat!(
-            "to_char(",
-            $column,
-            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-        )
-    };
-}
-
-/// Locks a key's row and reads what a decision needs. `now()` is the transaction's start: one
-/// instant for the whole decision, by the database clock.
-macro_rules! lock_sql {
-    ($wait:literal) => {
-        concat!(
-            "SELECT owner, token, owner IS NOT NULL AND expires_at > now(), ",
-            utc!("expires_at"),
-            ", COALESCE(GREATEST(ceil(extract(epoch FROM expires_at - now()) * 1000), 0), 0)::bigint
-               FROM locks WHERE key = $1 FOR UPDATE",
-            $wait
-        )
-    };
-}
-
-const LOCK: &str = lock_sql!("");
-const LOCK_NOWAIT: &str = lock_sql!(" NOWAIT");
-/// A first-ever acquisition creates the row with token 0 and no owner, in the same transaction
-/// as the grant that follows, so it never commits as such. A literal 0, not `nextval`: a lost
-/// `ON CONFLICT` race must not burn a token.
-const CREATE: &str = "INSERT INTO locks (key, token) VALUES ($1, 0) ON CONFLICT (key) DO NOTHING";
-/// The times are formatted outside the `UPDATE`: Citus allows no `to_char` (a stable function)
-/// in the `RETURNING` of a distributed `UPDATE`.
-const GRANT: &str = concat!(
-    "WITH granted AS (
-       UPDATE locks
-          SET owner = $2, token = nextval('lock_tokens'), acquired_at = now(),
-              expires_at = now() + make_interval(secs => $3), updated_at = now()
-        WHERE key = $1
-    RETURNING token, acquired_at, expires_at)
-     SELECT token, ",
-    utc!("acquired_at"),
-    ", ",
-    utc!("expires_at"),
-    " FROM granted"
-);
-const RENEW: &str = concat!(
-    "WITH renewed AS (
-       UPDATE locks
-          SET expires_at = now() + make_interval(secs => $2), updated_at = now()
-        WHERE key = $1
-    RETURNING owner, token, acquired_at, expires_at)
-     SELECT owner, token, ",
-    utc!("acquired_at"),
-    ", ",
-    utc!("expires_at"),
-    " FROM renewed"
-);
-/// The lease ends now (or when it expired, if earlier): `expires_at` records when it ended.
-const RELEASE: &str = "UPDATE locks
-    SET owner = NULL, expires_at = LEAST(expires_at, now()), updated_at = now()
-  WHERE key = $1";
-/// Wakes waiters in every rowlock instance; sent when the transaction commits, never before.
-const NOTIFY: &str = "SELECT pg_notify('rowlock_locks', $1)";
-const SELECT: &str = concat!(
-    "SELECT key, owner, token, owner IS NOT NULL AND expires_at > now(), ",
-    utc!("acquired_at"),
-    ", ",
-    utc!("expires_at"),
-    " FROM locks WHERE key = $1"
-);
-
 fn current(row: &Row) -> Current {
     Current {
-        owner: row.get(0),
-        token: row.get(1),
-        live: row.get::<_, Option<bool>>(2).unwrap_or(false),
-        expires_at: row.get(3),
-        remaining_ms: row.get(4),
+        owner: row.get("owner"),
+        token: row.get("token"),
+        live: row.get::<_, Option<bool>>("live").unwrap_or(false),
+        expires_at: row.get("expires_at"),
+        remaining_ms: row.get("remaining_ms"),
     }
 }
 
@@ -215,9 +146,9 @@ pub async fn acquire(
     Ok(Ok(Lease {
         key: key.to_owned(),
         owner: owner.to_owned(),
-        token: row.get(0),
-        acquired_at: row.get(1),
-        expires_at: row.get(2),
+        token: row.get("token"),
+        acquired_at: row.get("acquired_at"),
+        expires_at: row.get("expires_at"),
     }))
 }
 
@@ -239,10 +170,10 @@ pub async fn renew(tx: &Tx, key: &str, token: i64, ttl_ms: u64) -> Result<Lease,
     }
     Ok(Lease {
         key: key.to_owned(),
-        owner: row.get(0),
-        token: row.get(1),
-        acquired_at: row.get(2),
-        expires_at: row.get(3),
+        owner: row.get("owner"),
+        token: row.get("token"),
+        acquired_at: row.get("acquired_at"),
+        expires_at: row.get("expires_at"),
     })
 }
 
@@ -267,12 +198,12 @@ pub async fn get(client: Conn<'_>, key: &str, waiting: usize) -> Result<LockStat
         .await?
         .ok_or_else(|| not_found(key))?;
     Ok(LockState {
-        key: row.get(0),
-        owner: row.get(1),
-        token: row.get(2),
-        held: row.get::<_, Option<bool>>(3).unwrap_or(false),
-        acquired_at: row.get(4),
-        expires_at: row.get(5),
+        key: row.get("key"),
+        owner: row.get("owner"),
+        token: row.get("token"),
+        held: row.get::<_, Option<bool>>("live").unwrap_or(false),
+        acquired_at: row.get("acquired_at"),
+        expires_at: row.get("expires_at"),
         waiting,
     })
 }

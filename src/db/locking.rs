@@ -110,14 +110,14 @@ pub struct LockStatements {
     pub for_no_key_update: [&'static str; 3],
 }
 
-/// Builds the [`LockStatements`] of a `SELECT` written without its locking clause. With a second
-/// literal, the clause goes between the two: for a locking `SELECT` inside a larger statement.
+/// Builds the [`LockStatements`] of a `SELECT` written without its locking clause (a literal, or
+/// `concat!` of literals). With a second one, the clause goes between the two: for a locking `SELECT` inside a larger statement.
 #[macro_export]
 macro_rules! lock_statements {
-    ($select:literal) => {
+    ($select:expr) => {
         $crate::lock_statements!($select, "")
     };
-    ($select:literal, $rest:literal) => {
+    ($select:expr, $rest:expr) => {
         $crate::db::locking::LockStatements {
             for_update: [
                 concat!($select, " FOR UPDATE", $rest),

@@ -64,7 +64,7 @@ pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {
         .query("SELECT version FROM schema_migrations", &[])
         .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| r.get("version"))
         .collect();
     let mut count = 0;
     for (version, name, sql) in MIGRATIONS {

@@ -1,5 +1,18 @@
 //! Everything that talks to PostgreSQL: the pool, migrations, the transaction helper and the SQL
-//! of each table (one module per table).
+//! of each table.
+//!
+//! Each table's statements are written in one file of named `&'static str` constants next to the
+//! module that runs them: `counters/sql.rs`, `transactions/sql.rs`, `idempotency/sql.rs`,
+//! `jobs/sql.rs` (with `jobs/sql/workers.rs`: rescue, claim and a job group's acknowledgements),
+//! `queues/sql.rs` and `leases/sql.rs` (the `locks` table, fencing included). A fragment that
+//! several statements share is written once, as a `macro_rules!` that expands to a string
+//! literal, so statements stay constants built with `concat!`: the counter write
+//! (`counters::sql::counter_write!`), the bound check (`counters::sql::within_bounds!`), a job's
+//! wake-up of its queue's claims (`jobs::sql::notify_claims!`), the per-transaction settings
+//! (`tx/settings.rs`). A statement that spans tables (the atomic transaction, a group's write)
+//! is composed from each table's fragments. Result columns are read by name, so every computed
+//! column is named with `AS`. Catalog reads (`introspection`, `citus`, `server`, `outcome`) keep
+//! their SQL in their own modules.
 
 pub mod admission;
 pub mod citus;

@@ -16,8 +16,17 @@ use tokio::sync::watch;
 use super::listener::Subscriber;
 use crate::error::ApiError;
 
-/// The channel every job-related `pg_notify` uses (the statements spell it out literally).
-pub const CHANNEL: &str = "rowlock_jobs";
+/// The channel every job-related `pg_notify` uses, as a literal for the statements
+/// ([`crate::db::jobs::sql::notify_claims!`]).
+macro_rules! channel {
+    () => {
+        "rowlock_jobs"
+    };
+}
+pub(crate) use channel;
+
+/// The channel every job-related `pg_notify` uses.
+pub const CHANNEL: &str = channel!();
 
 /// The fan-out point between the listening connection and the waiting claims: per queue with
 /// waiters, one signal that every waiter of that queue watches.

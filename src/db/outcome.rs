@@ -28,7 +28,11 @@ macro_rules! crash_mark {
 }
 pub(crate) use crash_mark;
 
-const STATUS: &str = concat!("SELECT txid_status($1), ", crash_mark!());
+const STATUS: &str = concat!(
+    "SELECT txid_status($1) AS status, ",
+    crash_mark!(),
+    " AS crash_mark"
+);
 
 /// What identifies a transaction to [`resolve`]: its id and the server's crash mark when the id
 /// was handed out.
@@ -52,8 +56,8 @@ pub async fn resolve(pool: &Pool, tx: &TxIdentity, timeout: Duration) -> Option<
             };
             match status {
                 Ok(row) => {
-                    let crashed = row.get::<_, String>(1) != tx.crash_mark;
-                    match (row.get::<_, Option<String>>(0).as_deref(), crashed) {
+                    let crashed = row.get::<_, String>("crash_mark") != tx.crash_mark;
+                    match (row.get::<_, Option<String>>("status").as_deref(), crashed) {
                         (Some("committed"), false) => return Some(true),
                         // Perhaps another transaction that was given the same id after the
                         // crash.

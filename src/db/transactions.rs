@@ -1,4 +1,5 @@
-//! SQL for multi-counter transactions (`POST /transactions`) and the `transactions` table.
+//! Multi-counter transactions (`POST /transactions`) and the `transactions` table; the
+//! statements are [`sql`]'s, the non-atomic path [`each`]'s.
 //!
 //! Every named row is locked by one `SELECT … WHERE name = ANY($1) ORDER BY name FOR UPDATE`:
 //! PostgreSQL locks rows as the sorted result is produced, so any two requests take their locks
@@ -14,20 +15,27 @@
 //!   enforce the bounds, and a refused op is undone with `ROLLBACK TO SAVEPOINT` and reported,
 //!   while the others commit (Django's nested `atomic()`).
 
-use crate::db::statements::Conn;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 
 use super::citus;
+use super::counters::sql::{LOCK_ALL, WRITE_ALL};
 use super::counters::{self, Counter};
 use super::idempotency::Reply;
-use super::locking::{LockStatements, RowLock, WaitPolicy};
+use super::locking::{RowLock, WaitPolicy};
+use super::statements::Conn;
 use super::tx::Tx;
 use crate::error::{ApiError, Problem};
-use crate::lock_statements;
+
+mod each;
+pub(crate) mod sql;
+
+pub use each::run_each;
+
+pub(crate) use sql::APPLY_ALL;
+use sql::{GET, RECORD};
 
 /// Most ops one transaction may carry.
 pub const MAX_OPS: usize = 100;
@@ -67,68 +75,6 @@ impl Committed {
     }
 }
 
-const LOCK: LockStatements = lock_statements!(
-    "SELECT name, value, min, max, version FROM counters WHERE name = ANY($1) ORDER BY name"
-);
-/// The atomic path in one statement. `$1`: the distinct names, sorted; `$2`, `$3`: each op's
-/// counter and `by`, in request order; `$4`: the ops as stored; `$5`, `$6`: the transaction's
-/// `application_name` and `lock_timeout`. Answers the locked rows as they were before the ops,
-/// each with the id of the recorded transaction — `NULL` when anything was missing (skipped,
-/// absent) or out of bounds, and then nothing was written.
-///
-/// The arrays are read through sub-`SELECT`s, so that no plan depends on their lengths:
-/// PostgreSQL then settles on one generic plan per connection instead of planning this statement
-/// again for every request (which costs more than running it).
-///
-/// - `settings`: `SET LOCAL` of the request's settings, before any lock is requested (the
-///   locking scan waits for it), so the statement can run without `BEGIN`;
-/// - `steps`: each op's value after it, a running sum per counter (`sum(bigint)` is `numeric`);
-/// - `verdict`: every op found its row, and every intermediate value is within the bounds, which
-///   default to the `bigint` range: this is exactly [`Counter::plus`] applied op after op;
-/// - `written` and `recorded` run only on a positive verdict, which needs every row locked first.
-pub(crate) const APPLY_ALL: LockStatements = lock_statements!(
-    "WITH locked AS MATERIALIZED (
-        SELECT name, value, min, max, version FROM counters
-         WHERE name = ANY((SELECT $1::text[])::text[])
-         ORDER BY name",
-    "), steps AS (
-        SELECT o.ord, o.name, o.by,
-               l.value + sum(o.by) OVER (PARTITION BY o.name ORDER BY o.ord) AS after,
-               coalesce(l.min, -9223372036854775808) AS low,
-               coalesce(l.max, 9223372036854775807) AS high
-          FROM unnest((SELECT $2::text[]), (SELECT $3::bigint[])) WITH ORDINALITY AS o(name, by, ord)
-          JOIN locked l USING (name)
-    ), verdict AS (
-        SELECT count(*) = cardinality($2::text[]) AND bool_and(after BETWEEN low AND high) AS ok
-          FROM steps
-    ), written AS (
-        UPDATE counters c SET value = f.after, version = nextval('counter_versions'), updated_at = now()
-          FROM (SELECT DISTINCT ON (name) name, after FROM steps ORDER BY name, ord DESC) AS f
-         WHERE c.name = f.name AND (SELECT ok FROM verdict)
-    ), recorded AS (
-        INSERT INTO transactions (atomic, ops, results)
-        SELECT true, $4::jsonb, jsonb_agg(jsonb_build_object(
-                   'counter', name, 'applied', true, 'value', after, 'previous', after - by)
-                   ORDER BY ord)
-          FROM steps
-        HAVING (SELECT ok FROM verdict)
-        RETURNING id
-    )
-    SELECT name, value, min, max, version, (SELECT id FROM recorded) FROM locked"
-);
-const ADD_ONE: &str =
-    "UPDATE counters SET value = value + $2, version = nextval('counter_versions'), updated_at = now()
-     WHERE name = $1 RETURNING value";
-/// The locked counters' new values (`$1` names, `$2` values), after every op was checked.
-const WRITE_ALL: &str =
-    "UPDATE counters c SET value = w.value, version = nextval('counter_versions'), updated_at = now()
-       FROM unnest($1::text[], $2::bigint[]) AS w(name, value)
-      WHERE c.name = w.name";
-const RECORD: &str =
-    "INSERT INTO transactions (atomic, ops, results) VALUES ($1, $2, $3) RETURNING id";
-const GET: &str =
-    "SELECT id, atomic, ops, results, created_at::text FROM transactions WHERE id = $1";
-
 /// The distinct counter names of `ops`, sorted: the order their rows are locked in.
 fn lock_order(ops: &[Op]) -> Vec<&str> {
     let mut names: Vec<&str> = ops.iter().map(|op| op.counter.as_str()).collect();
@@ -159,7 +105,7 @@ async fn lock_all(
             citus::lock_each(tx.client(), &stmt, &names).await
         }
         false => {
-            let stmt = tx.prepare(lock.pick(&LOCK)).await?;
+            let stmt = tx.prepare(lock.pick(&LOCK_ALL)).await?;
             tx.client().query(&stmt, &[&names]).await
         }
     };
@@ -198,7 +144,7 @@ pub async fn run_atomic(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed,
         .await
         .map_err(|e| counters::locked_error(e, &names.join("', '")))?;
     tx.locked("transaction", lock.mode_name());
-    let recorded: Option<i64> = rows.first().and_then(|row| row.get(5));
+    let recorded: Option<i64> = rows.first().and_then(|row| row.get("recorded"));
     match (replay(ops, by_name(&rows)), recorded) {
         (Ok(results), Some(id)) => Ok(Committed {
             id,
@@ -245,7 +191,7 @@ async fn run_atomic_in_steps(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Commi
     );
     written?;
     Ok(Committed {
-        id: row?.get(0),
+        id: row?.get("id"),
         atomic: true,
         results,
     })
@@ -273,56 +219,6 @@ pub(crate) fn replay(
     Ok(results)
 }
 
-/// Applies each op under its own savepoint; refused ops are reported, the rest commit.
-pub async fn run_each(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Committed, ApiError> {
-    let mut current = lock_all(tx, ops, lock).await?;
-    let add = tx.prepare(ADD_ONE).await?;
-    let client = tx.client();
-    let mut results = Vec::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
-        let Some(counter) = current.get_mut(&op.counter) else {
-            results.push(refused(
-                op,
-                name_op(i, missing(tx, &op.counter, lock).await),
-            ));
-            continue;
-        };
-        let params = [&op.counter as _, &op.by as _];
-        let (saved, row, released) = futures_util::join!(
-            client.batch_execute("SAVEPOINT rowlock_op"),
-            client.query_one(&add, &params),
-            client.batch_execute("RELEASE SAVEPOINT rowlock_op"),
-        );
-        saved?;
-        match row {
-            Ok(row) => {
-                released?;
-                let next: i64 = row.get(0);
-                results.push(applied(op, counter.value, next));
-                counter.value = next;
-            }
-            Err(e) if is_refusal(&e) => {
-                client
-                    .batch_execute("ROLLBACK TO SAVEPOINT rowlock_op; RELEASE SAVEPOINT rowlock_op")
-                    .await?;
-                let why = counter.plus(op.by).err().unwrap_or_else(|| e.into());
-                results.push(refused(op, name_op(i, why)));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let record = tx.prepare(RECORD).await?;
-    let (ops_json, results_json) = (Json(ops), Json(&results));
-    let row = tx
-        .commit_with(client.query_one(&record, &[&false, &ops_json, &results_json]))
-        .await?;
-    Ok(Committed {
-        id: row.get(0),
-        atomic: false,
-        results,
-    })
-}
-
 /// A committed transaction as `GET /transactions/{id}` shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoredTransaction {
@@ -345,20 +241,12 @@ pub async fn get(client: Conn<'_>, id: i64) -> Result<StoredTransaction, ApiErro
         Ok(serde_json::from_value(v).map_err(anyhow::Error::from)?)
     }
     Ok(StoredTransaction {
-        id: row.get(0),
-        atomic: row.get(1),
-        ops: decode(row.get(2))?,
-        results: decode(row.get(3))?,
-        created_at: row.get(4),
+        id: row.get("id"),
+        atomic: row.get("atomic"),
+        ops: decode(row.get("ops"))?,
+        results: decode(row.get("results"))?,
+        created_at: row.get("created_at"),
     })
-}
-
-/// Errors an op can cause by itself: a bound (CHECK constraint) or an overflow.
-fn is_refusal(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(&SqlState::CHECK_VIOLATION) | Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE)
-    )
 }
 
 fn applied(op: &Op, previous: i64, value: i64) -> OpResult {

@@ -18,11 +18,10 @@
 //!   transaction again, at most `max_retries` times, with jittered exponential backoff.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::statements::{self, Conn, Stmt};
+use super::statements;
 use deadpool_postgres::Pool;
 use futures_util::future::LocalBoxFuture;
 use rand::Rng;
@@ -34,9 +33,17 @@ use super::conn::TxConnection;
 use super::fencing::{self, Fence};
 use super::idempotency::{self, Idempotency, Reply};
 use super::locking::Isolation;
-use super::outcome::{self, crash_mark, TxIdentity};
+use super::outcome::{self, TxIdentity};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+
+mod open;
+mod settings;
+
+pub use open::Tx;
+
+use settings::set_local;
+pub use settings::{warm_up, SET_APPLICATION_NAME, SET_APPLICATION_NAME_AND_LOCK_TIMEOUT};
 
 /// Per-request transaction settings.
 #[derive(Debug, Clone, Default)]
@@ -78,87 +85,6 @@ pub struct Db {
     pub group: Option<Arc<super::group::GroupCommit<super::group::Counters>>>,
     /// The job group executor (acknowledgements and claims); `None` with `--group-commit off`.
     pub jobs: Option<Arc<super::group::GroupCommit<super::jobs::group::Jobs>>>,
-}
-
-/// An open transaction, handed to the body of [`Db::transact`].
-pub struct Tx {
-    /// Closed rather than pooled if dropped before the transaction is seen to end (a panic).
-    client: TxConnection,
-    /// Set once `COMMIT` has been sent by [`Tx::commit_with`].
-    finished: Cell<bool>,
-    /// The connection broke after `COMMIT` was sent by [`Tx::commit_with`], before its answer.
-    commit_unconfirmed: Cell<bool>,
-    /// Something still has to be written after the body (the idempotency record), so the body
-    /// must not commit early.
-    defer_commit: bool,
-    /// The answer of the first round trip (`BEGIN` and the settings, which read the
-    /// transaction's identity): `Some(true)` once in hand, `Some(false)` if it failed. `COMMIT`
-    /// waits for it.
-    identity_known: watch::Sender<Option<bool>>,
-    started: Instant,
-    metrics: Arc<Metrics>,
-}
-
-impl Tx {
-    /// The connection, for statements inside the transaction.
-    pub fn client(&self) -> Conn<'_> {
-        Conn::inside(&self.client)
-    }
-
-    /// `sql`, ready to run in this transaction (see [`Conn::prepare`]). Prepare every statement
-    /// of a pipeline *before* issuing it: a statement that still needs its own round trip would
-    /// be sent late.
-    pub async fn prepare(&self, sql: &'static str) -> Result<Stmt, ApiError> {
-        Ok(self.client().prepare(sql).await?)
-    }
-
-    /// Records that the target rows of `resource` are now locked (the lock-wait histogram).
-    pub fn locked(&self, resource: &str, mode: &str) {
-        self.metrics
-            .lock_wait(resource, mode, self.started.elapsed());
-    }
-
-    /// Runs `last` and `COMMIT` without waiting for `last`'s answer in between, releasing row
-    /// locks one round trip earlier; `COMMIT` only waits for the transaction's identity (see
-    /// the module documentation). `last` must already be built from prepared statements. If
-    /// `last` (or anything before it) failed, the transaction is aborted and PostgreSQL answers
-    /// the `COMMIT` with a rollback, so nothing is half-applied; the statement's own error is
-    /// returned.
-    pub async fn commit_with<T>(
-        &self,
-        last: impl Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, ApiError> {
-        if self.defer_commit {
-            return Ok(last.await?);
-        }
-        let commit = async {
-            let mut known = self.identity_known.subscribe();
-            if !matches!(
-                known.wait_for(Option::is_some).await.as_deref(),
-                Ok(Some(true))
-            ) {
-                // Never committed: `run_once` rolls back and answers the first round's error.
-                return None;
-            }
-            self.finished.set(true);
-            Some(self.client.batch_execute("COMMIT").await)
-        };
-        let (result, commit) = futures_util::future::join(last, commit).await;
-        let value = result?;
-        match commit {
-            Some(Ok(())) => Ok(value),
-            // No SQLSTATE: the answer was lost with the connection, not refused. Whether it
-            // committed is learned after the transaction (see `Db::run_once`).
-            Some(Err(e)) if e.code().is_none() => {
-                self.commit_unconfirmed.set(true);
-                Ok(value)
-            }
-            Some(Err(e)) => Err(e.into()),
-            None => Err(ApiError::Unavailable(
-                "the transaction could not begin; nothing was applied".into(),
-            )),
-        }
-    }
 }
 
 impl Db {
@@ -327,63 +253,6 @@ impl Db {
             None => Err(outcome::unknown()),
         }
     }
-}
-
-/// `SET LOCAL` of the request's settings, as parameters (`SET` cannot take one,
-/// `set_config(…, is_local => true)` can); they revert by themselves at COMMIT or ROLLBACK.
-/// Prepared on every new connection ([`warm_up`]), so they go out in the pipeline at once.
-/// Both also read the transaction's id and the server's crash mark, ahead of every other
-/// statement, so that a `COMMIT` whose answer is lost can be looked up ([`outcome`]).
-pub const SET_APPLICATION_NAME: &str = concat!(
-    "SELECT txid_current(), ",
-    crash_mark!(),
-    ", set_config('application_name', $1, true)"
-);
-pub const SET_APPLICATION_NAME_AND_LOCK_TIMEOUT: &str = concat!(
-    "SELECT txid_current(), ",
-    crash_mark!(),
-    ", set_config('application_name', $1, true), set_config('lock_timeout', $2, true)"
-);
-
-/// Applies the settings; returns the transaction's identity.
-async fn set_local(
-    tx: &Tx,
-    application_name: &str,
-    lock_timeout_ms: Option<u32>,
-) -> Result<TxIdentity, ApiError> {
-    let rows = match lock_timeout_ms {
-        None => {
-            let stmt = tx.prepare(SET_APPLICATION_NAME).await?;
-            tx.client().query(&stmt, &[&application_name]).await?
-        }
-        Some(ms) => {
-            let stmt = tx.prepare(SET_APPLICATION_NAME_AND_LOCK_TIMEOUT).await?;
-            let timeout = format!("{ms}ms");
-            tx.client()
-                .query(&stmt, &[&application_name, &timeout])
-                .await?
-        }
-    };
-    rows.first()
-        .map(|row| TxIdentity {
-            txid: row.get(0),
-            crash_mark: row.get(1),
-        })
-        .ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("the settings statement answered no row"))
-        })
-}
-
-/// Prepares, on a new connection, the statements that must never cost a round trip of their
-/// own in the middle of a pipeline.
-/// Behind a pooler, their parameter types are learned (once per process) instead.
-pub async fn warm_up(
-    client: &deadpool_postgres::ClientWrapper,
-) -> Result<(), tokio_postgres::Error> {
-    for sql in [SET_APPLICATION_NAME, SET_APPLICATION_NAME_AND_LOCK_TIMEOUT] {
-        Conn::outside(client).prepare(sql).await?;
-    }
-    Ok(())
 }
 
 /// Full jitter over an exponential ceiling: 10 ms, 20 ms, 40 ms … capped at 320 ms.

@@ -13,9 +13,10 @@
 use serde::Serialize;
 use tokio_postgres::Row;
 
+pub(crate) use super::sql::ADD;
+use super::sql::{ADD_IF_VERSION, LOCK};
 use super::{
     bound_violation, counter, get, lock_row, locked_error, not_found, overflow, within, Counter,
-    LOCK,
 };
 use crate::db::citus;
 use crate::db::idempotency::Reply;
@@ -50,17 +51,6 @@ pub enum Concurrency {
     Optimistic { version: i64 },
 }
 
-/// The bound check is part of the `UPDATE`, so a violating change touches nothing.
-pub(crate) const ADD: &str =
-    "UPDATE counters SET value = value + $2, version = nextval('counter_versions'), updated_at = now()
-     WHERE name = $1
-       AND (min IS NULL OR value + $2 >= min) AND (max IS NULL OR value + $2 <= max)
-     RETURNING value, version";
-const ADD_IF_VERSION: &str =
-    "UPDATE counters SET value = value + $2, version = nextval('counter_versions'), updated_at = now()
-     WHERE name = $1 AND version = $3
-       AND (min IS NULL OR value + $2 >= min) AND (max IS NULL OR value + $2 <= max)
-     RETURNING value, version";
 /// Adds `by` to counter `name` under `mode`.
 pub async fn increment(
     tx: &Tx,
@@ -138,13 +128,13 @@ fn finish_locked(current: &Counter, by: i64, row: Option<Row>) -> Result<Increme
 }
 
 fn applied(name: &str, by: i64, row: &Row) -> Increment {
-    let value: i64 = row.get(0);
+    let value: i64 = row.get("value");
     Increment {
         name: name.to_owned(),
         value,
         // Cannot overflow: `previous` was stored before the addition.
         previous: value.wrapping_sub(by),
-        version: row.get(1),
+        version: row.get("version"),
     }
 }
 

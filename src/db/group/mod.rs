@@ -28,11 +28,14 @@
 
 mod apply;
 mod args;
+mod member;
 mod run;
 mod work;
 
 pub(crate) use args::parse_switch;
 pub use args::GroupArgs;
+pub use member::{expire, remaining_lock_timeout, Alone, Lane, Member, Request};
+use member::{timed_out, ABANDONED, QUEUED, TAKEN};
 pub use run::Counters;
 pub use work::{Change, Work};
 
@@ -46,71 +49,41 @@ use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 
-/// What one kind of grouped work (counter changes, job acknowledgements and claims) tells the
-/// shared executor: the rows a request needs and how a group of them runs.
-pub trait Kind: Send + Sync + Sized + 'static {
-    /// What one request asks.
-    type Work: Send + 'static;
+/// What one request of a kind asks of the shared executor: the rows it needs and how much of a
+/// group it takes.
+pub trait Grouped: Send + 'static {
     /// A row a request needs; a row is in at most one group in the database at a time.
     type Row: Hash + Eq + Ord + Clone + Send + 'static;
-    /// A request's answer, sent once its group committed.
-    type Answer: Send + 'static;
     /// Whether two requests of one group may share a row (`false`: the group applies them one
     /// after another itself) or not (`true`: the later one waits for the next group).
     const EXCLUSIVE_ROWS: bool;
+
+    /// The rows the request needs (with repeats).
+    fn rows(&self) -> Vec<&Self::Row>;
+    /// How much of a group's `max_ops` the request takes.
+    fn ops(&self) -> usize;
+    /// How a lock timeout names the request's rows.
+    fn describe(&self) -> String;
+}
+
+/// A row of kind `K`'s work.
+pub type RowOf<K> = <<K as Kind>::Work as Grouped>::Row;
+
+/// What one kind of grouped work (counter changes, job acknowledgements and claims) tells the
+/// shared executor: what a request asks ([`Grouped`]) and how a group of them runs.
+pub trait Kind: Send + Sync + Sized + 'static {
+    /// What one request asks.
+    type Work: Grouped;
+    /// A request's answer, sent once its group committed.
+    type Answer: Send + 'static;
     /// While a group of this kind is in the database, another one starts only once this many
     /// requests wait (and a slot is free); with none in the database, a request starts at once.
     const COMPANY: usize;
 
-    /// The rows `work` needs (with repeats).
-    fn rows(work: &Self::Work) -> Vec<&Self::Row>;
-    /// How much of a group's `max_ops` `work` takes.
-    fn ops(work: &Self::Work) -> usize;
-    /// How a lock timeout names `work`'s rows.
-    fn describe(work: &Self::Work) -> String;
     /// Runs one group to its end, answering every member; dropping `lane` lets the next start.
     fn start(lane: Lane<Self>, members: Vec<Member<Self>>);
     /// How many requests wait in the queue now (a gauge).
     fn queued(&self, n: usize);
-}
-
-/// A request as submitted by the planner.
-pub struct Request<K: Kind> {
-    pub work: K::Work,
-    /// The request's own `lock_timeout_ms`, if it gave one.
-    pub lock_timeout: Option<Duration>,
-    pub request_id: Option<String>,
-}
-
-const QUEUED: u8 = 0;
-const TAKEN: u8 = 1;
-const ABANDONED: u8 = 2;
-
-/// A request waiting in the queue or running in a group.
-pub struct Member<K: Kind> {
-    pub work: K::Work,
-    pub deadline: Instant,
-    /// The lock timeout `deadline` came from (for the 423's detail).
-    pub timeout: Duration,
-    pub request_id: Option<String>,
-    pub enqueued: Instant,
-    /// `QUEUED` → `TAKEN` by the group that runs it, or → `ABANDONED` by its own request once
-    /// its lock timeout ran out in the queue: exactly one of the two wins.
-    claim: Arc<AtomicU8>,
-    answer: oneshot::Sender<Result<K::Answer, ApiError>>,
-}
-
-impl<K: Kind> Member<K> {
-    /// Sends the member its answer (nobody may be listening any more).
-    pub fn answer(self, answer: Result<K::Answer, ApiError>) {
-        let _ = self.answer.send(answer);
-    }
-
-    /// Answers 423: the member's lock timeout ran out.
-    pub fn time_out(self) {
-        let error = timed_out(&K::describe(&self.work), self.timeout);
-        self.answer(Err(error));
-    }
 }
 
 /// The group-commit executor of one kind of work.
@@ -127,7 +100,7 @@ pub struct GroupCommit<K: Kind> {
 struct State<K: Kind> {
     queue: VecDeque<Member<K>>,
     /// Rows of the groups in the database.
-    busy: HashSet<K::Row>,
+    busy: HashSet<RowOf<K>>,
     /// Groups in the database.
     running: usize,
     /// Request ids of each group in the database, by group id (for `GET /debug/locks`).
@@ -163,7 +136,7 @@ impl<K: Kind> GroupCommit<K> {
         let enqueued = Instant::now();
         let timeout = request.lock_timeout.unwrap_or(self.default_lock_timeout);
         let deadline = enqueued + timeout;
-        let describe = K::describe(&request.work);
+        let describe = request.work.describe();
         let claim = Arc::new(AtomicU8::new(QUEUED));
         let (answer, mut answered) = oneshot::channel();
         {
@@ -199,18 +172,18 @@ impl<K: Kind> GroupCommit<K> {
     /// would otherwise be a group of one: a group slot is free, and no group holds or waits
     /// for its rows. Requests that arrive for those rows meanwhile queue behind it, as behind
     /// a group. `None`: submit it instead.
-    pub fn try_alone(self: &Arc<Self>, rows: Vec<&K::Row>) -> Option<Alone<K>> {
+    pub fn try_alone(self: &Arc<Self>, rows: Vec<&RowOf<K>>) -> Option<Alone<K>> {
         let mut state = self.lock();
         let free = state.running < self.concurrency
             && !rows.iter().any(|r| state.busy.contains(*r))
             && !state
                 .queue
                 .iter()
-                .any(|m| K::rows(&m.work).iter().any(|r| rows.contains(r)));
+                .any(|m| m.work.rows().iter().any(|r| rows.contains(r)));
         if !free {
             return None;
         }
-        let mut rows: Vec<K::Row> = rows.into_iter().cloned().collect();
+        let mut rows: Vec<RowOf<K>> = rows.into_iter().cloned().collect();
         rows.sort_unstable();
         rows.dedup();
         state.busy.extend(rows.iter().cloned());
@@ -265,15 +238,15 @@ impl<K: Kind> GroupCommit<K> {
     fn form(&self, state: &mut State<K>) -> Vec<Member<K>> {
         let mut taken: Vec<Member<K>> = Vec::new();
         let mut ops = 0;
-        let mut held: HashSet<K::Row> = HashSet::new();
+        let mut held: HashSet<RowOf<K>> = HashSet::new();
         // With exclusive rows, the rows of the members taken so far.
-        let mut in_group: HashSet<K::Row> = HashSet::new();
+        let mut in_group: HashSet<RowOf<K>> = HashSet::new();
         let mut kept = VecDeque::with_capacity(state.queue.len());
         while let Some(member) = state.queue.pop_front() {
             if member.claim.load(Ordering::Acquire) == ABANDONED {
                 continue;
             }
-            let rows = K::rows(&member.work);
+            let rows = member.work.rows();
             let blocked = rows
                 .iter()
                 .any(|r| state.busy.contains(*r) || held.contains(*r) || in_group.contains(*r));
@@ -282,7 +255,7 @@ impl<K: Kind> GroupCommit<K> {
                 kept.push_back(member);
                 continue;
             }
-            let member_ops = K::ops(&member.work);
+            let member_ops = member.work.ops();
             if !taken.is_empty() && ops + member_ops > self.max_ops {
                 kept.push_back(member);
                 kept.extend(state.queue.drain(..));
@@ -293,7 +266,7 @@ impl<K: Kind> GroupCommit<K> {
                 .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok();
             if claimed {
-                if K::EXCLUSIVE_ROWS {
+                if <K::Work as Grouped>::EXCLUSIVE_ROWS {
                     in_group.extend(rows.into_iter().cloned());
                 }
                 ops += member_ops;
@@ -310,77 +283,14 @@ impl<K: Kind> GroupCommit<K> {
     }
 }
 
-/// The place of a request that runs alone (see [`GroupCommit::try_alone`]); dropping it lets
-/// the requests queued on its rows go.
-pub struct Alone<K: Kind>(#[allow(dead_code)] Lane<K>);
-
-/// A group's place in the database; leaving it (even by a panic) frees its rows and lets the
-/// next groups start.
-pub struct Lane<K: Kind> {
-    executor: Arc<GroupCommit<K>>,
-    id: u64,
-    rows: Vec<K::Row>,
-}
-
-impl<K: Kind> Lane<K> {
-    /// The executor the group runs in.
-    pub fn executor(&self) -> &Arc<GroupCommit<K>> {
-        &self.executor
-    }
-
-    /// The group's number, unique in this process (it names the database session).
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-}
-
-impl<K: Kind> Drop for Lane<K> {
-    fn drop(&mut self) {
-        let mut state = self.executor.lock();
-        for row in &self.rows {
-            state.busy.remove(row);
-        }
-        state.running -= 1;
-        state.sessions.remove(&self.id);
-        self.executor.launch(&mut state);
-    }
-}
-
 /// The distinct rows of `members`.
-fn rows_of<K: Kind>(members: &[Member<K>]) -> Vec<K::Row> {
-    let mut rows: Vec<K::Row> = members
+fn rows_of<K: Kind>(members: &[Member<K>]) -> Vec<RowOf<K>> {
+    let mut rows: Vec<RowOf<K>> = members
         .iter()
-        .flat_map(|m| K::rows(&m.work))
+        .flat_map(|m| m.work.rows())
         .cloned()
         .collect();
     rows.sort_unstable();
     rows.dedup();
     rows
-}
-
-/// Answers 423 to the members whose lock timeout has run out; returns the others.
-pub fn expire<K: Kind>(members: Vec<Member<K>>) -> Vec<Member<K>> {
-    let now = Instant::now();
-    let (expired, alive): (Vec<_>, Vec<_>) = members.into_iter().partition(|m| m.deadline <= now);
-    for member in expired {
-        member.time_out();
-    }
-    alive
-}
-
-/// What is left of the shortest lock timeout of `members`, as a `lock_timeout` setting.
-pub fn remaining_lock_timeout<K: Kind>(members: &[Member<K>]) -> Duration {
-    let now = Instant::now();
-    members
-        .iter()
-        .map(|m| m.deadline.saturating_duration_since(now))
-        .min()
-        .unwrap_or_default()
-}
-
-fn timed_out(describe: &str, timeout: Duration) -> ApiError {
-    ApiError::LockNotAvailable(format!(
-        "{describe} stayed locked by other transactions for {} ms",
-        timeout.as_millis()
-    ))
 }

@@ -15,87 +15,24 @@
 //! (`txid_status`): committed → the answers rowlock holds; aborted → 503 (nothing applied);
 //! unknown → 504 `outcome_unknown`.
 
+mod round_one;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{ClientWrapper, Pool};
+use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Row;
 
-use super::apply::{apply, Applied, Keys, Reserved, Writes};
-use super::{expire, remaining_lock_timeout, Change, Kind, Lane, Member, Work};
-use crate::db::citus;
+use super::apply::{Applied, Writes};
+use super::{expire, Change, Kind, Lane, Member};
 use crate::db::conn::TxConnection;
-use crate::db::counters::{self, counter};
-use crate::db::idempotency::{stored_reply, Reply};
-use crate::db::locking::{LockStatements, RowLock, Strength, WaitPolicy};
-use crate::db::outcome::{self, crash_mark, TxIdentity};
-use crate::db::statements::{self, Conn, Stmt};
+use crate::db::idempotency::Reply;
+use crate::db::outcome;
+use crate::db::statements::Conn;
 use crate::db::tx::backoff;
 use crate::error::ApiError;
-use crate::lock_statements;
 use crate::metrics::Metrics;
-
-/// `SET LOCAL` of the group's session name and lock timeout, and the transaction's id.
-const SETTINGS: &str = concat!(
-    "SELECT set_config('application_name', $1, true), \
-     set_config('lock_timeout', $2, true), txid_current(), ",
-    crash_mark!()
-);
-const LOCK_KEYS: &str = "SELECT k, pg_try_advisory_xact_lock(hashtextextended(k, 0))
-       FROM unnest((SELECT $1::text[])) AS t(k)";
-/// Read after the advisory locks are held (a statement of its own, so with a snapshot taken
-/// after them): an answer committed by the key's previous holder is seen.
-const STORED_KEYS: &str = "SELECT key, request_hash, status, headers, body FROM idempotency_keys
-      WHERE key = ANY((SELECT $1::text[])::text[]) AND expires_at > now()";
-const LOCK: LockStatements = lock_statements!(
-    "SELECT name, value, min, max, version FROM counters
-      WHERE name = ANY((SELECT $1::text[])::text[]) ORDER BY name"
-);
-const RESERVE: &str = "SELECT
-       ARRAY(SELECT nextval('counter_versions') FROM generate_series(1, $1::int)),
-       ARRAY(SELECT nextval('transactions_id_seq') FROM generate_series(1, $2::int))";
-/// On Citus: one changed row (a statement naming one shard; [`WRITE`]'s join with `unnest`
-/// would be sent to every shard).
-const WRITE_ONE: &str =
-    "UPDATE counters SET value = $2, version = $3, updated_at = now() WHERE name = $1";
-/// The group's transactions (`$1`…`$3`) and idempotency records (`$4`…`$9`), as two CTEs.
-macro_rules! records {
-    () => {
-        "recorded AS (
-        INSERT INTO transactions (id, atomic, ops, results) OVERRIDING SYSTEM VALUE
-        SELECT t.id, true, t.ops::jsonb, t.results::jsonb
-          FROM unnest((SELECT $1::bigint[]), (SELECT $2::text[]), (SELECT $3::text[]))
-               AS t(id, ops, results)
-    ), remembered AS (
-        INSERT INTO idempotency_keys (key, request_hash, status, headers, body, expires_at)
-        SELECT i.key, i.hash, i.status, i.headers::jsonb, i.body,
-               now() + make_interval(secs => $9)
-          FROM unnest((SELECT $4::text[]), (SELECT $5::bytea[]), (SELECT $6::smallint[]),
-                      (SELECT $7::text[]), (SELECT $8::bytea[]))
-               AS i(key, hash, status, headers, body)
-        ON CONFLICT (key) DO UPDATE
-           SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
-               headers = EXCLUDED.headers, body = EXCLUDED.body,
-               created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-    )"
-    };
-}
-/// On Citus, after [`WRITE_ONE`] for every changed row: the records alone (the first nine
-/// parameters of [`WRITE`]).
-const RECORD: &str = concat!("WITH ", records!(), " SELECT 1");
-/// Every changed row once (`$10`…`$12`), the group's transactions and its idempotency records.
-const WRITE: &str = concat!(
-    "WITH ",
-    records!(),
-    ", written AS (
-        UPDATE counters c SET value = w.value, version = w.version, updated_at = now()
-          FROM unnest((SELECT $10::text[]), (SELECT $11::bigint[]), (SELECT $12::bigint[]))
-               AS w(name, value, version)
-         WHERE c.name = w.name
-    )
-    SELECT 1"
-);
+use round_one::{lock_and_apply, Write};
 
 /// Counter changes, as a [`Kind`] of grouped work: the rows are counters' names, and a group's
 /// members may share rows (they are applied one after another in memory).
@@ -110,23 +47,9 @@ pub struct Counters {
 
 impl Kind for Counters {
     type Work = Change;
-    type Row = String;
     type Answer = Reply;
-    const EXCLUSIVE_ROWS: bool = false;
     /// A counter group starts whenever a slot is free: its rows decide who waits.
     const COMPANY: usize = 0;
-
-    fn rows(change: &Change) -> Vec<&String> {
-        change.work.rows()
-    }
-
-    fn ops(change: &Change) -> usize {
-        change.work.ops()
-    }
-
-    fn describe(change: &Change) -> String {
-        change.work.describe()
-    }
 
     fn start(lane: Lane<Self>, members: Vec<Member<Self>>) {
         tokio::spawn(group(lane, members));
@@ -284,140 +207,6 @@ async fn attempt(
             }
         }
     }
-}
-
-/// Round 1 and [`apply`]: the transaction's identity, the prepared write statement and what the
-/// group will write and answer.
-async fn lock_and_apply(
-    metrics: &Metrics,
-    client: &ClientWrapper,
-    application_name: &str,
-    members: &[Member<Counters>],
-) -> Result<(TxIdentity, (Write, Applied)), Failed> {
-    let remaining = remaining_lock_timeout(members);
-    let lock_timeout = format!("{}ms", remaining.as_micros().div_ceil(1000).max(1));
-    let mut names: Vec<&str> = members
-        .iter()
-        .flat_map(|m| m.work.work.rows())
-        .map(String::as_str)
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut keys: Vec<&str> = members
-        .iter()
-        .filter_map(|m| m.work.idempotency.as_ref().map(|i| i.key.as_str()))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    // The strongest lock any member asked for.
-    let strength = match members.iter().any(|m| m.work.strength == Strength::Update) {
-        true => Strength::Update,
-        false => Strength::NoKeyUpdate,
-    };
-    let lock = RowLock {
-        wait: WaitPolicy::Wait,
-        strength,
-    };
-    let versions: usize = members.iter().map(|m| m.work.work.ops()).sum();
-    let transactions = members
-        .iter()
-        .filter(|m| matches!(m.work.work, Work::Transaction { .. }))
-        .count();
-    let (versions, transactions) = (count(versions)?, count(transactions)?);
-    let conn = Conn::inside(client);
-    let begin = citus::with_lock_timeout(
-        statements::begin("BEGIN ISOLATION LEVEL READ COMMITTED"),
-        remaining,
-    );
-    // Prepared before the transaction begins (so the round one pipeline goes out whole).
-    let before = Conn::outside(client);
-    let settings = before.prepare(SETTINGS).await?;
-    // On Citus one single-row statement per counter, in the same (ascending) order.
-    let lock_stmt = match citus::on() {
-        true => before.prepare(lock.pick(&counters::LOCK)).await?,
-        false => before.prepare(lock.pick(&LOCK)).await?,
-    };
-    let lock_rows = async {
-        match citus::on() {
-            true => citus::lock_each(conn, &lock_stmt, &names).await,
-            false => conn.query(&lock_stmt, &[&names]).await,
-        }
-    };
-    let reserve = before.prepare(RESERVE).await?;
-    let write = match citus::on() {
-        true => Write::PerRow {
-            row: before.prepare(WRITE_ONE).await?,
-            records: before.prepare(RECORD).await?,
-        },
-        false => Write::Joined(before.prepare(WRITE).await?),
-    };
-    let (lock_keys, stored_keys) = match keys.is_empty() {
-        true => (None, None),
-        false => (
-            Some(before.prepare(LOCK_KEYS).await?),
-            Some(before.prepare(STORED_KEYS).await?),
-        ),
-    };
-    let optional = |stmt: Option<Stmt>| async {
-        match stmt {
-            Some(stmt) => conn.query(&stmt, &[&keys]).await,
-            None => Ok(Vec::new()),
-        }
-    };
-    let set_params = [&application_name as _, &lock_timeout as _];
-    let reserve_params = [&versions as _, &transactions as _];
-    // Polled in this order, so sent in this order, without waiting for each other.
-    let (begun, set, key_locks, stored, locked, reserved) = futures_util::join!(
-        client.batch_execute(&begin),
-        conn.query_one(&settings, &set_params),
-        optional(lock_keys),
-        optional(stored_keys),
-        lock_rows,
-        conn.query_one(&reserve, &reserve_params),
-    );
-    // The first failure is the cause; the later ones only say "transaction aborted".
-    begun?;
-    let set = set?;
-    let txid = TxIdentity {
-        txid: set.get(2),
-        crash_mark: set.get(3),
-    };
-    let keys = read_keys(key_locks?, stored?)?;
-    let rows = locked?.iter().map(counter).collect();
-    for m in members {
-        metrics.lock_wait(m.work.work.resource(), m.work.mode, m.enqueued.elapsed());
-    }
-    let reserved = reserved?;
-    let applied = apply(
-        members,
-        rows,
-        &keys,
-        Reserved::new(reserved.get(0)),
-        Reserved::new(reserved.get(1)),
-    )?;
-    Ok((txid, (write, applied)))
-}
-
-fn count(n: usize) -> Result<i32, ApiError> {
-    i32::try_from(n).map_err(|_| ApiError::Internal(anyhow::anyhow!("a group of {n} ops")))
-}
-
-fn read_keys(locks: Vec<Row>, stored: Vec<Row>) -> Result<Keys, ApiError> {
-    let mut keys = Keys::default();
-    for row in locks {
-        keys.locked.insert(row.get(0), row.get(1));
-    }
-    for row in stored {
-        let key: String = row.get("key");
-        keys.stored.insert(key, stored_reply(&row)?);
-    }
-    Ok(keys)
-}
-
-/// How a group writes: one statement, or (on Citus) one per row and one for the records.
-enum Write {
-    Joined(Stmt),
-    PerRow { row: Stmt, records: Stmt },
 }
 
 fn params_of_row(w: &Writes, i: usize) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {

@@ -13,6 +13,25 @@ pub struct Change {
     pub idempotency: Option<Idempotency>,
 }
 
+/// The rows of a counter request are counters' names, and a group's members may share rows (they
+/// are applied one after another in memory).
+impl super::Grouped for Change {
+    type Row = String;
+    const EXCLUSIVE_ROWS: bool = false;
+
+    fn rows(&self) -> Vec<&String> {
+        self.work.rows()
+    }
+
+    fn ops(&self) -> usize {
+        self.work.ops()
+    }
+
+    fn describe(&self) -> String {
+        self.work.describe()
+    }
+}
+
 /// What one request asks of a group.
 #[derive(Debug, Clone)]
 pub enum Work {

@@ -20,94 +20,18 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+mod attempt;
+
 use super::group::{JobWork, Jobs};
-use super::{ItemResult, COMPLETE_BATCH};
+use super::sql::NEXT_DUE;
+use super::ItemResult;
 use crate::db::group::GroupCommit;
 use crate::db::notify::{WaitBudget, Wakeups};
 use crate::db::statements::Conn;
-use crate::db::{Db, Reply, Tx, TxOptions};
+use crate::db::{Db, Reply, TxOptions};
 use crate::error::ApiError;
-
-/// Puts jobs whose lease expired back to `queued` (or `dead` after their last attempt), before
-/// the claim in the same transaction: the claim then sees them as ordinary queued jobs, in their
-/// priority and age order, and the index of queued jobs stays the only one a claim scans.
-///
-/// On a queue with `max_running` it first locks the queue's row, so the claims of that queue
-/// (from every rowlock instance) count and claim one at a time: the claim that follows is a new
-/// statement, whose snapshot sees the jobs the previous claim marked running. A queue without a
-/// limit locks nothing here.
-pub(crate) const RESCUE: &str = "WITH limited AS MATERIALIZED (
-        SELECT name FROM queues WHERE name = $1 AND max_running IS NOT NULL FOR UPDATE
-     )
-     UPDATE jobs SET
-        state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-        finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
-        errors = rowlock_recent_errors(errors, jsonb_build_object(
-            'attempt', attempt, 'error', 'lease expired', 'at', now()), 20),
-        run_at = now(), token = NULL, lease_expires_at = NULL
-      WHERE id IN (SELECT id FROM jobs
-                    WHERE queue = $1 AND state = 'running' AND lease_expires_at <= now()
-                    ORDER BY lease_expires_at LIMIT $2
-                      FOR UPDATE SKIP LOCKED)
-        AND (SELECT count(*) FROM limited) >= 0";
-
-/// The claim. `FOR UPDATE OF jobs SKIP LOCKED` inside the `LIMIT`ed scan of `jobs_claimable`:
-/// rows another claim is taking are passed over, not waited for. The paused check does not refer
-/// to the job, so PostgreSQL evaluates it once per statement.
-///
-/// One statement serves every claim of a job group ([`super::group`]): its `$2` slots are dealt
-/// out in claim order, slot `n` going to the claim `$6[n]` with that claim's token `$3[n]` and
-/// lease `$4[n]` (a claim alone owns every slot). Each claim's answer is bounded in bytes as well
-/// as in jobs: its jobs are taken in claim order while the payloads before them add up to less
-/// than `$5` bytes of JSON (so its first job is always taken). The picked jobs beyond a budget
-/// stay `queued` (their row locks end at `COMMIT`). So do those beyond the queue's room under
-/// `max_running` (`room`): the scan's `LIMIT` stays a plain parameter, so its plan remains an
-/// ordered index scan that stops after `$2` rows.
-pub(crate) const CLAIM: &str = "WITH room AS MATERIALIZED (
-     SELECT coalesce((SELECT greatest(0, q.max_running - (
-                         SELECT count(*) FROM jobs
-                          WHERE queue = $1 AND state = 'running' AND lease_expires_at > now()))
-                        FROM queues q WHERE q.name = $1 AND q.max_running IS NOT NULL),
-                     $2) AS jobs
-   ), picked AS (
-     SELECT id, priority, octet_length(payload::text) AS bytes FROM jobs
-      WHERE queue = $1 AND state = 'queued' AND run_at <= now()
-        AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
-      ORDER BY priority DESC, id
-      LIMIT $2
-        FOR UPDATE OF jobs SKIP LOCKED
-   ), slots AS (
-     SELECT * FROM unnest($3::text[], $4::float8[], $6::int[])
-                   WITH ORDINALITY AS s(token, lease_secs, owner, n)
-   ), within_budget AS MATERIALIZED (
-     SELECT id, token, lease_secs, owner FROM (
-       SELECT p.id, p.n, s.token, s.lease_secs, s.owner,
-              sum(p.bytes) OVER (PARTITION BY s.owner ORDER BY p.n) - p.bytes AS before
-         FROM (SELECT id, bytes, row_number() OVER (ORDER BY priority DESC, id) AS n
-                 FROM picked) p
-         JOIN slots s ON s.n = p.n
-     ) running_total
-      WHERE before < $5 AND n <= (SELECT jobs FROM room)
-   ), claimed AS (
-     UPDATE jobs j
-        SET state = 'running', attempt = j.attempt + 1, token = w.token,
-            lease_expires_at = now() + make_interval(secs => w.lease_secs), attempted_at = now()
-       FROM within_budget w
-      -- Found by an array of ids: the plan is then index look-ups of the picked ids whatever
-      -- the planner guesses of `LIMIT $2` (a merge join over the whole primary key was its
-      -- choice on a table of a million jobs).
-      WHERE j.id = ANY (ARRAY(SELECT id FROM within_budget)) AND j.id = w.id
-  RETURNING j.id, j.priority, j.payload, j.attempt, j.token, j.lease_expires_at, w.owner)
-  SELECT id, payload::text, attempt, token, to_jsonb(lease_expires_at), owner
-    FROM claimed ORDER BY priority DESC, id";
-
-/// Seconds until a job of the queue may become claimable: its earliest `run_at` or lease expiry
-/// (NULL: nothing will, or the queue is paused — only a NOTIFY can change that).
-const NEXT_DUE: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
-     THEN NULL ELSE extract(epoch FROM least(
-         (SELECT min(run_at) FROM jobs WHERE queue = $1 AND state = 'queued'),
-         (SELECT min(lease_expires_at) FROM jobs WHERE queue = $1 AND state = 'running'))
-       - now())::float8 END";
+use attempt::attempt;
+pub use attempt::Slots;
 
 /// The most payload bytes (as JSON text) one claim answers with, unless its first job alone is
 /// larger: a claim of 1,000 jobs of 256 KiB each takes 32 of them, not 256 MiB of memory.
@@ -128,32 +52,6 @@ pub struct ClaimSpec {
     pub wait: Duration,
 }
 
-/// The claim slots of one queue in one claim statement: each claim's token, lease and owner,
-/// once per job it may take.
-#[derive(Debug, Default)]
-pub struct Slots {
-    pub tokens: Vec<String>,
-    pub lease_secs: Vec<f64>,
-    pub owners: Vec<i32>,
-}
-
-impl Slots {
-    /// Adds `spec.limit` slots for the claim `owner`, with a fresh token.
-    pub fn add(&mut self, spec: &ClaimSpec, owner: i32) {
-        let token = format!("{:032x}", rand::random::<u128>());
-        for _ in 0..spec.limit {
-            self.tokens.push(token.clone());
-            self.lease_secs.push(spec.lease_secs);
-            self.owners.push(owner);
-        }
-    }
-
-    /// How many jobs the statement may take.
-    pub fn limit(&self) -> i64 {
-        self.tokens.len() as i64
-    }
-}
-
 /// One claimed job, as the claim route returns it.
 #[derive(Debug, Serialize)]
 pub struct ClaimedJob {
@@ -166,14 +64,14 @@ pub struct ClaimedJob {
 }
 
 impl ClaimedJob {
-    /// A row of [`CLAIM`].
+    /// A row of [`CLAIM`](super::sql::CLAIM).
     pub(crate) fn of(row: &tokio_postgres::Row) -> Result<Self, ApiError> {
         Ok(Self {
-            id: row.get(0),
-            payload: raw_json(row.get(1))?,
-            attempt: row.get(2),
-            token: row.get(3),
-            lease_expires_at: row.get(4),
+            id: row.get("id"),
+            payload: raw_json(row.get("payload"))?,
+            attempt: row.get("attempt"),
+            token: row.get("token"),
+            lease_expires_at: row.get("lease_expires_at"),
         })
     }
 }
@@ -300,7 +198,7 @@ pub async fn claim_in_groups(
         let pooled = db.pool.get().await?;
         let client = Conn::outside(&pooled);
         let next = client.prepare(NEXT_DUE).await?;
-        let secs: Option<f64> = client.query_one(&next, &[&spec.queue]).await?.get(0);
+        let secs: Option<f64> = client.query_one(&next, &[&spec.queue]).await?.get("secs");
         drop(pooled);
         let until = idle_for(secs).map_or(deadline, |d| deadline.min(Instant::now() + d));
         if waiting.is_none() {
@@ -320,79 +218,6 @@ fn idle_for(secs: Option<f64>) -> Option<Duration> {
             BUSY_RECHECK
         }
     })
-}
-
-/// One claim transaction. Finding nothing on the `last` attempt is a 204; finding nothing
-/// before that is an error that rolls the transaction back (so no idempotency record stores an
-/// empty answer the long poll has not given yet), with `idle` telling the caller how long to
-/// sleep.
-async fn attempt(
-    tx: &Tx,
-    spec: &ClaimSpec,
-    last: bool,
-    idle: &Cell<Option<Option<Duration>>>,
-    items: Option<&[(i64, String)]>,
-    acked: &RefCell<Option<Vec<ItemResult>>>,
-) -> Result<Reply, ApiError> {
-    let (rescue, claim) = (tx.prepare(RESCUE).await?, tx.prepare(CLAIM).await?);
-    // Prepared before the pipeline, like the others: it must go out first.
-    let complete = match items {
-        Some(_) => Some(tx.prepare(COMPLETE_BATCH).await?),
-        None => None,
-    };
-    let mut slots = Slots::default();
-    slots.add(spec, 0);
-    let client = tx.client();
-    let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-        &spec.queue,
-        &spec.limit,
-        &slots.tokens,
-        &slots.lease_secs,
-        &MAX_CLAIM_BYTES,
-        &slots.owners,
-    ];
-    let rescue_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&spec.queue, &spec.limit];
-    let (ids, tokens): (Vec<i64>, Vec<&str>) = items
-        .unwrap_or_default()
-        .iter()
-        .map(|(id, token)| (*id, token.as_str()))
-        .unzip();
-    let complete_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&spec.queue, &ids, &tokens];
-    let completing = async {
-        match &complete {
-            Some(stmt) => client.query(stmt, &complete_params).await.map(Some),
-            None => Ok(None),
-        }
-    };
-    // Completions, rescue, claim and COMMIT go out in one pipeline.
-    let (completed, rescued, rows) = futures_util::join!(
-        completing,
-        client.execute(&rescue, &rescue_params),
-        tx.commit_with(client.query(&claim, &claim_params)),
-    );
-    // The first statement's error is the cause; the later ones would only say "aborted".
-    if let Some(rows) = completed? {
-        *acked.borrow_mut() = Some(super::item_results(&rows));
-    }
-    rescued?;
-    let rows = rows?;
-    if !rows.is_empty() {
-        let jobs: Vec<ClaimedJob> = rows
-            .iter()
-            .map(ClaimedJob::of)
-            .collect::<Result<_, ApiError>>()?;
-        return Reply::json(200, &jobs);
-    }
-    if last {
-        return Ok(Reply::empty(204));
-    }
-    // Only an empty claim asks when to look again (after COMMIT, or inside the transaction when
-    // an idempotency record defers it; either way it only reads).
-    let next = tx.prepare(NEXT_DUE).await?;
-    let secs: Option<f64> = client.query_one(&next, &[&spec.queue]).await?.get(0);
-    idle.set(Some(idle_for(secs)));
-    Err(ApiError::RowSkipped("nothing to claim yet".into()))
 }
 
 /// JSON text from `jsonb::text`, handed on as it is.

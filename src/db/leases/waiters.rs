@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use crate::db::listener::Subscriber;
 use crate::db::notify::WaitBudget;
 
-/// The channel releases notify on (the release statement spells it out literally).
-pub const CHANNEL: &str = "rowlock_locks";
+/// The channel releases notify on.
+pub const CHANNEL: &str = super::sql::channel!();
 
 /// What the lease routes share: the wait queues and the TTL limit.
 #[derive(Clone)]
