@@ -61,7 +61,7 @@ pub(crate) fn render(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:>4} {:>5} {:>11} {:>13} {:>6} {:>9} {:>11} {:>11} {:>10} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7}",
+        "{:<8} {:>7} {:>4} {:>5} {:>11} {:>13} {:>6} {:>9} {:>11} {:>11} {:>10} {}",
         "workload",
         "clients",
         "pool",
@@ -73,18 +73,13 @@ pub(crate) fn render(rows: &[Row]) -> String {
         "pgbench p99",
         "rowlock p99",
         "wrk p99",
-        "grp p50",
-        "grp p99",
-        "verify",
-        "wrk",
-        "errors",
-        "RSS MiB"
+        last_headers("errors", 6)
     );
     for r in rows {
         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2} ms"));
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>4} {:>5} {:>11} {:>13.0} {:>6} {:>9} {:>11} {:>11} {:>10} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7.1}",
+            "{:<8} {:>7} {:>4} {:>5} {:>11} {:>13.0} {:>6} {:>9} {:>11} {:>11} {:>10} {}",
             r.workload,
             r.clients,
             r.pool_size,
@@ -96,15 +91,41 @@ pub(crate) fn render(rows: &[Row]) -> String {
             ms(r.pgbench.as_ref().map(|p| p.p99_ms)),
             ms(Some(r.rowlock_p99_ms)),
             ms(r.wrk.as_ref().map(|w| w.p99_ms)),
-            groups::show(r.server.group_size.map(|g| g.p50)),
-            groups::show(r.server.group_size.map(|g| g.p99)),
-            r.verification,
-            wrk_verdict(r.wrk.as_ref()),
-            r.rowlock_errors,
-            r.server.rowlock_rss_mib
+            last_columns(
+                &r.server,
+                &r.verification,
+                r.wrk.as_ref(),
+                (r.rowlock_errors, 6)
+            ),
         );
     }
     out
+}
+
+/// The headers of [`last_columns`], the count's called `count` (`width` characters).
+pub(crate) fn last_headers(count: &str, width: usize) -> String {
+    format!(
+        "{:>7} {:>7} {:>6} {:>6} {count:>width$} {:>7}",
+        "grp p50", "grp p99", "verify", "wrk", "RSS MiB"
+    )
+}
+
+/// The columns every table ends with: group sizes p50 and p99, the run's and wrk's verdicts, a
+/// count (`count.0`, right-aligned in `count.1` characters) and the resident memory in MiB.
+pub(crate) fn last_columns(
+    server: &ServerSide,
+    verdict: &str,
+    wrk: Option<&WrkResult>,
+    count: (u64, usize),
+) -> String {
+    let (count, width) = count;
+    format!(
+        "{:>7} {:>7} {verdict:>6} {:>6} {count:>width$} {:>7.1}",
+        groups::show(server.group_size.map(|g| g.p50)),
+        groups::show(server.group_size.map(|g| g.p99)),
+        wrk_verdict(wrk),
+        server.rowlock_rss_mib
+    )
 }
 
 /// Where the CPU went, in microseconds per transaction (PostgreSQL's share includes anything

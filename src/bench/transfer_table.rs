@@ -4,10 +4,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::groups;
 use super::measure::ServerSide;
 use super::pgbench::PgbenchResult;
-use super::table::{cpu_table, on_off, opt, wrk_verdict, CpuLine};
+use super::table::{cpu_table, last_columns, last_headers, on_off, opt, CpuLine};
 use super::targets::{self, Target};
 use super::wrk::WrkResult;
 use crate::hammer::transfer::TransferReport;
@@ -53,7 +52,7 @@ impl Row {
 /// The rows as a fixed-width text table.
 pub(crate) fn render(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<8} {:>7} {:>4} {:>5} {:>11} {:>11} {:>6} {:>9} {:>11} {:>11} {:>10} {:>7} {:>7} {:>6} {:>6} {:>8} {:>7}\n",
+        "{:<8} {:>7} {:>4} {:>5} {:>11} {:>11} {:>6} {:>9} {:>11} {:>11} {:>10} {}\n",
         "workload",
         "clients",
         "pool",
@@ -65,12 +64,7 @@ pub(crate) fn render(rows: &[Row]) -> String {
         "pgbench p99",
         "rowlock p99",
         "wrk p99",
-        "grp p50",
-        "grp p99",
-        "verify",
-        "wrk",
-        "refusals",
-        "RSS MiB"
+        last_headers("refusals", 8)
     );
     for r in rows {
         let verify = if r.verification == Verdict::Pass && r.pgbench_verified {
@@ -80,7 +74,7 @@ pub(crate) fn render(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>4} {:>5} {:>11.0} {:>11.0} {:>6.2} {:>9} {:>8.2} ms {:>8.2} ms {:>10} {:>7} {:>7} {:>6} {:>6} {:>8} {:>7.1}",
+            "{:<8} {:>7} {:>4} {:>5} {:>11.0} {:>11.0} {:>6.2} {:>9} {:>8.2} ms {:>8.2} ms {:>10} {}",
             "transfer",
             r.clients,
             r.pool_size,
@@ -92,12 +86,7 @@ pub(crate) fn render(rows: &[Row]) -> String {
             r.pgbench.p99_ms,
             r.hammer.latency_ms.p99,
             r.wrk.as_ref().map_or("-".into(), |w| format!("{:.2} ms", w.p99_ms)),
-            groups::show(r.server.group_size.map(|g| g.p50)),
-            groups::show(r.server.group_size.map(|g| g.p99)),
-            verify,
-            wrk_verdict(r.wrk.as_ref()),
-            r.hammer.refusals,
-            r.server.rowlock_rss_mib
+            last_columns(&r.server, verify, r.wrk.as_ref(), (r.hammer.refusals, 8)),
         );
     }
     out

@@ -9,6 +9,7 @@
 //! (the queue holds `--jobs` completed jobs and nothing else). It reports claims/s, jobs/s and
 //! the claim and end-to-end (enqueue → completion) latency percentiles.
 
+pub mod report;
 pub(crate) mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
-use serde::{Deserialize, Serialize};
 
-use super::load::{run_clients, Progress, Stop};
+use super::load::{run_clients, Budget, Stop};
 use super::report::Percentiles;
 use super::workload;
 use super::{HammerArgs, Verdict};
+pub use report::JobsReport;
 use worker::{Shared, WorkerOut};
 
 /// Options of the job workload (`--workload jobs`).
@@ -69,84 +70,6 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(r) if (0.0..=0.5).contains(&r) => Ok(r),
         _ => Err("--crash-rate must be between 0 and 0.5".into()),
-    }
-}
-
-/// What a job run measured and concluded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobsReport {
-    /// The queue loaded (`--queue`, or the fresh `hammer-<random>` one).
-    pub queue: String,
-    /// Workers claiming at once (`--workers`).
-    pub workers: u32,
-    /// Jobs enqueued, each of which must be completed exactly once (`--jobs`).
-    pub jobs: u64,
-    /// Jobs one claim could take (`--claim-limit`).
-    pub claim_limit: u32,
-    /// Share of claimed jobs the workers abandoned on purpose (`--crash-rate`).
-    pub crash_rate: f64,
-    /// From the workers' start to the last completion answered 200.
-    pub elapsed_secs: f64,
-    /// Claim requests sent, empty and failed ones included.
-    pub claim_requests: u64,
-    /// Claims that returned at least one job, per second of `elapsed_secs`.
-    pub claims_per_sec: f64,
-    /// Completions answered 200, per second of `elapsed_secs`.
-    pub jobs_per_sec: f64,
-    /// Jobs handed out by claims, a job claimed again after a lost lease counting again.
-    pub jobs_claimed: u64,
-    /// Claimed jobs a worker dropped without heartbeat or completion (`--crash-rate`).
-    pub abandoned: u64,
-    /// Claimed jobs on their second attempt or later: taken again after their lease ran out.
-    pub reclaimed: u64,
-    /// Completions answered 409 `stale_token`: the work outlived its lease.
-    pub stale_completions: u64,
-    /// Claims that failed or whose answer did not parse, and completions answered neither 200
-    /// nor 409, or not at all.
-    pub errors: u64,
-    /// Latency of the claims that returned jobs (long-polls that came back empty excluded).
-    pub claim_latency_ms: Percentiles,
-    /// From a job's enqueueing to the 200 of its completion.
-    pub end_to_end_ms: Percentiles,
-    /// Ids of the jobs completed with a 200 more than once; must be empty.
-    pub completed_twice: Vec<i64>,
-    /// Ids of the jobs enqueued but never completed with a 200; must be empty.
-    pub lost: Vec<i64>,
-    /// The server's counts for the queue after the run.
-    pub server_counts: serde_json::Value,
-    /// PASS when every job was completed exactly once and the server counts them all
-    /// `completed` (none `queued`, `running` or `dead`).
-    pub verdict: Verdict,
-}
-
-impl std::fmt::Display for JobsReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "rowlock hammer — jobs on queue '{}'", self.queue)?;
-        writeln!(
-            f,
-            "  {} workers, {} jobs, claim limit {}, crash rate {}",
-            self.workers, self.jobs, self.claim_limit, self.crash_rate
-        )?;
-        writeln!(
-            f,
-            "  {:.2} s: {:.0} jobs/s, {:.0} claims/s ({} claim requests)",
-            self.elapsed_secs, self.jobs_per_sec, self.claims_per_sec, self.claim_requests
-        )?;
-        writeln!(
-            f,
-            "  claimed {}, abandoned {}, reclaimed after a lost lease {}, stale completions {}, errors {}",
-            self.jobs_claimed, self.abandoned, self.reclaimed, self.stale_completions, self.errors
-        )?;
-        writeln!(f, "  claim latency ms: {}", self.claim_latency_ms)?;
-        writeln!(f, "  end-to-end ms:    {}", self.end_to_end_ms)?;
-        writeln!(f, "  server counts: {}", self.server_counts)?;
-        write!(
-            f,
-            "  exactly once: {} completed twice, {} lost → {}",
-            self.completed_twice.len(),
-            self.lost.len(),
-            self.verdict
-        )
     }
 }
 
@@ -207,13 +130,8 @@ impl workload::Workload for Jobs {
         Stop::Requests(self.shared.args.jobs)
     }
 
-    async fn load(
-        &self,
-        _args: &HammerArgs,
-        _http: &reqwest::Client,
-        _stop: Stop,
-        progress: Arc<Progress>,
-    ) -> Result<Output> {
+    async fn load(&self, _args: &HammerArgs, budget: Budget) -> Result<Output> {
+        let progress = budget.progress;
         let shared = &self.shared;
         let jobs = &shared.args;
         // Abandoned jobs come back after their lease; give up once nothing completed for this long.
@@ -239,16 +157,11 @@ impl workload::Workload for Jobs {
         })
     }
 
-    async fn verify(
-        self,
-        _args: &HammerArgs,
-        _http: &reqwest::Client,
-        out: Output,
-    ) -> Result<JobsReport> {
+    async fn verify(self, _args: &HammerArgs, out: Output) -> Result<JobsReport> {
         let (shared, jobs) = (&self.shared, &self.shared.args);
         let enqueued = [self.preloaded, out.enqueued].concat();
         let (elapsed_secs, out) = (out.elapsed_secs, out.workers);
-        let (completed_twice, lost) = worker::exactly_once(&enqueued, &out.completed);
+        let (completed_twice, lost) = exactly_once(&enqueued, &out.completed);
         let server_counts = server_counts(shared).await?;
         let server_agrees = server_counts["completed"].as_u64() == Some(jobs.jobs)
             && ["queued", "running", "dead"]
@@ -283,12 +196,6 @@ impl workload::Workload for Jobs {
     }
 }
 
-impl workload::Report for JobsReport {
-    fn verdict(&self) -> Verdict {
-        self.verdict
-    }
-}
-
 /// Runs the job workload and its verification and returns the report.
 pub async fn execute(args: &HammerArgs) -> Result<JobsReport> {
     workload::execute::<Jobs>(args).await
@@ -299,4 +206,25 @@ async fn server_counts(shared: &Shared) -> Result<serde_json::Value> {
     let url = format!("{}/queues/{}", shared.bases.next(), shared.queue);
     let stats: serde_json::Value = shared.http.get(url).send().await?.json().await?;
     Ok(stats["counts"].clone())
+}
+
+/// Ids completed more than once, and enqueued ids never completed.
+fn exactly_once(enqueued: &[i64], completed: &[i64]) -> (Vec<i64>, Vec<i64>) {
+    let mut counts = std::collections::HashMap::<i64, u32>::new();
+    for id in completed {
+        *counts.entry(*id).or_default() += 1;
+    }
+    let mut twice: Vec<i64> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut lost: Vec<i64> = enqueued
+        .iter()
+        .copied()
+        .filter(|id| !counts.contains_key(id))
+        .collect();
+    twice.sort_unstable();
+    lost.sort_unstable();
+    (twice, lost)
 }

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -58,6 +59,14 @@ impl Tickets {
     pub(crate) fn past_deadline(&self) -> bool {
         matches!(self.stop, Stop::Deadline(at) if Instant::now() >= at)
     }
+}
+
+/// What a load is given: when it stops issuing requests, and where it counts what it did.
+pub(crate) struct Budget {
+    /// When the load stops issuing new requests.
+    pub(crate) stop: Stop,
+    /// Where each request done is counted, for the progress bar.
+    pub(crate) progress: Arc<Progress>,
 }
 
 /// Counters the progress bar reads while the run goes on.

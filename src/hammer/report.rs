@@ -153,6 +153,11 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// A report's `requests` line: how many were sent and how long the run took.
+pub(crate) fn write_requests(f: &mut fmt::Formatter<'_>, requests: u64, secs: f64) -> fmt::Result {
+    writeln!(f, "requests    {requests} in {secs:.2}s")
+}
+
 impl fmt::Display for Percentiles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

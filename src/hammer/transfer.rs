@@ -22,14 +22,12 @@ pub(crate) mod accounts;
 pub mod check;
 pub(crate) mod load;
 
-use std::sync::Arc;
-
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::args::{LockArg, WorkloadKind};
-use super::load::{Progress, Stop};
+use super::load::Budget;
 use super::report::{Percentiles, StatusCounts};
 use super::workload;
 use super::{HammerArgs, Verdict};
@@ -139,11 +137,7 @@ impl std::fmt::Display for TransferReport {
             "{what}, initial {} each, amounts 1…{}, {} clients",
             self.initial, self.max_amount, self.concurrency
         )?;
-        writeln!(
-            f,
-            "requests    {} in {:.2}s",
-            self.requests, self.elapsed_secs
-        )?;
+        crate::hammer::report::write_requests(f, self.requests, self.elapsed_secs)?;
         writeln!(
             f,
             "statuses    200: {}  409: {} ({} bound_violation)  423: {}  503: {}  {}",
@@ -208,30 +202,18 @@ impl workload::Workload for Transfers {
         })
     }
 
-    async fn load(
-        &self,
-        args: &HammerArgs,
-        _http: &reqwest::Client,
-        stop: Stop,
-        progress: Arc<Progress>,
-    ) -> Result<load::RunOutput> {
+    async fn load(&self, args: &HammerArgs, budget: Budget) -> Result<load::RunOutput> {
         load::run(
             &self.client,
             self.plan,
             &self.names,
             args.concurrency,
-            stop,
-            progress,
+            budget,
         )
         .await
     }
 
-    async fn verify(
-        self,
-        args: &HammerArgs,
-        _http: &reqwest::Client,
-        out: load::RunOutput,
-    ) -> Result<TransferReport> {
+    async fn verify(self, args: &HammerArgs, out: load::RunOutput) -> Result<TransferReport> {
         let (workload, t) = (args.workload, &args.transfer);
         let after = accounts::read_all(&self.client, &self.names)
             .await

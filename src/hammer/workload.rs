@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::load::{Progress, Stop};
+use super::load::{Budget, Progress, Stop};
 use super::{client, progress, HammerArgs, Verdict};
 
 /// One workload: `--workload counters`, `jobs`, or `transfer`/`order`.
@@ -30,20 +30,18 @@ pub(crate) trait Workload: Sized + Send + Sync {
         Stop::of(args)
     }
 
-    /// The load itself: virtual clients until `stop`, each request counted in `progress`.
+    /// The load itself: virtual clients until the budget's stop, each request counted in its
+    /// progress.
     fn load(
         &self,
         args: &HammerArgs,
-        http: &reqwest::Client,
-        stop: Stop,
-        progress: Arc<Progress>,
+        budget: Budget,
     ) -> impl Future<Output = Result<Self::Output>> + Send;
 
     /// Reads the state after the run, checks it against what the load saw, and reports.
     fn verify(
         self,
         args: &HammerArgs,
-        http: &reqwest::Client,
         out: Self::Output,
     ) -> impl Future<Output = Result<Self::Report>> + Send;
 }
@@ -67,11 +65,11 @@ pub(crate) async fn execute<W: Workload>(args: &HammerArgs) -> Result<W::Report>
     let stop = workload.stop(args);
     let progress = Arc::new(Progress::default());
     let bar = (!args.no_progress).then(|| progress::Bar::start(progress.clone(), stop));
-    let out = workload.load(args, &http, stop, progress).await;
+    let out = workload.load(args, Budget { stop, progress }).await;
     if let Some(bar) = bar {
         bar.finish().await;
     }
-    workload.verify(args, &http, out?).await
+    workload.verify(args, out?).await
 }
 
 /// Runs workload `W`, prints its report, writes `--json` (and `--chart`), and exits 0 on PASS,

@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use super::linearizable::Op;
 use crate::hammer::args::{HammerArgs, LockArg};
 use crate::hammer::client::{Answer, Api};
-use crate::hammer::load::{histogram, run_clients, Progress, Stop, Tickets};
+use crate::hammer::load::{histogram, run_clients, Budget, Progress, Tickets};
 use crate::hammer::report::StatusCounts;
 
 /// What the load produced, before verification.
@@ -75,9 +75,9 @@ struct ClientOutput {
 pub(crate) async fn run(
     args: &HammerArgs,
     api: Arc<Api>,
-    stop: Stop,
-    progress: Arc<Progress>,
+    budget: Budget,
 ) -> anyhow::Result<RunOutput> {
+    let Budget { stop, progress } = budget;
     let shared = Arc::new(Shared {
         api,
         tickets: Tickets::new(stop),

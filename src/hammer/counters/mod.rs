@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::client::Api;
-use super::load::{Progress, Stop};
+use super::load::Budget;
 use super::report::Percentiles;
 use super::workload::{self, Workload};
 use super::{HammerArgs, Verdict};
@@ -46,22 +46,11 @@ impl Workload for Counters {
         Ok(Self { names, api, before })
     }
 
-    async fn load(
-        &self,
-        args: &HammerArgs,
-        _http: &reqwest::Client,
-        stop: Stop,
-        progress: Arc<Progress>,
-    ) -> Result<load::RunOutput> {
-        load::run(args, self.api.clone(), stop, progress).await
+    async fn load(&self, args: &HammerArgs, budget: Budget) -> Result<load::RunOutput> {
+        load::run(args, self.api.clone(), budget).await
     }
 
-    async fn verify(
-        self,
-        args: &HammerArgs,
-        _http: &reqwest::Client,
-        out: load::RunOutput,
-    ) -> Result<Report> {
+    async fn verify(self, args: &HammerArgs, out: load::RunOutput) -> Result<Report> {
         let after = verify::read_all(&self.api, &self.names)
             .await
             .context("cannot read the counters after the run")?;

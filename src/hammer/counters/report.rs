@@ -159,11 +159,7 @@ impl Display for Report {
             c.by,
             c.concurrency
         )?;
-        writeln!(
-            f,
-            "requests    {} in {:.2}s",
-            self.requests, self.elapsed_secs
-        )?;
+        crate::hammer::report::write_requests(f, self.requests, self.elapsed_secs)?;
         writeln!(
             f,
             "statuses    200: {}  409: {}  412: {}  423: {}  503: {}  {}",

@@ -282,24 +282,3 @@ pub(crate) fn merge(outs: Vec<WorkerOut>) -> Result<WorkerOut> {
     }
     Ok(all)
 }
-
-/// Ids completed more than once, and enqueued ids never completed.
-pub(crate) fn exactly_once(enqueued: &[i64], completed: &[i64]) -> (Vec<i64>, Vec<i64>) {
-    let mut counts = std::collections::HashMap::<i64, u32>::new();
-    for id in completed {
-        *counts.entry(*id).or_default() += 1;
-    }
-    let mut twice: Vec<i64> = counts
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    let mut lost: Vec<i64> = enqueued
-        .iter()
-        .copied()
-        .filter(|id| !counts.contains_key(id))
-        .collect();
-    twice.sort_unstable();
-    lost.sort_unstable();
-    (twice, lost)
-}

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::hammer::args::WorkloadKind;
 use crate::hammer::client::Bases;
-use crate::hammer::load::{run_clients, Progress, Stop, Tickets};
+use crate::hammer::load::{run_clients, Budget, Tickets};
 use crate::hammer::report::StatusCounts;
 use crate::hammer::{HammerArgs, LockArg};
 
@@ -152,9 +152,9 @@ pub(crate) async fn run(
     plan: Plan,
     names: &[String],
     concurrency: usize,
-    stop: Stop,
-    progress: Arc<Progress>,
+    budget: Budget,
 ) -> Result<RunOutput> {
+    let Budget { stop, progress } = budget;
     let names = Arc::new(names.to_vec());
     let tickets = Arc::new(Tickets::new(stop));
     let started = Instant::now();
