@@ -42,7 +42,7 @@ impl CounterActivity {
         if let Some(n) = changes.get_mut(name) {
             *n = n.saturating_add(1);
         } else if changes.len() < MAX_NAMES {
-            changes.insert(name.to_owned(), 1);
+            let _ = changes.insert(name.to_owned(), 1);
         }
     }
 

@@ -52,6 +52,8 @@ use crate::routes;
     components(schemas(Problem)),
     modifiers(&ProblemResponses)
 )]
+/// The OpenAPI document of every route, built by `ApiDoc::openapi()` and served at
+/// `GET /openapi.json`.
 pub struct ApiDoc;
 
 /// The error statuses of API routes, each answered with a problem document.
@@ -138,7 +140,8 @@ fn add_problems(operation: &mut Operation, statuses: &[(u16, &str)]) {
                     .build(),
             )
             .build();
-        operation
+        // Nothing was there before: a response the route declares itself is kept (see above).
+        let _ = operation
             .responses
             .responses
             .insert(status, response.into());

@@ -47,7 +47,7 @@ impl Application {
         let tokens = routes::auth::Tokens::load(&args.auth)?;
         refuse_open_exposure(&args, &tokens)?;
         let (url, cluster) = resolve_database(&args.database).await?;
-        migrate(&url).await?;
+        let _applied = migrate(&url).await?;
         let pool = db::build_pool(&url, &args.pool)?;
         let metrics = Arc::new(Metrics::new());
         let group = args.group.group_commit.then(|| {

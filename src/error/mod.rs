@@ -15,43 +15,67 @@ pub use problem::Problem;
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 400 `bad_request`: malformed JSON, an unknown parameter value or a bad name.
     #[error("{0}")]
     BadRequest(String),
+    /// 404 `not_found`: no such counter, job, queue, lock or transaction.
     #[error("{0}")]
     NotFound(String),
+    /// 409 `bound_violation`: the change would take a counter outside `[min, max]`; nothing
+    /// changed.
     #[error("{0}")]
     BoundViolation(String),
+    /// 409 `serialization_failure`: SQLSTATE 40001, still failing after the server's retries.
     #[error("the transaction kept failing to serialize with concurrent ones")]
     SerializationFailure,
+    /// 409 `deadlock`: SQLSTATE 40P01, still failing after the server's retries.
     #[error("the transaction kept deadlocking with concurrent ones")]
     Deadlock,
+    /// 409 `stale_token`: a job, lease or fencing token that is no longer the current one.
     #[error("{0}")]
     StaleToken(String),
+    /// 409 `idempotency_in_flight`: the same `Idempotency-Key` is being processed right now.
     #[error("a request with this Idempotency-Key is being processed right now")]
     IdempotencyInFlight,
+    /// 412 `version_mismatch`: `If-Match` (or an expected version) did not match the row's.
     #[error("{0}")]
     VersionMismatch(String),
+    /// 413 `payload_too_large`: a body, job payload or batch over its limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 422 `invalid`: well-formed but meaningless (overflow, `by: 0`, a key reused with another
+    /// body).
     #[error("{0}")]
     Invalid(String),
+    /// 423 `lock_not_available`: the row was locked and the request asked not to wait
+    /// (`lock=nowait`, SQLSTATE 55P03) or its lock timeout ran out.
     #[error("{0}")]
     LockNotAvailable(String),
+    /// 423 `row_skipped`: `lock=skip_locked` skipped the one row a single-target route needed.
     #[error("{0}")]
     RowSkipped(String),
+    /// 503 `unavailable`, with `Retry-After`: the database is unreachable or no connection came
+    /// in time; nothing was applied.
     #[error("{0}")]
     Unavailable(String),
     /// `COMMIT` was sent, its answer was lost, and rowlock could not find out what became of it.
     #[error("{0}")]
     OutcomeUnknown(String),
+    /// 405 `method_not_allowed`: the path exists but not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 401 `unauthorized`: the route needs `Authorization: Bearer <token>` and got none that
+    /// matches.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403 `cross_site`: a browser's cross-site request (`Origin` not allowed, or
+    /// `Sec-Fetch-Site: cross-site`).
     #[error("{0}")]
     CrossSite(String),
+    /// 408 `request_timeout`: the client did not send its whole body in time.
     #[error("{0}")]
     RequestTimeout(String),
+    /// 500 `internal`: a bug in rowlock; logged in full, answered with a generic detail.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

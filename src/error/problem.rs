@@ -83,10 +83,16 @@ impl ApiError {
 /// An RFC 9457 problem document, as every error response carries it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// A URI naming the kind of problem: `https://rowlock.dev/problems/` and the `code` in
+    /// kebab-case.
     pub r#type: String,
+    /// A short human summary of the kind of problem, the same for every occurrence.
     pub title: String,
+    /// The HTTP status code of the response, repeated.
     pub status: u16,
+    /// What went wrong this time, for humans; never SQL or internals.
     pub detail: String,
+    /// The stable snake_case identifier clients switch on (`bound_violation`, `stale_token`, …).
     pub code: String,
 }
 
@@ -119,10 +125,12 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?e, "request failed inside rowlock");
         }
         let mut builder = HttpResponse::build(self.status_code());
-        builder.content_type("application/problem+json");
-        if matches!(self, Self::Unavailable(_)) {
-            builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
-        }
+        let builder = builder.content_type("application/problem+json");
+        let builder = if matches!(self, Self::Unavailable(_)) {
+            builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS))
+        } else {
+            builder
+        };
         builder.json(self.problem())
     }
 }

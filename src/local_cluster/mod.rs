@@ -81,7 +81,8 @@ impl LocalCluster {
         if let Some(supervisor) = self.supervisor.take() {
             // SAFETY: plain kill(2) on the pid of our own child.
             unsafe {
-                libc::kill(self.pid as libc::pid_t, signal);
+                // An error (ESRCH) means it has already exited: the join below returns.
+                let _ = libc::kill(self.pid as libc::pid_t, signal);
             }
             let _ = supervisor.join();
         }
@@ -180,7 +181,8 @@ impl LocalCluster {
         };
         // SAFETY: plain kill(2) on the pid of our own child.
         unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGINT);
+            // An error (ESRCH) means it has already exited.
+            let _ = libc::kill(self.pid as libc::pid_t, libc::SIGINT);
         }
         let deadline = Instant::now() + SHUTDOWN_DEADLINE;
         while !supervisor.is_finished() && Instant::now() < deadline {
@@ -192,7 +194,7 @@ impl LocalCluster {
                 "PostgreSQL did not stop in time; sending SIGQUIT"
             );
             unsafe {
-                libc::kill(self.pid as libc::pid_t, libc::SIGQUIT);
+                let _ = libc::kill(self.pid as libc::pid_t, libc::SIGQUIT);
             }
         }
         let _ = supervisor.join();

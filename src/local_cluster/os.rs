@@ -124,6 +124,6 @@ pub fn run_unprivileged(cmd: &mut Command, dir: &Path) -> Result<()> {
 pub(super) fn run_as(cmd: &mut Command, user: &Option<OsUser>) {
     if let Some(user) = user {
         // std also drops root's supplementary groups (setgroups(0)) when a uid is set.
-        cmd.uid(user.uid).gid(user.gid);
+        let _ = cmd.uid(user.uid).gid(user.gid);
     }
 }

@@ -39,7 +39,7 @@ pub(super) fn require_password(
     tracing::info!(dir = %data_dir.display(), "giving the local PostgreSQL superuser a password");
     let password = format!("{:032x}", rand::random::<u128>());
     let mut single = Command::new(bin.join("postgres"));
-    single
+    let _ = single
         .arg("--single")
         .arg("-D")
         .arg(data_dir)

@@ -49,7 +49,7 @@ impl Pgbouncer {
         );
         write(&dir, "pgbouncer.ini", &ini)?;
         let mut command = Command::new(binary());
-        command
+        let _ = command
             .arg(dir.join("pgbouncer.ini"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -20,7 +20,7 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 pub(super) fn initdb(bin: &Path, data_dir: &Path, os_user: &Option<OsUser>) -> Result<()> {
     tracing::info!(dir = %data_dir.display(), "initialising a new PostgreSQL cluster");
     let mut initdb = Command::new(bin.join("initdb"));
-    initdb
+    let _ = initdb
         .arg("-D")
         .arg(data_dir)
         // No server runs until `require_password` replaced `trust`.
@@ -54,7 +54,7 @@ pub(super) fn spawn_postgres(
         .open(log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let mut postgres = Command::new(bin.join("postgres"));
-    postgres
+    let _ = postgres
         .arg("-D")
         .arg(data_dir)
         .args(["-p", &port.to_string()])
@@ -71,14 +71,14 @@ pub(super) fn spawn_postgres(
             "synchronous_commit=off",
             "full_page_writes=off",
         ] {
-            postgres.args(["-c", setting]);
+            let _ = postgres.args(["-c", setting]);
         }
     }
     run_as(&mut postgres, os_user);
     // SIGINT (fast shutdown) reaches the server when the thread that started it dies, which
     // is the supervisor thread below: it lives until the process exits.
     unsafe {
-        postgres.pre_exec(|| {
+        let _ = postgres.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

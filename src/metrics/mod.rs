@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 mod labels;
 
-pub use labels::{LockLabels, ProblemLabels, QueueLabels, RequestLabels, RetryLabels, RouteLabels};
+use labels::{LockLabels, ProblemLabels, QueueLabels, RequestLabels, RetryLabels, RouteLabels};
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -59,6 +59,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A fresh registry with every metric at zero, named `rowlock_…`.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("rowlock");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -178,17 +179,17 @@ impl Metrics {
 
     /// Sets how many requests wait for a job or a lease.
     pub fn set_waiters(&self, n: usize) {
-        self.waiters.set(n as i64);
+        let _ = self.waiters.set(n as i64);
     }
 
     /// Sets how many requests wait for a group.
     pub fn group_queued(&self, n: usize) {
-        self.group_queued.set(n as i64);
+        let _ = self.group_queued.set(n as i64);
     }
 
     /// Sets how many job requests wait for a job group.
     pub fn job_group_queued(&self, n: usize) {
-        self.job_group_queued.set(n as i64);
+        let _ = self.job_group_queued.set(n as i64);
     }
 
     /// Records one job group as it starts: its requests and acknowledgements.
@@ -215,7 +216,8 @@ impl Metrics {
         code: Option<&str>,
     ) {
         let route = route.to_owned();
-        self.requests
+        let _ = self
+            .requests
             .get_or_create(&RequestLabels {
                 route: route.clone(),
                 method: method.to_owned(),
@@ -226,7 +228,8 @@ impl Metrics {
             .get_or_create(&RouteLabels { route })
             .observe(elapsed.as_secs_f64());
         if let Some(code) = code {
-            self.problems
+            let _ = self
+                .problems
                 .get_or_create(&ProblemLabels {
                     status,
                     code: code.to_owned(),
@@ -247,7 +250,8 @@ impl Metrics {
 
     /// Records one transaction retry (`serialization_failure` or `deadlock`).
     pub fn retry(&self, reason: &str) {
-        self.retries
+        let _ = self
+            .retries
             .get_or_create(&RetryLabels {
                 reason: reason.to_owned(),
             })
@@ -258,7 +262,8 @@ impl Metrics {
     pub fn set_queue_depths(&self, depths: &[(String, String, i64)]) {
         self.queue_jobs.clear();
         for (queue, state, jobs) in depths {
-            self.queue_jobs
+            let _ = self
+                .queue_jobs
                 .get_or_create(&QueueLabels {
                     queue: queue.clone(),
                     state: state.clone(),
@@ -270,9 +275,9 @@ impl Metrics {
     /// The text exposition, with the pool gauges read now.
     pub fn render(&self, pool: &Pool) -> String {
         let status = pool.status();
-        self.pool_size.set(status.size as i64);
-        self.pool_available.set(status.available as i64);
-        self.pool_waiting.set(status.waiting as i64);
+        let _ = self.pool_size.set(status.size as i64);
+        let _ = self.pool_available.set(status.available as i64);
+        let _ = self.pool_waiting.set(status.waiting as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -63,6 +63,8 @@ fn refuse_blank(token: Option<&str>, setting: &str) -> Result<()> {
 }
 
 impl Tokens {
+    /// Reads the API tokens (flag and tokens file), the ops token and the allowed origins;
+    /// a token that is set but blank is refused.
     pub fn load(args: &AuthArgs) -> Result<Self> {
         let mut api: Vec<String> = args.api_token.iter().cloned().collect();
         if let Some(path) = &args.api_tokens_file {
@@ -166,7 +168,7 @@ pub async fn authenticate(
             let error =
                 ApiError::Unauthorized("this route needs Authorization: Bearer <token>".into());
             let mut response = error.error_response();
-            response.headers_mut().insert(
+            let _ = response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );

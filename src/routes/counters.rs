@@ -13,14 +13,16 @@ use crate::db::statements::Conn;
 use crate::db::{Db, Reply};
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/counters/{name}")
-            .route(web::get().to(get))
-            .route(web::put().to(put))
-            .route(web::delete().to(delete)),
-    )
-    .service(resource("/counters/{name}/increment").route(web::post().to(increment)));
+/// Registers `/counters/{name}` and its `increment`.
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    let _ = cfg
+        .service(
+            resource("/counters/{name}")
+                .route(web::get().to(get))
+                .route(web::put().to(put))
+                .route(web::delete().to(delete)),
+        )
+        .service(resource("/counters/{name}/increment").route(web::post().to(increment)));
 }
 
 /// `PUT` body. Numbers are checked by hand so that an out-of-range one is a 422, not a 400.

@@ -7,8 +7,10 @@ use serde_json::json;
 use crate::db::Db;
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+/// Registers `GET /healthz` and `GET /readyz`.
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    let _ = cfg
+        .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }
 
@@ -24,6 +26,6 @@ pub async fn healthz() -> HttpResponse {
     responses((status = 200, description = "Ready", body = Object)))]
 pub async fn readyz(db: Data<Db>) -> Result<HttpResponse, ApiError> {
     let client = db.pool.get().await?;
-    client.simple_query("SELECT 1").await?;
+    let _rows = client.simple_query("SELECT 1").await?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }

@@ -19,8 +19,11 @@ use crate::db::statements::Conn;
 use crate::db::{Db, Reply};
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/queues/{queue}/jobs").route(web::post().to(enqueue)))
+/// Registers the job routes: enqueue, claim and batch completion on `/queues/{queue}`, and each job's
+/// `/jobs/{id}` with its transitions.
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    let _ = cfg
+        .service(resource("/queues/{queue}/jobs").route(web::post().to(enqueue)))
         .service(resource("/queues/{queue}/claim").route(web::post().to(claim)))
         .service(resource("/queues/{queue}/complete").route(web::post().to(complete_batch)))
         .service(

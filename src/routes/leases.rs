@@ -18,8 +18,9 @@ use crate::error::ApiError;
 /// Longest `owner`.
 const MAX_OWNER_LEN: usize = 128;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
+/// Registers `/locks/{key}`: look up, acquire, renew and release a lease.
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    let _ = cfg.service(
         resource("/locks/{key}")
             .route(web::get().to(get))
             .route(web::post().to(acquire))

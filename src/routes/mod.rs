@@ -24,18 +24,17 @@ use crate::error::ApiError;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        QueryConfig::default().error_handler(|err, _| {
+    let _ = cfg
+        .app_data(QueryConfig::default().error_handler(|err, _| {
             ApiError::BadRequest(format!("bad query string: {err}")).into()
-        }),
-    )
-    .configure(health::configure)
-    .configure(ops::configure)
-    .configure(counters::configure)
-    .configure(transactions::configure)
-    .configure(jobs::configure)
-    .configure(leases::configure)
-    .configure(queues::configure);
+        }))
+        .configure(health::configure)
+        .configure(ops::configure)
+        .configure(counters::configure)
+        .configure(transactions::configure)
+        .configure(jobs::configure)
+        .configure(leases::configure)
+        .configure(queues::configure);
 }
 
 /// The resource at `path`: the methods routed on it, and 405 (`method_not_allowed`) for the rest.
@@ -62,12 +61,14 @@ where
 pub fn respond(reply: Reply) -> HttpResponse {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     let mut builder = HttpResponse::build(status);
-    for (name, value) in &reply.headers {
-        builder.insert_header((name.as_str(), value.as_str()));
-    }
-    if reply.replayed {
-        builder.insert_header(("idempotent-replayed", "true"));
-    }
+    let builder = reply
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .chain(reply.replayed.then_some(("idempotent-replayed", "true")))
+        .fold(&mut builder, |builder, header| {
+            builder.insert_header(header)
+        });
     if reply.body.is_empty() {
         return builder.finish();
     }
@@ -123,7 +124,7 @@ pub async fn request_context(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let _ = req.extensions_mut().insert(RequestId(id.clone()));
     let (method, path) = (req.method().clone(), req.path().to_owned());
     let metrics = req.app_data::<Data<Db>>().map(|db| db.metrics.clone());
     let started = std::time::Instant::now();
@@ -153,7 +154,9 @@ pub async fn request_context(
         );
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut()
+        // Replaces any `x-request-id` a handler may have set: the one logged is the one echoed.
+        let _ = res
+            .headers_mut()
             .insert(header::HeaderName::from_static(REQUEST_ID), value);
     }
     let status = res.status().as_u16();

@@ -12,8 +12,10 @@ use crate::db::statements::Conn;
 use crate::db::{dashboard, introspection, Db};
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics))
+/// Registers the operations routes: `/metrics`, `/debug/*`, the UI and `/openapi.json`.
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    let _ = cfg
+        .route("/metrics", web::get().to(metrics))
         .route("/debug/locks", web::get().to(debug_locks))
         .route("/debug/dashboard", web::get().to(dashboard))
         .route("/ui", web::get().to(ui))
@@ -88,8 +90,12 @@ pub struct DashboardQuery {
 /// The dashboard's lists, as one snapshot.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Dashboard {
+    /// The busiest counters (changes per second here over the last ten seconds), then the most
+    /// recently changed ones; only names containing `search` when it is given.
     pub counters: Vec<dashboard::CounterRow>,
+    /// Every queue that has jobs or settings.
     pub queues: Vec<dashboard::QueueRow>,
+    /// Every held lease, with its waiters in this instance.
     pub leases: Vec<dashboard::LeaseRow>,
     /// Who waits on whom (as `GET /debug/locks`).
     #[schema(value_type = Vec<Object>)]

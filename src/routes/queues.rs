@@ -12,14 +12,16 @@ use crate::db::statements::Conn;
 use crate::db::{queues, Db, Reply};
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/queues/{queue}")
-            .route(web::get().to(get))
-            .route(web::put().to(put)),
-    )
-    .service(resource("/queues/{queue}/pause").route(web::post().to(pause)))
-    .service(resource("/queues/{queue}/resume").route(web::post().to(resume)));
+/// Registers `/queues/{queue}` (its settings) and its `pause` and `resume`.
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    let _ = cfg
+        .service(
+            resource("/queues/{queue}")
+                .route(web::get().to(get))
+                .route(web::put().to(put)),
+        )
+        .service(resource("/queues/{queue}/pause").route(web::post().to(pause)))
+        .service(resource("/queues/{queue}/resume").route(web::post().to(resume)));
 }
 
 /// Jobs of a queue by state, and whether it is paused.

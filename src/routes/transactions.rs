@@ -12,8 +12,10 @@ use crate::db::transactions::{self, Committed, Op, StoredTransaction, MAX_OPS};
 use crate::db::Db;
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/transactions").route(web::post().to(create)))
+/// Registers `POST /transactions` and `GET /transactions/{id}`.
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    let _ = cfg
+        .service(resource("/transactions").route(web::post().to(create)))
         .service(resource("/transactions/{id}").route(web::get().to(get)));
 }
 
@@ -62,16 +64,13 @@ impl TransactionBody {
                     ApiError::Invalid(d) => ApiError::Invalid(format!("op {}: {d}", i + 1)),
                     other => other,
                 };
-                validate_name(&op.counter).map_err(at)?;
+                let counter = validate_name(&op.counter).map_err(at)?.to_owned();
                 let by = match int64("by", op.by.as_ref()).map_err(at)? {
                     None => return Err(at(ApiError::BadRequest("'by' is required".into()))),
                     Some(0) => return Err(at(ApiError::Invalid("'by' must not be 0".into()))),
                     Some(by) => by,
                 };
-                Ok(Op {
-                    counter: op.counter.clone(),
-                    by,
-                })
+                Ok(Op { counter, by })
             })
             .collect()
     }

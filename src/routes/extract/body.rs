@@ -17,6 +17,7 @@ use crate::error::ApiError;
 pub struct BodyDeadline(pub std::time::Duration);
 
 impl BodyDeadline {
+    /// The deadline when the app sets none: ten seconds.
     pub const DEFAULT: std::time::Duration = std::time::Duration::from_secs(10);
 }
 
@@ -27,7 +28,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// bytes are kept for the idempotency fingerprint. Only objects are bodies, and with `ARRAY`
 /// also arrays (a batch).
 pub struct JsonBody<T, const LIMIT: usize = MAX_BODY_BYTES, const ARRAY: bool = false> {
+    /// The body, deserialized.
     pub value: T,
+    /// The body as it arrived (an empty one is `{}`), for the idempotency fingerprint.
     pub raw: Bytes,
 }
 

@@ -30,7 +30,9 @@ pub struct EnqueueRequest {
 #[derive(ToSchema, serde::Serialize)]
 #[serde(untagged)]
 pub enum EnqueueInput {
+    /// A single job: a JSON object.
     One(EnqueueRequest),
+    /// A batch: a JSON array of 1…1000 jobs.
     Batch(Vec<EnqueueRequest>),
 }
 
@@ -45,7 +47,9 @@ pub struct Enqueued {
 #[derive(ToSchema, serde::Serialize)]
 #[serde(untagged)]
 pub enum EnqueuedAny {
+    /// For a single job: one object.
     One(Enqueued),
+    /// For a batch: one object per job, in the order sent.
     Batch(Vec<Enqueued>),
 }
 
@@ -90,7 +94,9 @@ pub struct ClaimedAndCompleted {
 #[derive(ToSchema, serde::Serialize)]
 #[serde(untagged)]
 pub enum ClaimAnswer {
+    /// Without `complete` in the body: the claimed jobs (none is a 204).
     Jobs(Vec<ClaimedJob>),
+    /// With `complete` in the body: the claimed jobs and each completion's result.
     WithCompletions(ClaimedAndCompleted),
 }
 

@@ -13,19 +13,19 @@ use futures_util::future::{ready, Ready};
 use serde::Deserialize;
 use serde_json::Number;
 
-pub use self::ack::{ClaimBody, CompleteBody, NoFields, TokenBody};
-pub use self::enqueue::Enqueue;
+pub(crate) use self::ack::{ClaimBody, CompleteBody, NoFields, TokenBody};
+pub(crate) use self::enqueue::Enqueue;
 use crate::error::ApiError;
 use crate::routes::extract::int64;
 
 /// Largest job payload (compact JSON).
-pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// Largest enqueue body (one job or a batch of up to [`MAX_BATCH`]).
-pub const ENQUEUE_BODY_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const ENQUEUE_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Largest claim body (it may carry 1,000 completions).
-pub const CLAIM_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const CLAIM_BODY_BYTES: usize = 256 * 1024;
 /// Most jobs one enqueue or batch completion names.
-pub const MAX_BATCH: usize = 1000;
+pub(crate) const MAX_BATCH: usize = 1000;
 /// Longest `unique_key`.
 pub(super) const MAX_UNIQUE_KEY: usize = 255;
 /// Longest lease a claim or heartbeat may ask for (a day); the default is 30 s.
@@ -40,7 +40,7 @@ pub(super) const MAX_RUNNING: i64 = 1_000_000;
 /// `PUT /queues/{queue}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QueueSettings {
+pub(crate) struct QueueSettings {
     /// Required, `null` lifts the limit.
     #[serde(default, deserialize_with = "present")]
     max_running: Option<Option<Number>>,
@@ -51,7 +51,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Numbe
 }
 
 impl QueueSettings {
-    pub fn max_running(&self) -> Result<Option<i32>, ApiError> {
+    pub(crate) fn max_running(&self) -> Result<Option<i32>, ApiError> {
         let Some(limit) = &self.max_running else {
             return Err(ApiError::Invalid(
                 "'max_running' is required (a number, or null for no limit)".into(),
@@ -63,7 +63,7 @@ impl QueueSettings {
 }
 
 /// The `{id}` of `/jobs/{id}`: a positive integer.
-pub struct JobId(pub i64);
+pub(crate) struct JobId(pub i64);
 
 impl FromRequest for JobId {
     type Error = ApiError;

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClaimBody {
+pub(crate) struct ClaimBody {
     limit: Option<Number>,
     lease_ms: Option<Number>,
     wait_ms: Option<Number>,
@@ -24,7 +24,7 @@ pub struct ClaimBody {
 /// One `{"id", "token"}` of a batch completion.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JobToken {
+pub(crate) struct JobToken {
     id: Number,
     token: String,
 }
@@ -32,12 +32,12 @@ pub struct JobToken {
 /// `POST /queues/{queue}/complete`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CompleteBody {
+pub(crate) struct CompleteBody {
     jobs: Vec<JobToken>,
 }
 
 impl CompleteBody {
-    pub fn items(&self) -> Result<Vec<(i64, String)>, ApiError> {
+    pub(crate) fn items(&self) -> Result<Vec<(i64, String)>, ApiError> {
         if self.jobs.is_empty() {
             return Err(ApiError::Invalid("'jobs' names no job".into()));
         }
@@ -72,7 +72,7 @@ fn completions(items: &[JobToken]) -> Result<Vec<(i64, String)>, ApiError> {
 
 impl ClaimBody {
     /// What to claim from `queue`, after checking every number.
-    pub fn spec(&self, queue: String) -> Result<ClaimSpec, ApiError> {
+    pub(crate) fn spec(&self, queue: String) -> Result<ClaimSpec, ApiError> {
         let limit = within("limit", self.limit.as_ref(), 1, 1, MAX_CLAIM)?;
         let lease_ms = lease_ms(self.lease_ms.as_ref())?;
         let max_wait = MAX_WAIT.as_millis() as i64;
@@ -86,26 +86,26 @@ impl ClaimBody {
     }
 
     /// The jobs to complete first (`None`: the body had no `complete`).
-    pub fn completions(&self) -> Result<Option<Vec<(i64, String)>>, ApiError> {
+    pub(crate) fn completions(&self) -> Result<Option<Vec<(i64, String)>>, ApiError> {
         self.complete.as_deref().map(completions).transpose()
     }
 }
 
 impl TokenBody {
-    pub fn complete(&self) -> Transition {
+    pub(crate) fn complete(&self) -> Transition {
         Transition::Complete {
             token: self.token.clone(),
         }
     }
 
-    pub fn fail(&self) -> Transition {
+    pub(crate) fn fail(&self) -> Transition {
         Transition::Fail {
             token: self.token.clone(),
             error: capped_error(self.error.clone().unwrap_or(Value::Null)),
         }
     }
 
-    pub fn heartbeat(&self) -> Result<Transition, ApiError> {
+    pub(crate) fn heartbeat(&self) -> Result<Transition, ApiError> {
         Ok(Transition::Heartbeat {
             token: self.token.clone(),
             lease_secs: lease_ms(self.lease_ms.as_ref())? as f64 / 1000.0,
@@ -115,7 +115,7 @@ impl TokenBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TokenBody {
+pub(crate) struct TokenBody {
     token: String,
     /// `fail` only: why (any JSON, usually a string); kept in the job's `errors`.
     #[serde(default)]
@@ -128,10 +128,10 @@ pub struct TokenBody {
 /// counts for the idempotency fingerprint.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NoFields {}
+pub(crate) struct NoFields {}
 
 /// Longest error a job keeps per attempt, in bytes of JSON; a job keeps its last 20.
-pub const MAX_ERROR_BYTES: usize = 4096;
+pub(crate) const MAX_ERROR_BYTES: usize = 4096;
 
 /// `error` as stored: a longer one is kept as the start of its JSON text, marked as cut.
 fn capped_error(error: Value) -> Value {

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EnqueueBody {
+pub(crate) struct EnqueueBody {
     payload: Option<Value>,
     priority: Option<Number>,
     run_at: Option<String>,
@@ -19,14 +19,14 @@ pub struct EnqueueBody {
 }
 
 /// An enqueue: one job (an object) or a batch (an array of 1…1000 of them).
-pub enum Enqueue {
+pub(crate) enum Enqueue {
     One(NewJob),
     Batch(Vec<NewJob>),
 }
 
 impl Enqueue {
     /// Reads and checks the body; a bad job of a batch is refused naming its index.
-    pub fn parse(body: Value) -> Result<Self, ApiError> {
+    pub(crate) fn parse(body: Value) -> Result<Self, ApiError> {
         let Value::Array(items) = body else {
             return Ok(Self::One(job_from(body)?));
         };
@@ -44,7 +44,7 @@ impl Enqueue {
         Ok(Self::Batch(jobs))
     }
 
-    pub fn jobs(&self) -> &[NewJob] {
+    pub(crate) fn jobs(&self) -> &[NewJob] {
         match self {
             Self::One(job) => std::slice::from_ref(job),
             Self::Batch(jobs) => jobs,
@@ -62,7 +62,7 @@ fn job_from(value: Value) -> Result<NewJob, ApiError> {
 }
 
 impl EnqueueBody {
-    pub fn job(self) -> Result<NewJob, ApiError> {
+    pub(crate) fn job(self) -> Result<NewJob, ApiError> {
         let payload = self
             .payload
             .ok_or_else(|| ApiError::Invalid("'payload' is required".into()))?;
