@@ -135,7 +135,7 @@ pub async fn delete(
     if_match: Option<i64>,
 ) -> Result<(), ApiError> {
     if let Some(lock) = lock {
-        lock_row(tx, name, lock).await?;
+        let _ = lock_row(tx, name, lock).await?;
     }
     let deleted = match if_match {
         Some(version) => {

@@ -64,7 +64,7 @@ pub async fn run(pool: Pool, retention: Retention) {
     let every = retention.of().into_iter().fold(INTERVAL, Duration::min);
     let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
+        let _ = tick.tick().await;
         for (purge, keep) in PURGES.iter().zip(retention.of()) {
             match once(&pool, purge, keep).await {
                 Ok(0) => {}

@@ -154,7 +154,8 @@ pub async fn record(tx: &Tx, idem: &Idempotency, reply: &mut Reply) -> Result<()
     let headers = serde_json::to_value(&reply.headers).map_err(anyhow::Error::from)?;
     let status = reply.status as i16;
     let retention = idem.retention.as_secs_f64();
-    tx.client()
+    let _ = tx
+        .client()
         .execute(
             &stmt,
             &[

@@ -105,7 +105,8 @@ async fn lock_row(
     }
     let insert = tx.prepare(CREATE).await?;
     // Racing another first acquisition, this waits for it to commit and then inserts nothing.
-    tx.client()
+    let _ = tx
+        .client()
         .execute(&insert, &[&key])
         .await
         .map_err(locked)?;
@@ -186,7 +187,7 @@ pub async fn release(tx: &Tx, key: &str, token: i64) -> Result<(), ApiError> {
         return Ok(());
     }
     let release = tx.prepare(RELEASE).await?;
-    tx.client().execute(&release, &[&key]).await?;
+    let _ = tx.client().execute(&release, &[&key]).await?;
     notify(tx, key).await
 }
 
@@ -210,7 +211,7 @@ pub async fn get(client: Conn<'_>, key: &str, waiting: usize) -> Result<LockStat
 
 async fn notify(tx: &Tx, key: &str) -> Result<(), ApiError> {
     let stmt = tx.prepare(NOTIFY).await?;
-    tx.client().execute(&stmt, &[&key]).await?;
+    let _ = tx.client().execute(&stmt, &[&key]).await?;
     Ok(())
 }
 

@@ -130,7 +130,7 @@ impl<'a> Conn<'a> {
             Some(types) => types,
             None => {
                 let types = self.learn_types(sql).await?;
-                lock_types().insert(sql, types.clone());
+                let _ = lock_types().insert(sql, types.clone());
                 types
             }
         };

@@ -189,7 +189,7 @@ async fn run_atomic_in_steps(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Commi
         client.execute(&write, &write_params),
         tx.commit_with(client.query_one(&record, &record_params)),
     );
-    written?;
+    let _ = written?;
     Ok(Committed {
         id: row?.get("id"),
         atomic: true,

@@ -182,7 +182,7 @@ impl Db {
             let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
             let (begun, set) = futures_util::join!(begin, settings);
             let identity = begun.map_err(ApiError::from).and(set);
-            tx.identity_known.send_replace(Some(identity.is_ok()));
+            let _ = tx.identity_known.send_replace(Some(identity.is_ok()));
             identity
         };
         let work = async {

@@ -139,7 +139,7 @@ impl Step<'_> {
         let version = self.versions.next("versions")?;
         let previous = std::mem::replace(&mut counter.value, value);
         counter.version = version;
-        self.changed.insert(name.to_owned());
+        let _ = self.changed.insert(name.to_owned());
         Ok(Increment {
             name: name.to_owned(),
             value,
@@ -179,7 +179,7 @@ impl Step<'_> {
             if let Some(counter) = self.counters.get_mut(name) {
                 counter.version = version;
             }
-            self.changed.insert(name.to_owned());
+            let _ = self.changed.insert(name.to_owned());
         }
         let committed = Committed {
             id: ids.next("transaction ids")?,

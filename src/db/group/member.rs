@@ -77,10 +77,10 @@ impl<K: Kind> Drop for Lane<K> {
     fn drop(&mut self) {
         let mut state = self.executor.lock();
         for row in &self.rows {
-            state.busy.remove(row);
+            let _ = state.busy.remove(row);
         }
         state.running -= 1;
-        state.sessions.remove(&self.id);
+        let _ = state.sessions.remove(&self.id);
         self.executor.launch(&mut state);
     }
 }

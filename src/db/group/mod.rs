@@ -221,7 +221,7 @@ impl<K: Kind> GroupCommit<K> {
                 .iter()
                 .filter_map(|m| m.request_id.clone())
                 .collect();
-            state.sessions.insert(id, ids);
+            let _ = state.sessions.insert(id, ids);
             let lane = Lane {
                 executor: self.clone(),
                 id,

@@ -185,7 +185,8 @@ impl Kind for Jobs {
 
     fn start(lane: Lane<Self>, members: Vec<Member<Self>>) {
         // `Db::transact` runs on the server's local task set, so the group does too.
-        actix_web::rt::spawn(run::run(lane, members));
+        // Detached: the group answers each member itself, and its lane frees the slot on drop.
+        drop(actix_web::rt::spawn(run::run(lane, members)));
     }
 
     fn queued(&self, n: usize) {

@@ -68,7 +68,7 @@ pub async fn warm_up(
     client: &deadpool_postgres::ClientWrapper,
 ) -> Result<(), tokio_postgres::Error> {
     for sql in [SET_APPLICATION_NAME, SET_APPLICATION_NAME_AND_LOCK_TIMEOUT] {
-        Conn::outside(client).prepare(sql).await?;
+        let _ = Conn::outside(client).prepare(sql).await?;
     }
     Ok(())
 }

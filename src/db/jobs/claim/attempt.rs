@@ -89,7 +89,7 @@ pub(super) async fn attempt(
     if let Some(rows) = completed? {
         *acked.borrow_mut() = Some(item_results(&rows));
     }
-    rescued?;
+    let _ = rescued?;
     let rows = rows?;
     if !rows.is_empty() {
         let jobs: Vec<ClaimedJob> = rows
