@@ -42,8 +42,12 @@ const PURGES: [Purge; 4] = [
 /// How long things are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
+    /// How long an idempotency key's answer is kept (each key carries its own expiry; this
+    /// only shortens the purge interval).
     pub idempotency_keys: Duration,
+    /// How long a completed or cancelled job is kept after it finished.
     pub completed_jobs: Duration,
+    /// How long the record of a committed transaction is kept.
     pub transactions: Duration,
 }
 

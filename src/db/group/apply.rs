@@ -42,7 +42,7 @@ pub(super) struct Writes {
 }
 
 impl Writes {
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.names.is_empty() && self.transaction_ids.is_empty() && self.keys.is_empty()
     }
 }
@@ -57,7 +57,7 @@ pub(super) struct Applied {
 pub(super) struct Reserved(std::vec::IntoIter<i64>);
 
 impl Reserved {
-    pub fn new(mut numbers: Vec<i64>) -> Self {
+    pub(super) fn new(mut numbers: Vec<i64>) -> Self {
         numbers.sort_unstable();
         Self(numbers.into_iter())
     }

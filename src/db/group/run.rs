@@ -37,9 +37,14 @@ use round_one::{lock_and_apply, Write};
 /// Counter changes, as a [`Kind`] of grouped work: the rows are counters' names, and a group's
 /// members may share rows (they are applied one after another in memory).
 pub struct Counters {
+    /// Where each group takes its connection.
     pub pool: Pool,
+    /// Where groups report their size, lock waits and retries.
     pub metrics: Arc<Metrics>,
+    /// How many times a group that failed with 40001 or 40P01 runs again before its members
+    /// get the error.
     pub max_retries: u32,
+    /// How long the idempotency keys written by a group are kept, in seconds.
     pub idempotency_retention_secs: f64,
     /// How long rowlock tries to learn the fate of a `COMMIT` whose answer was lost.
     pub resolve_timeout: Duration,
