@@ -131,6 +131,7 @@ pub struct WaitBudget {
 }
 
 impl WaitBudget {
+    /// A budget of `limit` waiting requests, none waiting yet.
     pub fn new(limit: usize) -> Self {
         Self {
             limit,

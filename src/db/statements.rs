@@ -72,7 +72,9 @@ pub enum Stmt {
     Prepared(Statement),
     /// Sent as the unnamed statement, with these parameter types.
     Unnamed {
+        /// The statement's text, sent with every execution.
         sql: &'static str,
+        /// Its parameters' types, learned once per process and cached by text.
         types: Arc<[Type]>,
     },
 }

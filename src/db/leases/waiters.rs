@@ -35,6 +35,7 @@ pub struct Leases {
 }
 
 impl Leases {
+    /// No acquisition waiting yet; leases up to `max_ttl_ms`, waits counted in `budget`.
     pub fn new(max_ttl_ms: u64, budget: WaitBudget) -> Self {
         Self {
             max_ttl_ms,
