@@ -85,7 +85,7 @@ impl Drop for Permit {
             .get(&self.row)
             .is_some_and(|s| Arc::strong_count(s) == 1)
         {
-            rows.remove(&self.row);
+            let _ = rows.remove(&self.row);
         }
     }
 }

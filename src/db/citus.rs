@@ -160,11 +160,12 @@ pub async fn distribute(client: &mut Client) -> Result<bool> {
     }
     let tx = client.transaction().await?;
     // The migrations' lock: one instance distributes, the others find it done.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1)",
-        &[&super::migrate::MIGRATION_LOCK_KEY],
-    )
-    .await?;
+    let _ = tx
+        .execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&super::migrate::MIGRATION_LOCK_KEY],
+        )
+        .await?;
     let nodes: i64 = tx
         .query_one(
             "SELECT count(*) AS nodes FROM pg_dist_node
@@ -180,12 +181,13 @@ pub async fn distribute(client: &mut Client) -> Result<bool> {
     }
     for (table, column, colocate_with) in DISTRIBUTED {
         if !current.iter().any(|(t, _, _)| t == table) {
-            tx.execute(
-                "SELECT create_distributed_table($1::text::regclass, $2, colocate_with => $3)",
-                &[&table, &column, &colocate_with],
-            )
-            .await
-            .with_context(|| format!("cannot distribute {table} by {column}"))?;
+            let _ = tx
+                .execute(
+                    "SELECT create_distributed_table($1::text::regclass, $2, colocate_with => $3)",
+                    &[&table, &column, &colocate_with],
+                )
+                .await
+                .with_context(|| format!("cannot distribute {table} by {column}"))?;
             tracing::info!(table, column, "distributed by Citus");
         }
     }

@@ -13,14 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use deadpool_postgres::{ClientWrapper, Object};
 
 /// A pooled connection that is discarded, not reused, unless its transaction ended.
-pub struct TxConnection {
+pub(crate) struct TxConnection {
     client: Option<Object>,
     open: AtomicBool,
 }
 
 impl TxConnection {
     /// Takes `client` for a transaction that is about to begin.
-    pub fn new(client: Object) -> Self {
+    pub(crate) fn new(client: Object) -> Self {
         Self {
             client: Some(client),
             open: AtomicBool::new(true),
@@ -29,12 +29,12 @@ impl TxConnection {
 
     /// The transaction ended (its `COMMIT` or `ROLLBACK` was answered, or its one statement ran
     /// as a transaction of its own): the connection may go back to the pool.
-    pub fn ended(&self) {
+    pub(crate) fn ended(&self) {
         self.open.store(false, Ordering::Relaxed);
     }
 
     /// Closes the connection instead of returning it to the pool: its state is unknown.
-    pub fn discard(self) {
+    pub(crate) fn discard(self) {
         self.open.store(true, Ordering::Relaxed);
     }
 }

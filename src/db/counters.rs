@@ -19,18 +19,26 @@ use sql::{DELETE, DELETE_IF_VERSION, INSERT, REPLACE, REPLACE_IF_VERSION, SELECT
 /// A counter as stored.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Counter {
+    /// The counter's name, its primary key.
     pub name: String,
+    /// The current value, always within `[min, max]`.
     pub value: i64,
+    /// The lowest value allowed; `None` when there is no lower bound.
     pub min: Option<i64>,
+    /// The highest value allowed; `None` when there is no upper bound.
     pub max: Option<i64>,
+    /// The version of the last write (from the sequence `counter_versions`), sent as its `ETag`.
     pub version: i64,
 }
 
 /// The new state of a counter for `PUT`.
 #[derive(Debug, Clone, Copy)]
 pub struct CounterSpec {
+    /// The value to store; it must lie within the new bounds.
     pub value: i64,
+    /// The new lower bound; `None` removes it.
     pub min: Option<i64>,
+    /// The new upper bound; `None` removes it.
     pub max: Option<i64>,
 }
 
@@ -135,7 +143,7 @@ pub async fn delete(
     if_match: Option<i64>,
 ) -> Result<(), ApiError> {
     if let Some(lock) = lock {
-        lock_row(tx, name, lock).await?;
+        let _ = lock_row(tx, name, lock).await?;
     }
     let deleted = match if_match {
         Some(version) => {

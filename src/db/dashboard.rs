@@ -13,11 +13,17 @@ use crate::error::ApiError;
 /// A counter as the dashboard lists it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CounterRow {
+    /// The counter's name.
     pub name: String,
+    /// Its current value.
     pub value: i64,
+    /// Its lower bound; `None` when it has none.
     pub min: Option<i64>,
+    /// Its upper bound; `None` when it has none.
     pub max: Option<i64>,
+    /// The version of its last write.
     pub version: i64,
+    /// When it was last written, as PostgreSQL's JSON rendering of a `timestamptz`.
     #[schema(value_type = String)]
     pub updated_at: Value,
     /// Changes per second through this instance over the last ten seconds.
@@ -27,14 +33,18 @@ pub struct CounterRow {
 /// A queue as the dashboard lists it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QueueRow {
+    /// The queue's name.
     pub queue: String,
+    /// Whether claims from the queue are paused (`false` for a queue never configured).
     pub paused: bool,
+    /// At most this many of its jobs run at once; `None` when there is no cap.
     pub max_running: Option<i32>,
     /// Jobs by state.
     #[schema(value_type = Object)]
     pub counts: Value,
     /// Seconds the oldest queued job has waited since it was enqueued.
     pub oldest_queued_secs: Option<f64>,
+    /// Jobs completed in the last minute.
     pub completed_last_minute: i64,
     /// Ids of the newest dead jobs (at most 5).
     pub dead_jobs: Vec<i64>,
@@ -43,9 +53,13 @@ pub struct QueueRow {
 /// A held lease as the dashboard lists it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LeaseRow {
+    /// The lease's key.
     pub key: String,
+    /// The owner it is granted to, as given at acquisition.
     pub owner: String,
+    /// The fencing token of the current grant.
     pub token: i64,
+    /// Milliseconds until the grant expires unless renewed.
     pub expires_in_ms: f64,
     /// Acquisitions waiting for it in this instance.
     pub waiting: usize,

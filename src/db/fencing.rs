@@ -16,7 +16,9 @@ use crate::error::ApiError;
 /// One `Fencing-Token: <key>=<token>` a request presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
+    /// The lease's key.
     pub key: String,
+    /// The token the client holds; stale unless it is the key's current, unexpired grant.
     pub token: i64,
 }
 

@@ -42,8 +42,12 @@ const PURGES: [Purge; 4] = [
 /// How long things are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
+    /// How long an idempotency key's answer is kept (each key carries its own expiry; this
+    /// only shortens the purge interval).
     pub idempotency_keys: Duration,
+    /// How long a completed or cancelled job is kept after it finished.
     pub completed_jobs: Duration,
+    /// How long the record of a committed transaction is kept.
     pub transactions: Duration,
 }
 
@@ -64,7 +68,7 @@ pub async fn run(pool: Pool, retention: Retention) {
     let every = retention.of().into_iter().fold(INTERVAL, Duration::min);
     let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
+        let _ = tick.tick().await;
         for (purge, keep) in PURGES.iter().zip(retention.of()) {
             match once(&pool, purge, keep).await {
                 Ok(0) => {}

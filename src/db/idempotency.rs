@@ -24,8 +24,11 @@ use sql::{RECORD, STORED, TRY_LOCK};
 /// A response as stored and replayed: status, the headers that matter, and the exact body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The HTTP status.
     pub status: u16,
+    /// The headers replayed with it (such as `etag`), as name and value.
     pub headers: Vec<(String, String)>,
+    /// The body, byte for byte.
     pub body: Vec<u8>,
     /// True when this reply is a replay of a stored one.
     pub replayed: bool,
@@ -62,8 +65,11 @@ impl Reply {
 /// An `Idempotency-Key` with the fingerprint of the request that carried it.
 #[derive(Debug, Clone)]
 pub struct Idempotency {
+    /// The key as the client sent it.
     pub key: String,
+    /// SHA-256 of method, path with query, and body: a retry with another request is refused.
     pub request_hash: Vec<u8>,
+    /// How long the answer stored under the key is kept.
     pub retention: Duration,
 }
 
@@ -154,7 +160,8 @@ pub async fn record(tx: &Tx, idem: &Idempotency, reply: &mut Reply) -> Result<()
     let headers = serde_json::to_value(&reply.headers).map_err(anyhow::Error::from)?;
     let status = reply.status as i16;
     let retention = idem.retention.as_secs_f64();
-    tx.client()
+    let _ = tx
+        .client()
         .execute(
             &stmt,
             &[

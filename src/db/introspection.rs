@@ -12,15 +12,20 @@ use crate::error::ApiError;
 /// A backend waiting for a lock.
 #[derive(Debug, Serialize)]
 pub struct Waiter {
+    /// The waiting backend's process id.
     pub pid: i32,
     /// The rowlock request the backend is serving, when it is one of rowlock's (the first one
     /// when it serves a group).
     pub request_id: Option<String>,
     /// Every rowlock request the backend is serving: several when it runs a group commit.
     pub request_ids: Vec<String>,
+    /// The backend's `application_name` (`rowlock/<request id>` for one of rowlock's).
     pub application_name: String,
+    /// Milliseconds it has waited so far.
     pub waiting_ms: f64,
+    /// The lock it waits for.
     pub lock: WaitedLock,
+    /// The backends it waits for (`pg_blocking_pids`).
     pub blocked_by: Vec<Blocker>,
 }
 
@@ -29,20 +34,31 @@ pub struct Waiter {
 /// relation of the lock it holds on its way there, when there is one.
 #[derive(Debug, Serialize)]
 pub struct WaitedLock {
+    /// `pg_locks.locktype` (`tuple`, `transactionid`, …; `distributed` on Citus).
     pub locktype: String,
+    /// The lock mode asked for (`ShareLock`, `ExclusiveLock`, …).
     pub mode: String,
+    /// The table, when known.
     pub relation: Option<String>,
+    /// The row as `(page,tuple)`, while the backend waits for a tuple lock.
     pub row: Option<String>,
 }
 
 /// A backend holding what a waiter needs.
 #[derive(Debug, Serialize)]
 pub struct Blocker {
+    /// The blocking backend's process id.
     pub pid: i32,
+    /// The rowlock request it is serving, as for [`Waiter::request_id`].
     pub request_id: Option<String>,
+    /// Every rowlock request it is serving, as for [`Waiter::request_ids`].
     pub request_ids: Vec<String>,
+    /// Its `application_name`.
     pub application_name: String,
+    /// Its `pg_stat_activity.state` (`idle in transaction` is a transaction waiting on its
+    /// client); `None` when the backend is gone.
     pub state: Option<String>,
+    /// Milliseconds since its transaction began; `None` outside a transaction or when gone.
     pub transaction_age_ms: Option<f64>,
 }
 

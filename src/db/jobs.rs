@@ -31,10 +31,13 @@ use sql::{
 /// A job to enqueue, already validated.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    /// The client's JSON, handed back as is to the worker that claims the job.
     pub payload: Value,
+    /// Claims take the highest priority first, then the oldest.
     pub priority: i32,
     /// RFC 3339 text, parsed by PostgreSQL; `None` is now.
     pub run_at: Option<String>,
+    /// After this many failed attempts the job is `dead` instead of queued again.
     pub max_attempts: i32,
     /// While a job of the queue with this key is queued or running, no other is enqueued.
     pub unique_key: Option<String>,
@@ -43,6 +46,7 @@ pub struct NewJob {
 /// What enqueueing one job did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Enqueued {
+    /// The job's id: the new job's, or the queued or running one's for a duplicate.
     pub id: i64,
     /// A queued or running job of the queue already had the job's `unique_key`: `id` is it.
     pub duplicate: bool,
@@ -123,8 +127,11 @@ pub async fn enqueue(tx: &Tx, queue: &str, jobs: &[NewJob]) -> Result<Vec<Enqueu
 /// The answer for one item of a batch completion.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ItemResult {
+    /// The job the item named.
     pub id: i64,
+    /// 200 completed, 409 stale token, 404 no such job in the queue.
     pub status: u16,
+    /// The error code (`stale_token`, `not_found`); `None` for a completed job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
 }
@@ -180,11 +187,31 @@ pub async fn get(client: Conn<'_>, id: i64) -> Result<Value, ApiError> {
 /// A transition of one job, as a worker or an operator asks for it.
 #[derive(Debug, Clone)]
 pub enum Transition {
-    Complete { token: String },
-    Fail { token: String, error: Value },
-    Heartbeat { token: String, lease_secs: f64 },
+    /// A worker finished the running job: it becomes `completed`.
+    Complete {
+        /// The token of the worker's claim; stale unless the job is still running under it.
+        token: String,
+    },
+    /// A worker's attempt failed: the job is queued again after a backoff, or `dead` after
+    /// its last allowed attempt.
+    Fail {
+        /// The token of the worker's claim.
+        token: String,
+        /// What went wrong, kept with the job's recent errors.
+        error: Value,
+    },
+    /// A worker extends the lease of its running job.
+    Heartbeat {
+        /// The token of the worker's claim.
+        token: String,
+        /// The new lease, in seconds from now.
+        lease_secs: f64,
+    },
+    /// An operator queues a `dead` job again, with fresh attempts.
     Retry,
+    /// An operator deletes a `queued` job.
     Delete,
+    /// An operator cancels a `queued` or `running` job; its token is stale from then on.
     Cancel,
 }
 

@@ -30,23 +30,31 @@ pub use waiters::{Leases, CHANNEL};
 /// A lease as granted or renewed.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Lease {
+    /// The lease's key.
     pub key: String,
+    /// The owner it is granted to, as the acquisition named it.
     pub owner: String,
+    /// The fencing token of this grant: greater than every earlier grant's of the key.
     pub token: i64,
     /// RFC 3339, UTC, from the database clock.
     pub acquired_at: String,
+    /// When the lease runs out unless renewed: RFC 3339, UTC, from the database clock.
     pub expires_at: String,
 }
 
 /// A lock as `GET /locks/{key}` shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LockState {
+    /// The lock's key.
     pub key: String,
     /// `null` once released; still shown after expiry (see `held`).
     pub owner: Option<String>,
     /// The token of the latest grant.
     pub token: i64,
+    /// When the latest grant was made (RFC 3339); `None` before the first grant.
     pub acquired_at: Option<String>,
+    /// When the latest grant runs out, or ran out or was released (RFC 3339); `None` before
+    /// the first grant.
     pub expires_at: Option<String>,
     /// Whether the latest grant is live now (not released, not expired).
     pub held: bool,
@@ -57,7 +65,9 @@ pub struct LockState {
 /// Why an acquisition was not granted: someone else holds a live lease.
 #[derive(Debug, Clone)]
 pub struct Held {
+    /// The owner of the live lease.
     pub owner: String,
+    /// When it runs out unless renewed (RFC 3339).
     pub expires_at: String,
     /// Milliseconds until the lease expires, by the database clock.
     pub remaining_ms: i64,
@@ -105,7 +115,8 @@ async fn lock_row(
     }
     let insert = tx.prepare(CREATE).await?;
     // Racing another first acquisition, this waits for it to commit and then inserts nothing.
-    tx.client()
+    let _ = tx
+        .client()
         .execute(&insert, &[&key])
         .await
         .map_err(locked)?;
@@ -186,7 +197,7 @@ pub async fn release(tx: &Tx, key: &str, token: i64) -> Result<(), ApiError> {
         return Ok(());
     }
     let release = tx.prepare(RELEASE).await?;
-    tx.client().execute(&release, &[&key]).await?;
+    let _ = tx.client().execute(&release, &[&key]).await?;
     notify(tx, key).await
 }
 
@@ -210,7 +221,7 @@ pub async fn get(client: Conn<'_>, key: &str, waiting: usize) -> Result<LockStat
 
 async fn notify(tx: &Tx, key: &str) -> Result<(), ApiError> {
     let stmt = tx.prepare(NOTIFY).await?;
-    tx.client().execute(&stmt, &[&key]).await?;
+    let _ = tx.client().execute(&stmt, &[&key]).await?;
     Ok(())
 }
 

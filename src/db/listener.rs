@@ -41,7 +41,7 @@ pub async fn poll(channels: Channels) {
     let mut ticks = tokio::time::interval(POLL_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        let _ = ticks.tick().await;
         for (_, subscriber) in &channels {
             subscriber.wake_all();
         }
@@ -69,8 +69,8 @@ async fn listen_once(database_url: &str, channels: &Channels) -> anyhow::Error {
         Ok(config) => config,
         Err(e) => return e.into(),
     };
-    config.application_name(APPLICATION_NAME);
-    config.connect_timeout(MAX_RECONNECT_DELAY);
+    let _ = config.application_name(APPLICATION_NAME);
+    let _ = config.connect_timeout(MAX_RECONNECT_DELAY);
     let (client, mut connection) = match config.connect(NoTls).await {
         Ok(pair) => pair,
         Err(e) => return e.into(),

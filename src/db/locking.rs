@@ -35,9 +35,14 @@ pub enum Strength {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Isolation {
+    /// `read_committed` (the default): each statement sees what committed before it began.
     #[default]
     ReadCommitted,
+    /// `repeatable_read`: one snapshot for the whole transaction; a concurrent update of a row
+    /// it then writes fails with 40001 and is retried.
     RepeatableRead,
+    /// `serializable`: as repeatable read, and any outcome no serial order could give fails
+    /// with 40001 and is retried.
     Serializable,
 }
 
@@ -56,15 +61,20 @@ impl Isolation {
 /// A row lock to take explicitly: the modes of [`LockMode`] that run `SELECT … FOR …`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowLock {
+    /// What to do when another transaction holds the row.
     pub wait: WaitPolicy,
+    /// Which row lock to take.
     pub strength: Strength,
 }
 
 /// What `SELECT … FOR …` does when another transaction holds the row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitPolicy {
+    /// Wait for it, up to the lock timeout (then 423).
     Wait,
+    /// `NOWAIT`: fail at once (423).
     Nowait,
+    /// `SKIP LOCKED`: leave the row out, as if it did not exist.
     SkipLocked,
 }
 
@@ -106,7 +116,9 @@ impl RowLock {
 
 /// The six variants of one locking `SELECT`: `[wait, nowait, skip_locked]` for each strength.
 pub struct LockStatements {
+    /// The `SELECT … FOR UPDATE` variants.
     pub for_update: [&'static str; 3],
+    /// The `SELECT … FOR NO KEY UPDATE` variants.
     pub for_no_key_update: [&'static str; 3],
 }
 

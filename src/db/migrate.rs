@@ -50,7 +50,8 @@ pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x726f_776c_6f63_6b00; // "rowlock\0"
 pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {
     let server = super::server::identify(client).await?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+    let _ = tx
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -74,11 +75,12 @@ pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize> {
         tx.batch_execute(sql)
             .await
             .with_context(|| format!("migration {version:04}_{name} failed"))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[version, name],
-        )
-        .await?;
+        let _ = tx
+            .execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await?;
         tracing::info!(version, name, "applied migration");
         count += 1;
     }

@@ -76,7 +76,7 @@ pub fn build_pool(database_url: &str, args: &PoolArgs) -> Result<Pool> {
     // them): each transaction sets them instead, and statements go unnamed.
     statements::set_statement_cache(args.statement_cache);
     if args.statement_cache {
-        pg.options(&options);
+        let _ = pg.options(&options);
         statements::set_per_transaction(None);
     } else {
         statements::set_per_transaction(Some((
@@ -86,9 +86,9 @@ pub fn build_pool(database_url: &str, args: &PoolArgs) -> Result<Pool> {
         )));
     }
     if pg.get_application_name().is_none() {
-        pg.application_name("rowlock");
+        let _ = pg.application_name("rowlock");
     }
-    pg.connect_timeout(Duration::from_millis(args.pool_create_ms));
+    let _ = pg.connect_timeout(Duration::from_millis(args.pool_create_ms));
     let manager = Manager::from_config(
         pg,
         NoTls,
@@ -114,11 +114,12 @@ pub async fn connect(database_url: &str) -> Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(database_url, NoTls)
         .await
         .with_context(|| format!("cannot connect to {}", redact(database_url)))?;
-    tokio::spawn(async move {
+    // Detached: the driver ends when the client is dropped.
+    drop(tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "admin connection closed");
         }
-    });
+    }));
     Ok(client)
 }
 

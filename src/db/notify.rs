@@ -117,7 +117,7 @@ impl Drop for Waiter {
         if let Some(signal) = queues.get_mut(&self.queue) {
             signal.waiters -= 1;
             if signal.waiters == 0 {
-                queues.remove(&self.queue);
+                let _ = queues.remove(&self.queue);
             }
         }
     }
@@ -131,6 +131,7 @@ pub struct WaitBudget {
 }
 
 impl WaitBudget {
+    /// A budget of `limit` waiting requests, none waiting yet.
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
@@ -166,7 +167,7 @@ pub struct WaitSlot(Arc<AtomicUsize>);
 
 impl Drop for WaitSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let _ = self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -38,7 +38,9 @@ const STATUS: &str = concat!(
 /// was handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxIdentity {
+    /// `txid_current()`, read inside the transaction before its `COMMIT` was sent.
     pub txid: i64,
+    /// The server's crash mark when the id was read: a different one now means a crash since.
     pub crash_mark: String,
 }
 

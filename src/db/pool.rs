@@ -56,6 +56,7 @@ pub struct PoolArgs {
 }
 
 impl PoolArgs {
+    /// `pool_wait_ms` as a duration: the pool's wait timeout.
     pub fn wait_timeout(&self) -> Duration {
         Duration::from_millis(self.pool_wait_ms)
     }

@@ -26,12 +26,16 @@ const MIN_SERVER_VERSION: i32 = 150_000;
 /// What startup learned about the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Server {
+    /// PostgreSQL without the Citus extension.
     PostgreSql {
+        /// `version()` as the server reported it.
         version: String,
     },
     /// The Citus extension is installed (rowlock distributes its tables: [`super::citus`]).
     Citus {
+        /// `version()` as the server reported it.
         version: String,
+        /// The installed version of the `citus` extension.
         citus: String,
     },
 }

@@ -72,7 +72,9 @@ pub enum Stmt {
     Prepared(Statement),
     /// Sent as the unnamed statement, with these parameter types.
     Unnamed {
+        /// The statement's text, sent with every execution.
         sql: &'static str,
+        /// Its parameters' types, learned once per process and cached by text.
         types: Arc<[Type]>,
     },
 }
@@ -130,7 +132,7 @@ impl<'a> Conn<'a> {
             Some(types) => types,
             None => {
                 let types = self.learn_types(sql).await?;
-                lock_types().insert(sql, types.clone());
+                let _ = lock_types().insert(sql, types.clone());
                 types
             }
         };

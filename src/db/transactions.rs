@@ -43,19 +43,26 @@ pub const MAX_OPS: usize = 100;
 /// One op of a transaction: add `by` to `counter`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Op {
+    /// The counter's name.
     pub counter: String,
+    /// What is added to it (negative to decrement).
     pub by: i64,
 }
 
 /// What happened to one op.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct OpResult {
+    /// The op's counter.
     pub counter: String,
+    /// Whether the op was applied (always, in an atomic transaction that committed).
     pub applied: bool,
+    /// The counter's value after the op; `None` when the op was not applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<i64>,
+    /// The counter's value before the op; `None` when the op was not applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous: Option<i64>,
+    /// Why the op was refused (non-atomic transactions only); `None` when it was applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Problem>,
 }
@@ -63,8 +70,11 @@ pub struct OpResult {
 /// A committed transaction, as answered and as stored.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Committed {
+    /// The transaction's id in the `transactions` table.
     pub id: i64,
+    /// Whether it was all-or-none (`atomic: true`) or op by op.
     pub atomic: bool,
+    /// One result per op, in the order of the ops.
     pub results: Vec<OpResult>,
 }
 
@@ -189,7 +199,7 @@ async fn run_atomic_in_steps(tx: &Tx, ops: &[Op], lock: RowLock) -> Result<Commi
         client.execute(&write, &write_params),
         tx.commit_with(client.query_one(&record, &record_params)),
     );
-    written?;
+    let _ = written?;
     Ok(Committed {
         id: row?.get("id"),
         atomic: true,
@@ -222,9 +232,13 @@ pub(crate) fn replay(
 /// A committed transaction as `GET /transactions/{id}` shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoredTransaction {
+    /// The transaction's id.
     pub id: i64,
+    /// Whether it was all-or-none or op by op.
     pub atomic: bool,
+    /// The ops as the request gave them.
     pub ops: Vec<Op>,
+    /// One result per op, as answered when it committed.
     pub results: Vec<OpResult>,
     /// When it committed (database clock).
     pub created_at: String,

@@ -48,6 +48,7 @@ pub use settings::{warm_up, SET_APPLICATION_NAME, SET_APPLICATION_NAME_AND_LOCK_
 /// Per-request transaction settings.
 #[derive(Debug, Clone, Default)]
 pub struct TxOptions {
+    /// `isolation=`: the level of the transaction's `BEGIN`.
     pub isolation: Isolation,
     /// `SET LOCAL lock_timeout`, overriding the connection's default for this transaction.
     pub lock_timeout_ms: Option<u32>,
@@ -72,10 +73,14 @@ pub struct TxOptions {
 /// The database handle the routes share: the pool and the policies of the transaction path.
 #[derive(Clone)]
 pub struct Db {
+    /// Where every transaction takes its connection.
     pub pool: Pool,
+    /// How many times a transaction failing with 40001 or 40P01 runs again before the
+    /// answer is 409.
     pub max_retries: u32,
     /// How long an idempotency key is remembered.
     pub idempotency_retention: Duration,
+    /// The process's metrics, which the transaction path reports to (its retries among them).
     pub metrics: Arc<Metrics>,
     /// Per-row queues in front of the pool.
     pub admission: Arc<Admission>,
@@ -182,7 +187,7 @@ impl Db {
             let settings = set_local(&tx, application_name, opts.lock_timeout_ms);
             let (begun, set) = futures_util::join!(begin, settings);
             let identity = begun.map_err(ApiError::from).and(set);
-            tx.identity_known.send_replace(Some(identity.is_ok()));
+            let _ = tx.identity_known.send_replace(Some(identity.is_ok()));
             identity
         };
         let work = async {

@@ -27,9 +27,13 @@ use crate::error::ApiError;
 /// The outcome of an increment.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Increment {
+    /// The counter incremented.
     pub name: String,
+    /// The value after the increment.
     pub value: i64,
+    /// The value just before the increment, as seen under its lock (or by its atomic `UPDATE`).
     pub previous: i64,
+    /// The version the increment wrote, sent as its `ETag`.
     pub version: i64,
 }
 
@@ -48,7 +52,10 @@ pub enum Concurrency {
     /// `lock=none`: the single atomic `UPDATE … RETURNING`.
     Atomic,
     /// `If-Match`: no lock; update only if the version still matches.
-    Optimistic { version: i64 },
+    Optimistic {
+        /// The version from `If-Match` that the row must still have.
+        version: i64,
+    },
 }
 
 /// Adds `by` to counter `name` under `mode`.

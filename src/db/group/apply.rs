@@ -42,7 +42,7 @@ pub(super) struct Writes {
 }
 
 impl Writes {
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.names.is_empty() && self.transaction_ids.is_empty() && self.keys.is_empty()
     }
 }
@@ -57,7 +57,7 @@ pub(super) struct Applied {
 pub(super) struct Reserved(std::vec::IntoIter<i64>);
 
 impl Reserved {
-    pub fn new(mut numbers: Vec<i64>) -> Self {
+    pub(super) fn new(mut numbers: Vec<i64>) -> Self {
         numbers.sort_unstable();
         Self(numbers.into_iter())
     }
@@ -139,7 +139,7 @@ impl Step<'_> {
         let version = self.versions.next("versions")?;
         let previous = std::mem::replace(&mut counter.value, value);
         counter.version = version;
-        self.changed.insert(name.to_owned());
+        let _ = self.changed.insert(name.to_owned());
         Ok(Increment {
             name: name.to_owned(),
             value,
@@ -179,7 +179,7 @@ impl Step<'_> {
             if let Some(counter) = self.counters.get_mut(name) {
                 counter.version = version;
             }
-            self.changed.insert(name.to_owned());
+            let _ = self.changed.insert(name.to_owned());
         }
         let committed = Committed {
             id: ids.next("transaction ids")?,

@@ -12,9 +12,11 @@ use crate::error::ApiError;
 
 /// A request as submitted by the planner.
 pub struct Request<K: Kind> {
+    /// What the request asks the group to do.
     pub work: K::Work,
     /// The request's own `lock_timeout_ms`, if it gave one.
     pub lock_timeout: Option<Duration>,
+    /// The request's `x-request-id`, shown by `GET /debug/locks` while its group runs.
     pub request_id: Option<String>,
 }
 
@@ -24,11 +26,16 @@ pub(super) const ABANDONED: u8 = 2;
 
 /// A request waiting in the queue or running in a group.
 pub struct Member<K: Kind> {
+    /// What the request asks the group to do.
     pub work: K::Work,
+    /// When its lock timeout runs out (counted from `enqueued`): a member still queued then is
+    /// answered 423.
     pub deadline: Instant,
     /// The lock timeout `deadline` came from (for the 423's detail).
     pub timeout: Duration,
+    /// The request's `x-request-id`, shown by `GET /debug/locks` while its group runs.
     pub request_id: Option<String>,
+    /// When the request joined the queue (its lock wait is measured from here).
     pub enqueued: Instant,
     /// `QUEUED` → `TAKEN` by the group that runs it, or → `ABANDONED` by its own request once
     /// its lock timeout ran out in the queue: exactly one of the two wins.
@@ -77,10 +84,10 @@ impl<K: Kind> Drop for Lane<K> {
     fn drop(&mut self) {
         let mut state = self.executor.lock();
         for row in &self.rows {
-            state.busy.remove(row);
+            let _ = state.busy.remove(row);
         }
         state.running -= 1;
-        state.sessions.remove(&self.id);
+        let _ = state.sessions.remove(&self.id);
         self.executor.launch(&mut state);
     }
 }

@@ -109,12 +109,16 @@ struct State<K: Kind> {
 
 /// Settings of [`GroupCommit::new`].
 pub struct Settings {
+    /// At most this many ops in one group (at least 1).
     pub max_ops: usize,
+    /// At most this many groups in the database at once (at least 1).
     pub concurrency: usize,
+    /// The lock timeout of a request that gave none.
     pub default_lock_timeout: Duration,
 }
 
 impl<K: Kind> GroupCommit<K> {
+    /// An executor of `kind`'s work with an empty queue and no group running.
     pub fn new(kind: K, settings: Settings) -> Arc<Self> {
         Arc::new(Self {
             kind,
@@ -221,7 +225,7 @@ impl<K: Kind> GroupCommit<K> {
                 .iter()
                 .filter_map(|m| m.request_id.clone())
                 .collect();
-            state.sessions.insert(id, ids);
+            let _ = state.sessions.insert(id, ids);
             let lane = Lane {
                 executor: self.clone(),
                 id,

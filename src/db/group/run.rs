@@ -37,9 +37,14 @@ use round_one::{lock_and_apply, Write};
 /// Counter changes, as a [`Kind`] of grouped work: the rows are counters' names, and a group's
 /// members may share rows (they are applied one after another in memory).
 pub struct Counters {
+    /// Where each group takes its connection.
     pub pool: Pool,
+    /// Where groups report their size, lock waits and retries.
     pub metrics: Arc<Metrics>,
+    /// How many times a group that failed with 40001 or 40P01 runs again before its members
+    /// get the error.
     pub max_retries: u32,
+    /// How long the idempotency keys written by a group are kept, in seconds.
     pub idempotency_retention_secs: f64,
     /// How long rowlock tries to learn the fate of a `COMMIT` whose answer was lost.
     pub resolve_timeout: Duration,
@@ -52,7 +57,8 @@ impl Kind for Counters {
     const COMPANY: usize = 0;
 
     fn start(lane: Lane<Self>, members: Vec<Member<Self>>) {
-        tokio::spawn(group(lane, members));
+        // Detached: the group answers each member itself, and its lane frees the rows on drop.
+        drop(tokio::spawn(group(lane, members)));
     }
 
     fn queued(&self, n: usize) {
@@ -180,7 +186,7 @@ async fn attempt(
                 for row in rows {
                     written += row?;
                 }
-                recorded?;
+                let _ = recorded?;
                 Ok(written)
             }
         }

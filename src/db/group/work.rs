@@ -6,10 +6,13 @@ use crate::db::transactions::Op;
 
 /// One counter request of a group: its work and how it asked for it.
 pub struct Change {
+    /// The increment or atomic transaction asked for.
     pub work: Work,
+    /// `strength=` as asked: the group locks its rows `FOR UPDATE` if any member asked for it.
     pub strength: Strength,
     /// `lock=` as asked (`wait` or `none`), for the lock-wait metric.
     pub mode: &'static str,
+    /// The request's `Idempotency-Key`, if it sent one: its answer is stored with the group.
     pub idempotency: Option<Idempotency>,
 }
 
@@ -36,9 +39,17 @@ impl super::Grouped for Change {
 #[derive(Debug, Clone)]
 pub enum Work {
     /// `POST /counters/{name}/increment`.
-    Increment { name: String, by: i64 },
+    Increment {
+        /// The counter.
+        name: String,
+        /// What is added to it (negative to decrement).
+        by: i64,
+    },
     /// An atomic `POST /transactions`.
-    Transaction { ops: Vec<Op> },
+    Transaction {
+        /// The ops, applied in order, all or none.
+        ops: Vec<Op>,
+    },
 }
 
 impl Work {

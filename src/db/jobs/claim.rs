@@ -31,7 +31,7 @@ use crate::db::statements::Conn;
 use crate::db::{Db, Reply, TxOptions};
 use crate::error::ApiError;
 use attempt::attempt;
-pub use attempt::Slots;
+pub(crate) use attempt::Slots;
 
 /// The most payload bytes (as JSON text) one claim answers with, unless its first job alone is
 /// larger: a claim of 1,000 jobs of 256 KiB each takes 32 of them, not 256 MiB of memory.
@@ -46,20 +46,29 @@ const BUSY_RECHECK: Duration = Duration::from_millis(50);
 /// What to claim.
 #[derive(Debug, Clone)]
 pub struct ClaimSpec {
+    /// The queue to claim from.
     pub queue: String,
+    /// At most this many jobs (fewer when [`MAX_CLAIM_BYTES`] is reached first).
     pub limit: i64,
+    /// The lease of each claimed job, in seconds: a job neither heartbeated nor acknowledged by
+    /// then goes back to `queued` (or `dead` after its last attempt).
     pub lease_secs: f64,
+    /// How long to wait for a job when none is claimable (at most [`MAX_WAIT`]).
     pub wait: Duration,
 }
 
 /// One claimed job, as the claim route returns it.
 #[derive(Debug, Serialize)]
 pub struct ClaimedJob {
+    /// The job's id.
     pub id: i64,
     /// The payload as PostgreSQL rendered it: passed through as JSON text, never parsed here.
     pub payload: Box<RawValue>,
+    /// Which attempt this claim is, counting from 1.
     pub attempt: i32,
+    /// The claim's token: the worker's acknowledgements must carry it.
     pub token: String,
+    /// When the lease runs out, as PostgreSQL's JSON rendering of a `timestamptz`.
     pub lease_expires_at: Value,
 }
 

@@ -33,17 +33,30 @@ use crate::error::ApiError;
 /// One acknowledgement of a job by the worker holding its token.
 #[derive(Debug, Clone)]
 pub struct Ack {
+    /// The job acknowledged.
     pub id: i64,
+    /// The token of the worker's claim; stale unless the job is still running under it.
     pub token: String,
+    /// What the acknowledgement does to the job.
     pub action: Action,
 }
 
 /// What an acknowledgement does.
 #[derive(Debug, Clone)]
 pub enum Action {
+    /// The job becomes `completed`.
     Complete,
-    Fail { error: Value },
-    Heartbeat { lease_secs: f64 },
+    /// The attempt failed: the job is queued again after a backoff, or `dead` after its last
+    /// allowed attempt.
+    Fail {
+        /// What went wrong, kept with the job's recent errors.
+        error: Value,
+    },
+    /// The job's lease is extended.
+    Heartbeat {
+        /// The new lease, in seconds from now.
+        lease_secs: f64,
+    },
 }
 
 impl Ack {
@@ -95,6 +108,7 @@ impl Ack {
 pub struct JobWork {
     /// The queue the acknowledged jobs must be in (`None`: any, for `POST /jobs/{id}/…`).
     pub queue: Option<String>,
+    /// The acknowledgements, applied in order before the claim.
     pub acks: Vec<Ack>,
     /// A claim of `queue`'s jobs, after the acknowledgements.
     pub claim: Option<ClaimSpec>,
@@ -185,7 +199,8 @@ impl Kind for Jobs {
 
     fn start(lane: Lane<Self>, members: Vec<Member<Self>>) {
         // `Db::transact` runs on the server's local task set, so the group does too.
-        actix_web::rt::spawn(run::run(lane, members));
+        // Detached: the group answers each member itself, and its lane frees the slot on drop.
+        drop(actix_web::rt::spawn(run::run(lane, members)));
     }
 
     fn queued(&self, n: usize) {

@@ -21,9 +21,14 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 /// One `POST /locks/{key}`, validated.
 #[derive(Debug, Clone)]
 pub struct Acquisition {
+    /// The lock's key.
     pub key: String,
+    /// Who asks: the owner the lease is granted to.
     pub owner: String,
+    /// How long the lease lasts unless renewed, in milliseconds.
     pub ttl_ms: u64,
+    /// How long to wait while someone else holds the lease, in milliseconds (at most
+    /// [`MAX_WAIT_MS`]); 0 answers 423 at once.
     pub wait_ms: u64,
 }
 

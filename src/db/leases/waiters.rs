@@ -35,6 +35,7 @@ pub struct Leases {
 }
 
 impl Leases {
+    /// No acquisition waiting yet; leases up to `max_ttl_ms`, waits counted in `budget`.
     pub fn new(max_ttl_ms: u64, budget: WaitBudget) -> Self {
         Self {
             max_ttl_ms,
@@ -141,7 +142,7 @@ impl Place {
     /// Forgets the wake-ups so far. Call it *before* looking at the lock, so that a wake-up
     /// arriving while looking is not missed by the [`Place::sleep`] that follows.
     pub fn mark_seen(&mut self) {
-        self.changed.borrow_and_update();
+        let _ = self.changed.borrow_and_update();
     }
 
     /// Sleeps until a wake-up since [`Place::mark_seen`] or `until`, whichever comes first.
@@ -159,7 +160,7 @@ impl Drop for Place {
         let was_first = queue.order.front() == Some(&self.ticket);
         queue.order.retain(|t| *t != self.ticket);
         if queue.order.is_empty() {
-            map.remove(&self.key);
+            let _ = map.remove(&self.key);
         } else if was_first {
             // The next one is first now and must look for itself.
             queue.changed.send_modify(|n| *n = n.wrapping_add(1));

@@ -28,6 +28,7 @@ macro_rules! settings {
     };
 }
 
+/// The settings of a transaction that keeps the connection's `lock_timeout`.
 pub const SET_APPLICATION_NAME: &str = settings!(application_name);
 /// Also a group's first statement ([`crate::db::group`]).
 pub const SET_APPLICATION_NAME_AND_LOCK_TIMEOUT: &str = settings!(application_name, lock_timeout);
@@ -68,7 +69,7 @@ pub async fn warm_up(
     client: &deadpool_postgres::ClientWrapper,
 ) -> Result<(), tokio_postgres::Error> {
     for sql in [SET_APPLICATION_NAME, SET_APPLICATION_NAME_AND_LOCK_TIMEOUT] {
-        Conn::outside(client).prepare(sql).await?;
+        let _ = Conn::outside(client).prepare(sql).await?;
     }
     Ok(())
 }

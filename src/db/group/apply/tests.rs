@@ -140,13 +140,15 @@ fn idempotency_keys_replay_conflict_and_stay_in_flight_within_a_group() {
     let stored = Idempotency::new("old".into(), "POST", "/x", b"1", Duration::ZERO);
     let mut keys = Keys::default();
     for key in ["new", "old", "other"] {
-        keys.locked.insert(key.into(), true);
+        let _ = keys.locked.insert(key.into(), true);
     }
-    keys.locked.insert("busy".into(), false);
+    let _ = keys.locked.insert("busy".into(), false);
     let replay = Reply::json(200, &serde_json::json!({"stored": true})).expect("json");
-    keys.stored
+    let _ = keys
+        .stored
         .insert("old".into(), (stored.request_hash.clone(), replay));
-    keys.stored
+    let _ = keys
+        .stored
         .insert("other".into(), (vec![0; 32], Reply::empty(200)));
     let members = [
         member(add("a", 1), Some(("new", b"1"))),

@@ -153,11 +153,11 @@ fn count(n: usize) -> Result<i32, ApiError> {
 fn read_keys(locks: Vec<Row>, stored: Vec<Row>) -> Result<Keys, ApiError> {
     let mut keys = Keys::default();
     for row in locks {
-        keys.locked.insert(row.get("key"), row.get("locked"));
+        let _ = keys.locked.insert(row.get("key"), row.get("locked"));
     }
     for row in stored {
         let key: String = row.get("key");
-        keys.stored.insert(key, stored_reply(&row)?);
+        let _ = keys.stored.insert(key, stored_reply(&row)?);
     }
     Ok(keys)
 }

@@ -13,15 +13,18 @@ use crate::error::ApiError;
 /// The claim slots of one queue in one claim statement: each claim's token, lease and owner,
 /// once per job it may take.
 #[derive(Debug, Default)]
-pub struct Slots {
-    pub tokens: Vec<String>,
-    pub lease_secs: Vec<f64>,
-    pub owners: Vec<i32>,
+pub(crate) struct Slots {
+    /// Each slot's token: its claim's, the same for every slot of the claim.
+    pub(crate) tokens: Vec<String>,
+    /// Each slot's lease, in seconds from the claim.
+    pub(crate) lease_secs: Vec<f64>,
+    /// Each slot's claim, as the index of its member in the group.
+    pub(crate) owners: Vec<i32>,
 }
 
 impl Slots {
     /// Adds `spec.limit` slots for the claim `owner`, with a fresh token.
-    pub fn add(&mut self, spec: &ClaimSpec, owner: i32) {
+    pub(crate) fn add(&mut self, spec: &ClaimSpec, owner: i32) {
         let token = format!("{:032x}", rand::random::<u128>());
         for _ in 0..spec.limit {
             self.tokens.push(token.clone());
@@ -31,7 +34,7 @@ impl Slots {
     }
 
     /// How many jobs the statement may take.
-    pub fn limit(&self) -> i64 {
+    pub(crate) fn limit(&self) -> i64 {
         self.tokens.len() as i64
     }
 }
@@ -89,7 +92,7 @@ pub(super) async fn attempt(
     if let Some(rows) = completed? {
         *acked.borrow_mut() = Some(item_results(&rows));
     }
-    rescued?;
+    let _ = rescued?;
     let rows = rows?;
     if !rows.is_empty() {
         let jobs: Vec<ClaimedJob> = rows

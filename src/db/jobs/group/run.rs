@@ -100,14 +100,15 @@ async fn attempt(db: &Db, group: u64, members: &[Member<Jobs>]) -> Result<Outcom
     };
     let outcome: Rc<RefCell<Option<Outcome>>> = Rc::default();
     let (inputs_, outcome_) = (inputs.clone(), outcome.clone());
-    db.transact(opts, move |tx| {
-        let (inputs, outcome) = (inputs_.clone(), outcome_.clone());
-        Box::pin(async move {
-            *outcome.borrow_mut() = Some(statements(tx, &inputs).await?);
-            Ok(Reply::empty(200))
+    let _ = db
+        .transact(opts, move |tx| {
+            let (inputs, outcome) = (inputs_.clone(), outcome_.clone());
+            Box::pin(async move {
+                *outcome.borrow_mut() = Some(statements(tx, &inputs).await?);
+                Ok(Reply::empty(200))
+            })
         })
-    })
-    .await?;
+        .await?;
     let outcome = outcome.borrow_mut().take();
     outcome
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a job group ended without an answer")))
@@ -192,7 +193,7 @@ async fn statements(tx: &Tx, inputs: &Inputs) -> Result<Outcome, ApiError> {
                 client.execute(rescue, &rescue_params),
                 client.query(claim, &claim_params),
             );
-            rescued?;
+            let _ = rescued?;
             claimed
         }
     });
