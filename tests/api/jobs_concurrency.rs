@@ -13,10 +13,8 @@ use crate::helpers::{assert_problem, spawn_app};
 async fn an_expired_lease_is_claimed_again_and_the_first_workers_token_is_stale() {
     let app = spawn_app().await;
     let id = app.enqueue("l", json!({}), json!({})).await;
-    // Long enough that the next claim surely comes while it runs, even on a loaded machine (100 ms
-    // did not always); the wait below is for its real expiry.
     let first = app.claim("l", json!({"lease_ms": 1500})).await.remove(0);
-    // Not claimable while the lease runs.
+    // Not claimable while the lease runs (1.5 s: long enough on a loaded machine too).
     assert_eq!(app.post("/queues/l/claim", json!({})).await.status(), 204);
     app.wait_until(
         "SELECT count(*) FROM jobs WHERE lease_expires_at <= now()",

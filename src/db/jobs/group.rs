@@ -25,7 +25,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::claim::{ClaimSpec, ClaimedJob};
-use super::{not_found, refusal, ItemResult, Transition};
+use super::transition::refusal;
+use super::{not_found, ItemResult, Transition};
 use crate::db::group::{Grouped, Kind, Lane, Member};
 use crate::db::{Db, Reply};
 use crate::error::ApiError;
