@@ -50,7 +50,8 @@ pub fn pool_args() -> PoolArgs {
     }
 }
 
-fn statement_cache_off() -> bool {
+/// Whether this run sends statements as behind a transaction pooler (`ROWLOCK_TEST_STATEMENT_CACHE=off`).
+pub fn statement_cache_off() -> bool {
     std::env::var("ROWLOCK_TEST_STATEMENT_CACHE").is_ok_and(|v| v == "off")
 }
 
